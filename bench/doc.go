@@ -1,0 +1,5 @@
+// Package bench holds the traffic generators and meters that pktbench, the
+// Go benchmarks and the end-to-end tests share: sequence-numbered payloads
+// and the tracker that finds every loss and duplicate, the sendmmsg and XDP
+// live-frames generators, and the rate meters.
+package bench

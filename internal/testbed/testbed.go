@@ -1,0 +1,321 @@
+// Package testbed builds the network every privileged test, benchmark and demo
+// runs on: two network namespaces joined by a veth pair, with addresses from
+// 198.18.0.0/15 (RFC 2544) and 2001:db8::/32 (documentation), and removes it
+// again, also after a failure.
+//
+// The generating side is Gen, the receiving side (where XDP programs and
+// receivers attach) is Rx. Names are unique per bed and carry the creating
+// process's pid, so that [Sweep] can remove beds left by a killed process
+// without touching those of a process still running.
+package testbed
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// Addresses of the two sides. Each bed has its own namespaces, so every bed
+// uses the same ones.
+var (
+	GenIPv4 = netip.MustParseAddr("198.18.0.1")
+	RxIPv4  = netip.MustParseAddr("198.18.0.2")
+	GenIPv6 = netip.MustParseAddr("2001:db8::1")
+	RxIPv6  = netip.MustParseAddr("2001:db8::2")
+)
+
+const (
+	v4Bits = 24
+	v6Bits = 64
+	// namePrefix starts every namespace this package makes.
+	namePrefix = "xitb-"
+)
+
+// Config describes a bed. The zero value is a single-queue pair.
+type Config struct {
+	// Queues is the number of RX and TX queues on each veth end (default 1).
+	Queues int
+	// MTU of both ends (default 1500).
+	MTU int
+	// GROOnGen turns GRO on at the generating end, so that frames sent back
+	// to it by XDP_TX or redirect are accepted (see the guide).
+	GROOnGen bool
+}
+
+// Side is one end of the bed.
+type Side struct {
+	// Netns is the name of the namespace (visible to `ip netns`).
+	Netns string
+	// Link is the name of the veth end in that namespace.
+	Link string
+	// Index is its ifindex inside the namespace.
+	Index int
+	MAC   net.HardwareAddr
+	IPv4  netip.Addr
+	IPv6  netip.Addr
+
+	ns netns.NsHandle
+}
+
+// Bed is a pair of namespaces joined by a veth pair.
+type Bed struct {
+	Gen, Rx *Side
+	Queues  int
+}
+
+// New makes a bed. The caller must Close it; see NewT for tests.
+func New(cfg Config) (b *Bed, err error) {
+	if cfg.Queues <= 0 {
+		cfg.Queues = 1
+	}
+	if cfg.MTU <= 0 {
+		cfg.MTU = 1500
+	}
+	if err := checkPrivilege(); err != nil {
+		return nil, err
+	}
+	var rb [3]byte
+	if _, err := rand.Read(rb[:]); err != nil {
+		return nil, err
+	}
+	tag := hex.EncodeToString(rb[:])
+	b = &Bed{Queues: cfg.Queues,
+		Gen: &Side{Netns: fmt.Sprintf("%s%d-%s-gen", namePrefix, os.Getpid(), tag), Link: "xg" + tag, IPv4: GenIPv4, IPv6: GenIPv6},
+		Rx:  &Side{Netns: fmt.Sprintf("%s%d-%s-rx", namePrefix, os.Getpid(), tag), Link: "xr" + tag, IPv4: RxIPv4, IPv6: RxIPv6},
+	}
+	defer func() {
+		if err != nil {
+			b.Close()
+			b = nil
+		}
+	}()
+	for _, s := range []*Side{b.Gen, b.Rx} {
+		if s.ns, err = newNamedNS(s.Netns); err != nil {
+			return b, fmt.Errorf("can't create network namespace %s: %w", s.Netns, err)
+		}
+	}
+	if err := b.makeVeth(cfg); err != nil {
+		return b, err
+	}
+	return b, nil
+}
+
+// newNamedNS creates a named namespace without leaving the calling thread in it.
+func newNamedNS(name string) (netns.NsHandle, error) {
+	runtime.LockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		runtime.UnlockOSThread()
+		return -1, err
+	}
+	defer orig.Close()
+	ns, err := netns.NewNamed(name)
+	if rerr := netns.Set(orig); rerr != nil {
+		// The thread is stuck in the wrong namespace: leave it locked so the
+		// runtime throws it away when this goroutine exits.
+		return -1, fmt.Errorf("can't return to the original namespace: %w", rerr)
+	}
+	runtime.UnlockOSThread()
+	return ns, err
+}
+
+func (b *Bed) makeVeth(cfg Config) error {
+	hg, err := netlink.NewHandleAt(b.Gen.ns)
+	if err != nil {
+		return fmt.Errorf("netlink in %s: %w", b.Gen.Netns, err)
+	}
+	defer hg.Close()
+	hr, err := netlink.NewHandleAt(b.Rx.ns)
+	if err != nil {
+		return fmt.Errorf("netlink in %s: %w", b.Rx.Netns, err)
+	}
+	defer hr.Close()
+
+	la := netlink.NewLinkAttrs()
+	la.Name = b.Gen.Link
+	la.MTU = cfg.MTU
+	la.NumRxQueues, la.NumTxQueues = cfg.Queues, cfg.Queues
+	veth := &netlink.Veth{LinkAttrs: la, PeerName: b.Rx.Link,
+		PeerNumRxQueues: uint32(cfg.Queues), PeerNumTxQueues: uint32(cfg.Queues),
+		PeerNamespace: netlink.NsFd(int(b.Rx.ns))}
+	if err := hg.LinkAdd(veth); err != nil {
+		return fmt.Errorf("can't add veth pair %s/%s: %w", b.Gen.Link, b.Rx.Link, err)
+	}
+	for _, x := range []struct {
+		h *netlink.Handle
+		s *Side
+	}{{hg, b.Gen}, {hr, b.Rx}} {
+		l, err := x.h.LinkByName(x.s.Link)
+		if err != nil {
+			return fmt.Errorf("can't find %s in %s: %w", x.s.Link, x.s.Netns, err)
+		}
+		if err := x.h.LinkSetMTU(l, cfg.MTU); err != nil {
+			return fmt.Errorf("set MTU of %s: %w", x.s.Link, err)
+		}
+		x.s.Index = l.Attrs().Index
+		x.s.MAC = l.Attrs().HardwareAddr
+		a4 := &netlink.Addr{IPNet: &net.IPNet{IP: x.s.IPv4.AsSlice(), Mask: net.CIDRMask(v4Bits, 32)}}
+		a6 := &netlink.Addr{IPNet: &net.IPNet{IP: x.s.IPv6.AsSlice(), Mask: net.CIDRMask(v6Bits, 128)}, Flags: unix.IFA_F_NODAD}
+		for _, a := range []*netlink.Addr{a4, a6} {
+			if err := x.h.AddrAdd(l, a); err != nil {
+				return fmt.Errorf("add %s to %s: %w", a.IPNet, x.s.Link, err)
+			}
+		}
+		if lo, err := x.h.LinkByName("lo"); err == nil {
+			_ = x.h.LinkSetUp(lo)
+		}
+		if err := x.h.LinkSetUp(l); err != nil {
+			return fmt.Errorf("set %s up: %w", x.s.Link, err)
+		}
+	}
+	// Permanent neighbour entries: no ARP or ND round trip before the first
+	// datagram, and none lost to an unresolved neighbour under load.
+	for _, x := range []struct {
+		h          *netlink.Handle
+		self, peer *Side
+	}{{hg, b.Gen, b.Rx}, {hr, b.Rx, b.Gen}} {
+		for _, ip := range []netip.Addr{x.peer.IPv4, x.peer.IPv6} {
+			n := &netlink.Neigh{LinkIndex: x.self.Index, State: netlink.NUD_PERMANENT, IP: ip.AsSlice(), HardwareAddr: x.peer.MAC}
+			if ip.Is4() {
+				n.Family = unix.AF_INET
+			} else {
+				n.Family = unix.AF_INET6
+			}
+			if err := x.h.NeighSet(n); err != nil {
+				return fmt.Errorf("add neighbour %s on %s: %w", ip, x.self.Link, err)
+			}
+		}
+	}
+	if cfg.GROOnGen {
+		if err := b.Gen.Run("ethtool", "-K", b.Gen.Link, "gro", "on"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Close removes both namespaces (and with them the veth pair). It reports the
+// first error but always tries both.
+func (b *Bed) Close() error {
+	var errs []error
+	for _, s := range []*Side{b.Gen, b.Rx} {
+		if s == nil {
+			continue
+		}
+		if s.ns > 0 {
+			s.ns.Close()
+			s.ns = -1
+		}
+		if err := netns.DeleteNamed(s.Netns); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("remove namespace %s: %w", s.Netns, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Do runs fn on a thread switched into the side's namespace. Sockets, XDP
+// attachments and BPF_PROG_RUN calls made inside fn belong to that namespace;
+// the file descriptors stay usable from any goroutine afterwards.
+func (s *Side) Do(fn func() error) error {
+	runtime.LockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("can't get current namespace: %w", err)
+	}
+	defer orig.Close()
+	if err := netns.Set(s.ns); err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("can't enter namespace %s: %w", s.Netns, err)
+	}
+	ferr := fn()
+	if err := netns.Set(orig); err != nil {
+		// Leave the thread locked: the runtime discards it with the goroutine.
+		return errors.Join(ferr, fmt.Errorf("can't leave namespace %s: %w", s.Netns, err))
+	}
+	runtime.UnlockOSThread()
+	return ferr
+}
+
+// Enter switches the calling goroutine's thread into the side's namespace
+// for good: the thread stays locked and is discarded when the goroutine
+// exits. For long-lived goroutines (generators, receivers) that must live in
+// the namespace.
+func (s *Side) Enter() error {
+	runtime.LockOSThread()
+	if err := netns.Set(s.ns); err != nil {
+		return fmt.Errorf("can't enter namespace %s: %w", s.Netns, err)
+	}
+	return nil
+}
+
+// Command returns a command that runs in the side's namespace.
+func (s *Side) Command(name string, args ...string) *exec.Cmd {
+	return exec.Command("ip", append([]string{"netns", "exec", s.Netns, name}, args...)...)
+}
+
+// Run runs a command in the side's namespace and returns its output in the
+// error when it fails.
+func (s *Side) Run(name string, args ...string) error {
+	out, err := s.Command(name, args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s %s in %s: %w: %s", name, strings.Join(args, " "), s.Netns, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// Sweep removes the namespaces of beds whose creating process is gone (for
+// example killed with SIGKILL). Beds of running processes are left alone.
+// It returns the names it removed.
+func Sweep() ([]string, error) {
+	ents, err := os.ReadDir("/var/run/netns")
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	var errs []error
+	for _, e := range ents {
+		name := e.Name()
+		if !strings.HasPrefix(name, namePrefix) {
+			continue
+		}
+		pidStr, _, _ := strings.Cut(strings.TrimPrefix(name, namePrefix), "-")
+		pid, err := strconv.Atoi(pidStr)
+		if err != nil {
+			continue
+		}
+		if pid != os.Getpid() && unix.Kill(pid, 0) == unix.ESRCH {
+			if err := netns.DeleteNamed(name); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			removed = append(removed, name)
+		}
+	}
+	return removed, errors.Join(errs...)
+}
+
+func checkPrivilege() error {
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("the test bed needs root (CAP_SYS_ADMIN for network namespaces, CAP_NET_ADMIN for veth): %w", ErrNoPrivilege)
+	}
+	return nil
+}
+
+// ErrNoPrivilege says the process lacks the capabilities to build a bed.
+var ErrNoPrivilege = errors.New("missing privilege")

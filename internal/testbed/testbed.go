@@ -319,3 +319,14 @@ func checkPrivilege() error {
 
 // ErrNoPrivilege says the process lacks the capabilities to build a bed.
 var ErrNoPrivilege = errors.New("missing privilege")
+
+// Lookup returns a Side for an existing named namespace (made by another
+// process, e.g. a parent test), enough for Do, Enter and Command. The handle
+// is closed when the process exits.
+func Lookup(netnsName string) *Side {
+	s := &Side{Netns: netnsName, ns: -1}
+	if h, err := netns.GetFromName(netnsName); err == nil {
+		s.ns = h
+	}
+	return s
+}

@@ -132,7 +132,10 @@ func TestAttachOnTestBed(t *testing.T) {
 
 	// TCP passes: a connection to a listener in the receiving namespace.
 	var ln net.Listener
-	if err := b.Rx.Do(func() (err error) { ln, err = net.Listen("tcp", netip.AddrPortFrom(testbed.RxIPv4, 9000).String()); return err }); err != nil {
+	if err := b.Rx.Do(func() (err error) {
+		ln, err = net.Listen("tcp", netip.AddrPortFrom(testbed.RxIPv4, 9000).String())
+		return err
+	}); err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()

@@ -1,0 +1,402 @@
+package sink
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Kind is the type of a sink, the scheme of its URL.
+type Kind string
+
+// The sink kinds.
+const (
+	KindPcap    Kind = "pcap"
+	KindNATS    Kind = "nats"
+	KindUDP     Kind = "udp"
+	KindDiscard Kind = "discard"
+)
+
+// DefaultURL is the sink the server writes to when none is configured.
+const DefaultURL = "pcap:./capture"
+
+// Spec is a parsed, validated sink URL. Exactly the part named by Kind is
+// set.
+type Spec struct {
+	Kind Kind
+	Pcap PcapSpec
+	NATS NATSSpec
+	UDP  UDPSpec
+}
+
+// PcapSpec describes pcap:DIR[?max_mb=N&max_age=D].
+type PcapSpec struct {
+	// Dir is the directory the files go to, created if missing.
+	Dir string
+	// MaxBytes is the size a file may reach before the next record goes to
+	// a new file (max_mb, in MiB; default 256; 0 means no limit).
+	MaxBytes int64
+	// MaxAge is how long a file stays open after its first record before
+	// it is finished (max_age, a Go duration; default 10m; 0 means no limit).
+	MaxAge time.Duration
+}
+
+// NATSSpec describes nats://[USER:PASS@]HOST[:PORT]/SUBJECT[?PARAMS].
+type NATSSpec struct {
+	// ServerURL is what nats.Connect gets: scheme, credentials, host, port.
+	ServerURL string
+	// Addr is HOST:PORT, for messages (never the credentials).
+	Addr string
+	// Subject is where messages are published.
+	Subject string
+	// Stream, when set, is the JetStream stream to use, created (file
+	// storage, subjects = Subject) if it doesn't exist. When empty, some
+	// existing stream must capture Subject.
+	Stream string
+	// Batch is the number of datagrams per message (batch, default 1). 1
+	// publishes one message per datagram with its metadata in headers;
+	// more packs up to Batch datagrams per message in the batch framing
+	// (docs/SINKS.md).
+	Batch int
+	// MaxInFlight bounds the messages published and not yet acknowledged,
+	// together with those waiting to be retried (max_inflight, default 4096).
+	MaxInFlight int
+	// MaxBufferBytes bounds the bytes of those messages (max_buffer_mb, in
+	// MiB, default 64).
+	MaxBufferBytes int
+	// AckTimeout is how long to wait for an acknowledgement before the
+	// publish counts as failed and is retried (ack_timeout, default 5s).
+	AckTimeout time.Duration
+	// RetryFor is how long a message is retried, from its first publish,
+	// before its datagrams are dropped (retry_for, default 30s).
+	RetryFor time.Duration
+	// MaxWait is how long Write waits for room when MaxInFlight or
+	// MaxBufferBytes is reached while connected, before dropping
+	// ("backlog_full") (max_wait, default 1s). While disconnected it does not
+	// wait.
+	MaxWait time.Duration
+}
+
+// UDPSpec describes udp://HOST:PORT.
+type UDPSpec struct {
+	// Addr is HOST:PORT of the collector.
+	Addr string
+}
+
+// Defaults of the URL parameters.
+const (
+	defaultPcapMaxMB     = 256
+	defaultPcapMaxAge    = 10 * time.Minute
+	defaultNATSPort      = "4222"
+	defaultMaxInFlight   = 4096
+	defaultMaxBufferMB   = 64
+	defaultAckTimeout    = 5 * time.Second
+	defaultRetryFor      = 30 * time.Second
+	defaultMaxWait       = time.Second
+	maxNATSBatch         = 4096
+	maxPcapMB            = 1 << 20 // 1 TiB: a typo guard, not a policy
+	maxNATSBufferMB      = 1 << 16
+	maxNATSMaxInFlight   = 1 << 20
+	natsParamStream      = "stream"
+	natsParamBatch       = "batch"
+	natsParamMaxInFlight = "max_inflight"
+	natsParamMaxBuffer   = "max_buffer_mb"
+	natsParamAckTimeout  = "ack_timeout"
+	natsParamRetryFor    = "retry_for"
+	natsParamMaxWait     = "max_wait"
+	pcapParamMaxMB       = "max_mb"
+	pcapParamMaxAge      = "max_age"
+)
+
+// ErrBadURL is returned (wrapped) by Parse for every URL it refuses.
+var ErrBadURL = errors.New("bad sink URL")
+
+// Parse validates a sink URL and returns its Spec. It has no side effects:
+// it neither resolves names nor touches the file system, so `xdpingest check`
+// can use it. The forms:
+//
+//	pcap:DIR[?max_mb=N&max_age=DURATION]
+//	nats://[USER:PASS@]HOST[:PORT]/SUBJECT[?stream=NAME&batch=N&max_inflight=N&max_buffer_mb=N&ack_timeout=D&retry_for=D&max_wait=D]
+//	udp://HOST:PORT
+//	discard
+func Parse(rawURL string) (Spec, error) {
+	s, err := parse(rawURL)
+	if err != nil {
+		return Spec{}, fmt.Errorf("%w %q: %w", ErrBadURL, redact(rawURL), err)
+	}
+	return s, nil
+}
+
+func parse(raw string) (Spec, error) {
+	if raw == "" {
+		return Spec{}, errors.New("empty: use " + usage)
+	}
+	if raw == string(KindDiscard) || raw == string(KindDiscard)+":" {
+		return Spec{Kind: KindDiscard}, nil
+	}
+	scheme, rest, ok := strings.Cut(raw, ":")
+	if !ok {
+		return Spec{}, errors.New("no scheme: use " + usage)
+	}
+	switch Kind(scheme) {
+	case KindPcap:
+		p, err := parsePcap(rest)
+		return Spec{Kind: KindPcap, Pcap: p}, err
+	case KindNATS:
+		n, err := parseNATS(raw)
+		return Spec{Kind: KindNATS, NATS: n}, err
+	case KindUDP:
+		u, err := parseUDP(raw)
+		return Spec{Kind: KindUDP, UDP: u}, err
+	case KindDiscard:
+		return Spec{}, errors.New("discard takes no path or parameters: write just discard")
+	}
+	return Spec{}, fmt.Errorf("unknown scheme %q: use %s", scheme, usage)
+}
+
+const usage = "pcap:DIR, nats://HOST:PORT/SUBJECT, udp://HOST:PORT or discard"
+
+func parsePcap(rest string) (PcapSpec, error) {
+	dir, query, _ := strings.Cut(rest, "?")
+	if dir == "" {
+		return PcapSpec{}, errors.New("no directory: write pcap:DIR, e.g. pcap:./capture")
+	}
+	if strings.HasPrefix(dir, "//") {
+		return PcapSpec{}, errors.New("pcap takes a path, not a host: write pcap:/abs/dir or pcap:./rel/dir")
+	}
+	p := PcapSpec{Dir: dir, MaxBytes: defaultPcapMaxMB << 20, MaxAge: defaultPcapMaxAge}
+	q, err := parseQuery(query, pcapParamMaxMB, pcapParamMaxAge)
+	if err != nil {
+		return p, err
+	}
+	if v, ok := q[pcapParamMaxMB]; ok {
+		mb, err := parseInt(pcapParamMaxMB, v, 0, maxPcapMB)
+		if err != nil {
+			return p, err
+		}
+		p.MaxBytes = int64(mb) << 20
+	}
+	if v, ok := q[pcapParamMaxAge]; ok {
+		if p.MaxAge, err = parseDuration(pcapParamMaxAge, v, true); err != nil {
+			return p, err
+		}
+	}
+	return p, nil
+}
+
+func parseNATS(raw string) (NATSSpec, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return NATSSpec{}, errors.Unwrap(err) // url.Error repeats the URL, with credentials
+	}
+	if u.Opaque != "" || u.Host == "" {
+		return NATSSpec{}, errors.New("no host: write nats://HOST:PORT/SUBJECT")
+	}
+	if u.Fragment != "" {
+		return NATSSpec{}, errors.New("a fragment (#...) means nothing here")
+	}
+	host, port := u.Hostname(), u.Port()
+	if host == "" {
+		return NATSSpec{}, errors.New("no host: write nats://HOST:PORT/SUBJECT")
+	}
+	if port == "" {
+		port = defaultNATSPort
+	}
+	if _, err := parseInt("port", port, 1, 65535); err != nil {
+		return NATSSpec{}, err
+	}
+	addr := net.JoinHostPort(host, port)
+	subject := strings.TrimPrefix(u.Path, "/")
+	if err := checkSubject(subject); err != nil {
+		return NATSSpec{}, err
+	}
+	server := url.URL{Scheme: "nats", User: u.User, Host: addr}
+	n := NATSSpec{
+		ServerURL: server.String(), Addr: addr, Subject: subject, Batch: 1,
+		MaxInFlight: defaultMaxInFlight, MaxBufferBytes: defaultMaxBufferMB << 20,
+		AckTimeout: defaultAckTimeout, RetryFor: defaultRetryFor, MaxWait: defaultMaxWait,
+	}
+	q, err := parseQuery(u.RawQuery, natsParamStream, natsParamBatch, natsParamMaxInFlight,
+		natsParamMaxBuffer, natsParamAckTimeout, natsParamRetryFor, natsParamMaxWait)
+	if err != nil {
+		return n, err
+	}
+	if v, ok := q[natsParamStream]; ok {
+		if err := checkStreamName(v); err != nil {
+			return n, err
+		}
+		n.Stream = v
+	}
+	for _, p := range []struct {
+		name     string
+		dst      *int
+		min, max int
+		unit     int
+	}{
+		{natsParamBatch, &n.Batch, 1, maxNATSBatch, 1},
+		{natsParamMaxInFlight, &n.MaxInFlight, 1, maxNATSMaxInFlight, 1},
+		{natsParamMaxBuffer, &n.MaxBufferBytes, 1, maxNATSBufferMB, 1 << 20},
+	} {
+		if v, ok := q[p.name]; ok {
+			i, err := parseInt(p.name, v, p.min, p.max)
+			if err != nil {
+				return n, err
+			}
+			*p.dst = i * p.unit
+		}
+	}
+	for _, p := range []struct {
+		name string
+		dst  *time.Duration
+		zero bool
+	}{
+		{natsParamAckTimeout, &n.AckTimeout, false},
+		{natsParamRetryFor, &n.RetryFor, true},
+		{natsParamMaxWait, &n.MaxWait, true},
+	} {
+		if v, ok := q[p.name]; ok {
+			if *p.dst, err = parseDuration(p.name, v, p.zero); err != nil {
+				return n, err
+			}
+		}
+	}
+	return n, nil
+}
+
+func parseUDP(raw string) (UDPSpec, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return UDPSpec{}, errors.Unwrap(err)
+	}
+	if u.Opaque != "" || u.Host == "" || u.Hostname() == "" {
+		return UDPSpec{}, errors.New("no host: write udp://HOST:PORT")
+	}
+	if u.User != nil {
+		return UDPSpec{}, errors.New("udp takes no user or password")
+	}
+	if u.Path != "" && u.Path != "/" {
+		return UDPSpec{}, fmt.Errorf("udp takes no path (%q): write udp://HOST:PORT", u.Path)
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return UDPSpec{}, errors.New("udp takes no parameters: write udp://HOST:PORT")
+	}
+	if u.Port() == "" {
+		return UDPSpec{}, errors.New("no port: write udp://HOST:PORT")
+	}
+	if _, err := parseInt("port", u.Port(), 1, 65535); err != nil {
+		return UDPSpec{}, err
+	}
+	return UDPSpec{Addr: net.JoinHostPort(u.Hostname(), u.Port())}, nil
+}
+
+// parseQuery parses a query and refuses unknown and repeated parameters.
+func parseQuery(query string, known ...string) (map[string]string, error) {
+	vals, err := url.ParseQuery(query)
+	if err != nil {
+		return nil, fmt.Errorf("can't parse the parameters: %w", err)
+	}
+	out := make(map[string]string, len(vals))
+	for k, v := range vals {
+		if !slices.Contains(known, k) {
+			if len(known) == 0 {
+				return nil, fmt.Errorf("unknown parameter %q: this sink takes none", k)
+			}
+			return nil, fmt.Errorf("unknown parameter %q: known are %s", k, strings.Join(known, ", "))
+		}
+		if len(v) != 1 {
+			return nil, fmt.Errorf("parameter %q given %d times", k, len(v))
+		}
+		out[k] = v[0]
+	}
+	return out, nil
+}
+
+func parseInt(name, v string, lo, hi int) (int, error) {
+	i, err := strconv.Atoi(v)
+	if err != nil || i < lo || i > hi {
+		return 0, fmt.Errorf("%s=%q: want an integer from %d to %d", name, v, lo, hi)
+	}
+	return i, nil
+}
+
+func parseDuration(name, v string, zeroOK bool) (time.Duration, error) {
+	if zeroOK && v == "0" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	switch {
+	case err != nil:
+		return 0, fmt.Errorf("%s=%q: want a duration such as 500ms, 60s or 10m", name, v)
+	case d < 0 || (d == 0 && !zeroOK):
+		return 0, fmt.Errorf("%s=%q: want a positive duration", name, v)
+	}
+	return d, nil
+}
+
+// checkSubject accepts a NATS subject one can publish to: dot-separated
+// non-empty tokens, no wildcards, no white space.
+func checkSubject(s string) error {
+	if s == "" {
+		return errors.New("no subject: write nats://HOST:PORT/SUBJECT")
+	}
+	for tok := range strings.SplitSeq(s, ".") {
+		switch {
+		case tok == "":
+			return fmt.Errorf("subject %q has an empty token", s)
+		case tok == "*" || tok == ">":
+			return fmt.Errorf("subject %q has a wildcard: publish to a literal subject", s)
+		case strings.ContainsAny(tok, " \t\r\n"):
+			return fmt.Errorf("subject %q contains white space", s)
+		}
+	}
+	return nil
+}
+
+// checkStreamName accepts what nats-server accepts as a stream name.
+func checkStreamName(s string) error {
+	if s == "" {
+		return errors.New("stream= is empty: name a stream or leave the parameter out")
+	}
+	if len(s) > 255 || strings.ContainsAny(s, " \t\r\n.*>/\\") {
+		return fmt.Errorf("stream name %q: must be at most 255 characters without white space, '.', '*', '>', '/' or '\\'", s)
+	}
+	return nil
+}
+
+// redact hides the password of a URL for error messages.
+func redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err == nil {
+		if u.User == nil {
+			return raw
+		}
+		return u.Redacted()
+	}
+	// Unparsable: hide whatever sits between "://" and the last "@".
+	if i := strings.Index(raw, "://"); i >= 0 {
+		if j := strings.LastIndex(raw, "@"); j > i {
+			return raw[:i+3] + "xxxxx" + raw[j:]
+		}
+	}
+	return raw
+}
+
+// String returns the sink's name: its URL without credentials or parameters.
+func (s Spec) String() string {
+	switch s.Kind {
+	case KindPcap:
+		return "pcap:" + s.Pcap.Dir
+	case KindNATS:
+		return "nats://" + s.NATS.Addr + "/" + s.NATS.Subject
+	case KindUDP:
+		return "udp://" + s.UDP.Addr
+	case KindDiscard:
+		return "discard"
+	}
+	return "invalid sink spec"
+}

@@ -1,0 +1,97 @@
+package config
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func parse(t *testing.T, args ...string) (*Resolved, error) {
+	t.Helper()
+	fs := NewFlagSet("run", io.Discard)
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	cfg, err := fs.Config()
+	if err != nil {
+		return nil, err
+	}
+	return cfg.Validate()
+}
+
+func TestFlagsValid(t *testing.T) {
+	r, err := parse(t, "--iface", "eth9", "--ports", "9000,9100-9102,9000", "--allow", "198.18.0.0/15", "--allow", "2001:db8::/32",
+		"--deny", "198.18.7.7", "--sink", "discard", "--sink", "pcap:/tmp/x?max_mb=1", "--queues", "0,2-3", "--on-full", "block")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := FormatPorts(r.PortList); got != "9000,9100-9102" {
+		t.Errorf("ports %s", got)
+	}
+	if len(r.AllowPfx) != 2 || r.DenyPfx[0].String() != "198.18.7.7/32" {
+		t.Errorf("prefixes %v %v", r.AllowPfx, r.DenyPfx)
+	}
+	if len(r.SinkSpecs) != 2 || len(r.QueueList) != 3 || !r.BlockOnFull {
+		t.Errorf("%+v", r)
+	}
+	r, err = parse(t, "--iface", "x0", "--ports", "1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.SinkSpecs) != 1 || r.Sinks[0] != "pcap:./capture" {
+		t.Errorf("default sink: %v", r.Sinks)
+	}
+}
+
+func TestFlagsRefused(t *testing.T) {
+	cases := map[string][]string{
+		"no ports":           {"--iface", "x0"},
+		"no interface":       {"--ports", "9000"},
+		"port 0":             {"--iface", "x0", "--ports", "0"},
+		"port 65536":         {"--iface", "x0", "--ports", "65536"},
+		"port range reverse": {"--iface", "x0", "--ports", "9100-9000"},
+		"port junk":          {"--iface", "x0", "--ports", "9000,abc"},
+		"bad cidr":           {"--iface", "x0", "--ports", "9000", "--allow", "198.18.0.0/33"},
+		"bad deny":           {"--iface", "x0", "--ports", "9000", "--deny", "nonsense"},
+		"unknown sink":       {"--iface", "x0", "--ports", "9000", "--sink", "kafka://x:1/t"},
+		"unknown path":       {"--iface", "x0", "--ports", "9000", "--path", "dpdk"},
+		"bad queues":         {"--iface", "x0", "--ports", "9000", "--queues", "one"},
+		"bad on-full":        {"--iface", "x0", "--ports", "9000", "--on-full", "maybe"},
+		"bad metrics addr":   {"--iface", "x0", "--ports", "9000", "--metrics-addr", "localhost"},
+		"frames not pow2":    {"--iface", "x0", "--ports", "9000", "--frames", "1000"},
+		"frame size":         {"--iface", "x0", "--ports", "9000", "--frame-size", "3000"},
+		"unknown flag":       {"--iface", "x0", "--ports", "9000", "--colour"},
+		"stray argument":     {"--iface", "x0", "--ports", "9000", "extra"},
+		"bad xdp mode":       {"--iface", "x0", "--ports", "9000", "--xdp-mode", "offload"},
+	}
+	for name, args := range cases {
+		if _, err := parse(t, args...); err == nil {
+			t.Errorf("%s: accepted", name)
+		} else if strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: message spans lines: %q", name, err)
+		}
+	}
+}
+
+func TestConfigFileAndOverride(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "x.yaml")
+	os.WriteFile(p, []byte("iface: x0\nports: \"9000-9001\"\nsinks: [discard]\nallow: [198.18.0.0/15]\ndrain_timeout: 2s\n"), 0o644)
+	r, err := parse(t, "--config", p, "--ports", "7000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Iface != "x0" || FormatPorts(r.PortList) != "7000" || r.Sinks[0] != "discard" || len(r.AllowPfx) != 1 || r.DrainTimeout != 2*time.Second {
+		t.Fatalf("%+v", r.Config)
+	}
+	os.WriteFile(p, []byte("iface: x0\nports: \"9000\"\ncolour: blue\n"), 0o644)
+	if _, err := parse(t, "--config", p); err == nil || !strings.Contains(err.Error(), "colour") {
+		t.Fatalf("unknown key: %v", err)
+	}
+	if _, err := parse(t, "--config", filepath.Join(dir, "missing.yaml")); err == nil {
+		t.Fatal("missing file accepted")
+	}
+}

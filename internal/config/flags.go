@@ -1,0 +1,109 @@
+package config
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// listFlag collects a repeatable flag.
+type listFlag struct{ vals *[]string }
+
+func (l listFlag) String() string {
+	if l.vals == nil {
+		return ""
+	}
+	return strings.Join(*l.vals, ",")
+}
+
+func (l listFlag) Set(s string) error {
+	*l.vals = append(*l.vals, s)
+	return nil
+}
+
+// FlagSet is the flags of `xdpingest run` and `xdpingest check`, bound to a
+// Config.
+type FlagSet struct {
+	*flag.FlagSet
+	cfg        Config
+	ConfigFile string
+}
+
+// NewFlagSet makes the flag set. Parse errors are returned, not fatal.
+func NewFlagSet(name string, out io.Writer) *FlagSet {
+	fs := &FlagSet{FlagSet: flag.NewFlagSet(name, flag.ContinueOnError)}
+	fs.SetOutput(out)
+	d := Defaults()
+	c := &fs.cfg
+	fs.StringVar(&fs.ConfigFile, "config", "", "YAML config `file`; flags given on the command line override it")
+	fs.StringVar(&c.Iface, "iface", "", "the `interface` to receive on (required)")
+	fs.StringVar(&c.Ports, "ports", "", "UDP destination `ports` to take, e.g. 9000,9100-9199 (required)")
+	fs.StringVar(&c.Path, "path", d.Path, "receive path: auto (AF_XDP, else the kernel socket path), afxdp or kernel")
+	fs.StringVar(&c.Queues, "queues", d.Queues, "RX `queues` to serve: all, or a list such as 0,1")
+	fs.StringVar(&c.XDPMode, "xdp-mode", d.XDPMode, "XDP attach `mode`: native, generic, or auto (native, else generic)")
+	fs.Var(listFlag{&c.Allow}, "allow", "take only sources in this `CIDR` (repeatable; per family)")
+	fs.Var(listFlag{&c.Deny}, "deny", "drop sources in this `CIDR` (repeatable; wins over --allow)")
+	fs.Var(listFlag{&c.Sinks}, "sink", "where datagrams go (repeatable): pcap:DIR[?max_mb=N&max_age=D], nats://HOST:PORT/SUBJECT[?stream=S&batch=N], udp://HOST:PORT, discard (default pcap:./capture)")
+	fs.StringVar(&c.OnFull, "on-full", d.OnFull, "when a sink queue is full: drop (and count), or block (the rings back up and the kernel counts the loss)")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", d.MetricsAddr, "`address` of /metrics, /healthz and /readyz, or off")
+	fs.StringVar(&c.LogFormat, "log-format", d.LogFormat, "log `format`: text or json")
+	fs.BoolVar(&c.Replace, "replace", false, "replace an XDP program another tool attached to the interface")
+	fs.StringVar(&c.Tune, "tune", "", "apply this nictune `profile` at start, revert it at exit")
+	fs.IntVar(&c.QueueMB, "queue-mb", d.QueueMB, "memory of each worker's queue to each sink, in `MiB`")
+	fs.IntVar(&c.BatchSize, "batch-size", d.BatchSize, "datagrams per receive call")
+	fs.IntVar(&c.FrameSize, "frame-size", d.FrameSize, "AF_XDP UMEM frame size: 2048 or 4096")
+	fs.IntVar(&c.Frames, "frames", d.Frames, "AF_XDP UMEM frames per socket (a power of two)")
+	fs.IntVar(&c.RingSize, "ring-size", d.RingSize, "AF_XDP RX and fill ring entries (a power of two)")
+	fs.BoolVar(&c.BusyPoll, "busy-poll", false, "AF_XDP: busy-poll the sockets (SO_PREFER_BUSY_POLL, SO_BUSY_POLL); costs a core per queue")
+	fs.IntVar(&c.Workers, "workers", 0, "kernel path: workers (sockets per port and family); 0 means one per queue, at most one per CPU")
+	fs.IntVar(&c.RcvBufMB, "rcvbuf-mb", d.RcvBufMB, "kernel path: SO_RCVBUF per socket, in `MiB`")
+	fs.DurationVar(&c.DrainTimeout, "drain-timeout", d.DrainTimeout, "how long shutdown may spend draining rings, queues and sinks")
+	return fs
+}
+
+// Config merges: defaults, then the config file if --config was given, then
+// the flags given on the command line.
+func (fs *FlagSet) Config() (Config, error) {
+	cfg := Defaults()
+	if fs.ConfigFile != "" {
+		var err error
+		if cfg, err = Load(fs.ConfigFile); err != nil {
+			return cfg, err
+		}
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	c := fs.cfg
+	over := func(name string, apply func()) {
+		if set[name] {
+			apply()
+		}
+	}
+	over("iface", func() { cfg.Iface = c.Iface })
+	over("ports", func() { cfg.Ports = c.Ports })
+	over("path", func() { cfg.Path = c.Path })
+	over("queues", func() { cfg.Queues = c.Queues })
+	over("xdp-mode", func() { cfg.XDPMode = c.XDPMode })
+	over("allow", func() { cfg.Allow = c.Allow })
+	over("deny", func() { cfg.Deny = c.Deny })
+	over("sink", func() { cfg.Sinks = c.Sinks })
+	over("on-full", func() { cfg.OnFull = c.OnFull })
+	over("metrics-addr", func() { cfg.MetricsAddr = c.MetricsAddr })
+	over("log-format", func() { cfg.LogFormat = c.LogFormat })
+	over("replace", func() { cfg.Replace = c.Replace })
+	over("tune", func() { cfg.Tune = c.Tune })
+	over("queue-mb", func() { cfg.QueueMB = c.QueueMB })
+	over("batch-size", func() { cfg.BatchSize = c.BatchSize })
+	over("frame-size", func() { cfg.FrameSize = c.FrameSize })
+	over("frames", func() { cfg.Frames = c.Frames })
+	over("ring-size", func() { cfg.RingSize = c.RingSize })
+	over("busy-poll", func() { cfg.BusyPoll = c.BusyPoll })
+	over("workers", func() { cfg.Workers = c.Workers })
+	over("rcvbuf-mb", func() { cfg.RcvBufMB = c.RcvBufMB })
+	over("drain-timeout", func() { cfg.DrainTimeout = c.DrainTimeout })
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected arguments %q: every setting is a flag", fs.Args())
+	}
+	return cfg, nil
+}

@@ -1,0 +1,662 @@
+package afxdp
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/xdpingest/xdpingest/datapath"
+)
+
+// Socket is one AF_XDP socket bound to one queue of one interface, with a
+// UMEM of its own. As a datapath.Receiver it delivers the UDP datagrams the
+// XDP program redirects to its queue; its TX methods send frames.
+//
+// Receive, Release and the TX methods belong to one goroutine at a time;
+// Stats, Close and the accessors may be called from any goroutine.
+type Socket struct {
+	// Fixed at open.
+	ifindex   int
+	ifname    string
+	queue     int
+	zeroCopy  bool
+	frameSize uint64
+	shift     uint // log2(frameSize)
+	spin      int
+	busyPoll  bool
+	res       *resources
+	cleanup   runtime.Cleanup
+	reg       datapath.XSKRegistrar // nil until registered
+
+	// mu is held by Receive, Release and the TX methods while they touch
+	// the rings, and by Close while it tears them down: Close waits for a
+	// Receive in progress to notice and leave.
+	mu     sync.Mutex
+	closed atomic.Bool
+
+	// The rings and the bookkeeping of frames, under mu.
+	fill prodRing[uint64]
+	comp consRing[uint64]
+	rx   consRing[unix.XDPDesc]
+	tx   prodRing[unix.XDPDesc]
+
+	umem    []byte
+	state   []frameState // per frame
+	rxFree  []uint64     // free receive frames (a stack of addresses)
+	txFree  []uint64     // free send frames
+	last    []uint64     // frames the last Receive delivered
+	pollfds [2]unix.PollFd
+
+	txResIdx, txResN uint32 // the pending ReserveTx
+	txInFlight       int    // submitted, not yet completed
+	txScratch        [][]byte
+
+	packets, bytes, batches, malformed atomic.Uint64
+	polls, wakeups                     atomic.Uint64
+	txPackets, txCompleted, kicks      atomic.Uint64
+
+	// statsMu guards the fd against Close while Stats reads the kernel's
+	// counters, and keeps the last ones read.
+	statsMu sync.Mutex
+	lastXDP datapath.XDPStatistics
+}
+
+var _ datapath.Receiver = (*Socket)(nil)
+
+// frameState is where a UMEM frame is. Release acts only on frames the
+// caller holds, which makes releasing twice, or releasing a stale batch,
+// harmless.
+type frameState uint8
+
+const (
+	frameFree     frameState = iota // in rxFree or txFree
+	frameKernel                     // in a ring, the kernel's
+	frameCaller                     // delivered by Receive, not yet released
+	frameReserved                   // handed out by ReserveTx, not yet submitted
+)
+
+// resources are what the kernel holds for a socket. They live apart from
+// Socket so that a cleanup can release them if a Socket is dropped without
+// Close: the UMEM is Go memory the kernel writes into, and it must stay
+// allocated until the socket is closed.
+type resources struct {
+	fd, efd int
+	maps    [][]byte
+	umem    []byte
+}
+
+func (r *resources) release() error {
+	var errs []error
+	for _, m := range r.maps {
+		if err := unix.Munmap(m); err != nil {
+			errs = append(errs, fmt.Errorf("can't unmap an AF_XDP ring: %w", err))
+		}
+	}
+	r.maps = nil
+	if r.fd >= 0 {
+		if err := unix.Close(r.fd); err != nil {
+			errs = append(errs, fmt.Errorf("can't close the AF_XDP socket: %w", err))
+		}
+		r.fd = -1
+	}
+	if r.efd >= 0 {
+		unix.Close(r.efd)
+		r.efd = -1
+	}
+	// Only now, with the socket gone, may the UMEM be collected.
+	runtime.KeepAlive(r.umem)
+	r.umem = nil
+	return errors.Join(errs...)
+}
+
+// NewSocket opens one socket on a queue of the interface cfg names, in the
+// network namespace of the calling thread, and binds it (zero-copy when the
+// driver allows, else copy mode, as cfg says). The socket is not registered
+// with an XDP program: Open does that, or call Register.
+func NewSocket(cfg Config, queue int) (*Socket, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	ifindex, ifname, err := lookupIface(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return newSocket(cfg, ifindex, ifname, queue)
+}
+
+func newSocket(cfg Config, ifindex int, ifname string, queue int) (*Socket, error) {
+	if cfg.ForceCopy {
+		return openBound(cfg, ifindex, ifname, queue, unix.XDP_COPY)
+	}
+	s, zcErr := openBound(cfg, ifindex, ifname, queue, unix.XDP_ZEROCOPY)
+	if zcErr == nil || cfg.ForceZeroCopy {
+		return s, zcErr
+	}
+	// A socket whose bind failed is not reliably reusable: start over.
+	s, err := openBound(cfg, ifindex, ifname, queue, unix.XDP_COPY)
+	if err != nil {
+		return nil, fmt.Errorf("%w (zero-copy was refused too: %v)", err, zcErr)
+	}
+	return s, nil
+}
+
+// openBound makes the socket, its UMEM and rings, and binds it with mode
+// (XDP_ZEROCOPY or XDP_COPY).
+func openBound(cfg Config, ifindex int, ifname string, queue int, mode uint16) (s *Socket, err error) {
+	where := fmt.Sprintf("%s queue %d", ifname, queue)
+	fd, err := unix.Socket(unix.AF_XDP, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, socketError(fmt.Sprintf("can't create an AF_XDP socket for %s", where), err)
+	}
+	res := &resources{fd: fd, efd: -1}
+	defer func() {
+		if err != nil {
+			res.release()
+		}
+	}()
+	// Wakes a Receive sleeping in poll() when Close is called.
+	if res.efd, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
+		return nil, fmt.Errorf("can't create an eventfd for %s: %w", where, err)
+	}
+
+	// The UMEM is Go memory rather than an mmap of our own: slices of it
+	// handed to consumers stay valid memory (if stale) even after Close,
+	// where an unmapped region would crash a consumer that read a batch
+	// late. The Go heap never moves objects; the kernel pins the pages.
+	size := cfg.NumFrames * cfg.FrameSize
+	res.umem = alignedBytes(size, os.Getpagesize())
+	reg := unix.XDPUmemReg{
+		Addr: uint64(uintptr(unsafe.Pointer(&res.umem[0]))),
+		Len:  uint64(size),
+		Size: uint32(cfg.FrameSize),
+	}
+	if err := setsockoptRaw(fd, unix.XDP_UMEM_REG, unsafe.Pointer(&reg), unsafe.Sizeof(reg)); err != nil {
+		return nil, socketError(fmt.Sprintf("can't register a UMEM of %d x %d bytes for %s", cfg.NumFrames, cfg.FrameSize, where), err)
+	}
+	rings := []struct {
+		opt  int
+		n    int
+		name string
+	}{
+		{unix.XDP_UMEM_FILL_RING, cfg.FillRingSize, "fill"},
+		{unix.XDP_UMEM_COMPLETION_RING, cfg.CompletionRingSize, "completion"},
+		{unix.XDP_RX_RING, cfg.RxRingSize, "RX"},
+		{unix.XDP_TX_RING, cfg.TxRingSize, "TX"},
+	}
+	for _, r := range rings {
+		if r.n == 0 {
+			continue
+		}
+		if err := unix.SetsockoptInt(fd, unix.SOL_XDP, r.opt, r.n); err != nil {
+			return nil, fmt.Errorf("can't size the %s ring of %s to %d: %w", r.name, where, r.n, err)
+		}
+	}
+	var off unix.XDPMmapOffsets
+	if err := getsockoptRaw(fd, unix.XDP_MMAP_OFFSETS, unsafe.Pointer(&off), unsafe.Sizeof(off)); err != nil {
+		return nil, fmt.Errorf("can't read the ring offsets of %s: %w", where, err)
+	}
+
+	s = &Socket{
+		ifindex:   ifindex,
+		ifname:    ifname,
+		queue:     queue,
+		frameSize: uint64(cfg.FrameSize),
+		spin:      cfg.SpinChecks,
+		busyPoll:  cfg.BusyPoll,
+		res:       res,
+		umem:      res.umem,
+	}
+	for s.shift = 0; 1<<s.shift < cfg.FrameSize; s.shift++ {
+	}
+	descSize := uint64(unsafe.Sizeof(unix.XDPDesc{}))
+	mapOne := func(pgoff uint64, ro unix.XDPRingOffset, n int, entSize uint64, name string) ([]byte, error) {
+		m, err := unix.Mmap(fd, int64(pgoff), int(ro.Desc+uint64(n)*entSize),
+			unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
+		if err != nil {
+			return nil, fmt.Errorf("can't map the %s ring of %s: %w", name, where, err)
+		}
+		res.maps = append(res.maps, m)
+		return m, nil
+	}
+	m, err := mapOne(unix.XDP_UMEM_PGOFF_FILL_RING, off.Fr, cfg.FillRingSize, 8, "fill")
+	if err != nil {
+		return nil, err
+	}
+	p, c, f := ringWords(m, off.Fr)
+	s.fill = newProdRing(p, c, f, ringEntries[uint64](m, off.Fr, cfg.FillRingSize))
+	if m, err = mapOne(unix.XDP_UMEM_PGOFF_COMPLETION_RING, off.Cr, cfg.CompletionRingSize, 8, "completion"); err != nil {
+		return nil, err
+	}
+	p, c, f = ringWords(m, off.Cr)
+	s.comp = newConsRing(p, c, f, ringEntries[uint64](m, off.Cr, cfg.CompletionRingSize))
+	if cfg.RxRingSize > 0 {
+		if m, err = mapOne(unix.XDP_PGOFF_RX_RING, off.Rx, cfg.RxRingSize, descSize, "RX"); err != nil {
+			return nil, err
+		}
+		p, c, f = ringWords(m, off.Rx)
+		s.rx = newConsRing(p, c, f, ringEntries[unix.XDPDesc](m, off.Rx, cfg.RxRingSize))
+	}
+	if cfg.TxRingSize > 0 {
+		if m, err = mapOne(unix.XDP_PGOFF_TX_RING, off.Tx, cfg.TxRingSize, descSize, "TX"); err != nil {
+			return nil, err
+		}
+		p, c, f = ringWords(m, off.Tx)
+		s.tx = newProdRing(p, c, f, ringEntries[unix.XDPDesc](m, off.Tx, cfg.TxRingSize))
+	}
+	s.initFrames(cfg)
+
+	if cfg.BusyPoll {
+		for _, o := range []struct {
+			opt  int
+			v    int
+			name string
+		}{
+			{unix.SO_PREFER_BUSY_POLL, 1, "SO_PREFER_BUSY_POLL"},
+			{unix.SO_BUSY_POLL, int(cfg.BusyPollTimeout / time.Microsecond), "SO_BUSY_POLL"},
+			{unix.SO_BUSY_POLL_BUDGET, cfg.BusyPollBudget, "SO_BUSY_POLL_BUDGET"},
+		} {
+			if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, o.opt, o.v); err != nil {
+				return nil, fmt.Errorf("can't set %s=%d on %s: %w (busy polling beyond the net.core.busy_poll sysctl needs CAP_NET_ADMIN)", o.name, o.v, where, err)
+			}
+		}
+	}
+
+	sa := &unix.SockaddrXDP{Flags: mode | unix.XDP_USE_NEED_WAKEUP, Ifindex: uint32(ifindex), QueueID: uint32(queue)}
+	if err := unix.Bind(fd, sa); err != nil {
+		return nil, bindError(where, mode, err)
+	}
+	opts, err := unix.GetsockoptInt(fd, unix.SOL_XDP, unix.XDP_OPTIONS)
+	if err != nil {
+		return nil, fmt.Errorf("can't read the options of %s: %w", where, err)
+	}
+	s.zeroCopy = opts&unix.XDP_OPTIONS_ZEROCOPY != 0
+
+	s.pollfds = [2]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}, {Fd: int32(res.efd), Events: unix.POLLIN}}
+	s.cleanup = runtime.AddCleanup(s, func(r *resources) { r.release() }, res)
+	return s, nil
+}
+
+// initFrames splits the UMEM: the first frames receive and start in the
+// fill ring (as many as it holds, the rest wait in rxFree); the last
+// TxFrames send.
+func (s *Socket) initFrames(cfg Config) {
+	rxN, n := cfg.rxFrames(), cfg.NumFrames
+	s.state = make([]frameState, n)
+	s.rxFree = make([]uint64, 0, rxN)
+	s.last = make([]uint64, 0, rxN)
+	for i := rxN - 1; i >= 0; i-- {
+		s.rxFree = append(s.rxFree, uint64(i)<<s.shift)
+	}
+	if cfg.TxFrames > 0 {
+		s.txFree = make([]uint64, 0, cfg.TxFrames)
+		s.txScratch = make([][]byte, cfg.TxFrames)
+		for i := n - 1; i >= rxN; i-- {
+			s.txFree = append(s.txFree, uint64(i)<<s.shift)
+		}
+	}
+	if rxN > 0 && cfg.RxRingSize > 0 {
+		s.refill()
+	} else {
+		// A TX-only socket gives the kernel no frames to receive into.
+		s.rxFree = s.rxFree[:0]
+	}
+}
+
+func ringWords(m []byte, o unix.XDPRingOffset) (prod, cons, flags *uint32) {
+	return (*uint32)(unsafe.Pointer(&m[o.Producer])),
+		(*uint32)(unsafe.Pointer(&m[o.Consumer])),
+		(*uint32)(unsafe.Pointer(&m[o.Flags]))
+}
+
+func ringEntries[T any](m []byte, o unix.XDPRingOffset, n int) []T {
+	return unsafe.Slice((*T)(unsafe.Pointer(&m[o.Desc])), n)
+}
+
+func alignedBytes(size, align int) []byte {
+	b := make([]byte, size+align)
+	off := (align - int(uintptr(unsafe.Pointer(&b[0]))%uintptr(align))) % align
+	return b[off : off+size : off+size]
+}
+
+func setsockoptRaw(fd, opt int, p unsafe.Pointer, size uintptr) error {
+	_, _, e := unix.Syscall6(unix.SYS_SETSOCKOPT, uintptr(fd), unix.SOL_XDP, uintptr(opt), uintptr(p), size, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
+func getsockoptRaw(fd, opt int, p unsafe.Pointer, size uintptr) error {
+	l := uint32(size)
+	_, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.SOL_XDP, uintptr(opt), uintptr(p), uintptr(unsafe.Pointer(&l)), 0)
+	if e != 0 {
+		return e
+	}
+	if uintptr(l) != size {
+		return fmt.Errorf("the kernel returned %d bytes, want %d", l, size)
+	}
+	return nil
+}
+
+// socketError names the missing privilege or kernel feature.
+func socketError(what string, err error) error {
+	switch {
+	case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
+		return fmt.Errorf("%s: %w: run as root or grant CAP_NET_RAW (and CAP_IPC_LOCK or a higher RLIMIT_MEMLOCK for the UMEM)", what, err)
+	case errors.Is(err, unix.EAFNOSUPPORT):
+		return fmt.Errorf("%s: %w: the kernel has no AF_XDP (CONFIG_XDP_SOCKETS): %w", what, err, datapath.ErrNotSupported)
+	case errors.Is(err, unix.ENOMEM), errors.Is(err, unix.ENOBUFS):
+		return fmt.Errorf("%s: %w: the UMEM could not be pinned: raise RLIMIT_MEMLOCK (ulimit -l) or lower NumFrames", what, err)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+func bindError(where string, mode uint16, err error) error {
+	m := "copy"
+	if mode == unix.XDP_ZEROCOPY {
+		m = "zero-copy"
+	}
+	hint := ""
+	switch {
+	case errors.Is(err, unix.EOPNOTSUPP), errors.Is(err, unix.EPROTONOSUPPORT):
+		hint = ": the driver does not support this mode"
+		err = fmt.Errorf("%w (%w)", err, datapath.ErrNotSupported)
+	case errors.Is(err, unix.EBUSY):
+		hint = ": another AF_XDP socket is bound to this queue"
+	case errors.Is(err, unix.EINVAL):
+		hint = ": the queue may not exist (see ethtool -l)"
+	case errors.Is(err, unix.ENODEV), errors.Is(err, unix.ENXIO):
+		hint = ": no such interface in this network namespace"
+	}
+	return fmt.Errorf("can't bind an AF_XDP socket to %s in %s mode: %w%s", where, m, err, hint)
+}
+
+// Register puts the socket into the XDP program's slot for its queue, so
+// that the program redirects the queue's matched datagrams to it. Close
+// unregisters it.
+func (s *Socket) Register(reg datapath.XSKRegistrar) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed.Load() {
+		return net.ErrClosed
+	}
+	if s.rx.entries == nil {
+		return fmt.Errorf("can't register the TX-only AF_XDP socket of %s queue %d: it has no RX ring", s.ifname, s.queue)
+	}
+	if err := reg.RegisterXSK(s.queue, s.res.fd); err != nil {
+		return fmt.Errorf("can't register the AF_XDP socket of %s queue %d with the XDP program: %w", s.ifname, s.queue, err)
+	}
+	s.reg = reg
+	return nil
+}
+
+// Queue implements datapath.Receiver.
+func (s *Socket) Queue() int { return s.queue }
+
+// ZeroCopy reports whether the socket is bound in zero-copy mode (else it
+// is in copy mode: the kernel copies each frame into the UMEM).
+func (s *Socket) ZeroCopy() bool { return s.zeroCopy }
+
+// Ifindex is the interface the socket is bound to.
+func (s *Socket) Ifindex() int { return s.ifindex }
+
+// FrameSize is the UMEM chunk size.
+func (s *Socket) FrameSize() int { return int(s.frameSize) }
+
+// Receive implements datapath.Receiver. It releases what the previous call
+// delivered, tops up the fill ring, and takes up to len(batch) frames from
+// the RX ring, each walked with datapath.ParseFrame. Frames the walk refuses
+// are counted in Stats().Malformed and go straight back to the fill ring.
+//
+// RxTime is one clock reading per batch, taken when the batch is drained: in
+// copy mode there is no per-frame hardware timestamp, and one reading per
+// frame would cost more than the rest of the walk.
+//
+// When the RX ring is empty it checks again SpinChecks times, then sleeps in
+// poll() until the kernel has frames or Close is called.
+func (s *Socket) Receive(batch []datapath.Datagram) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed.Load() {
+		return 0, net.ErrClosed
+	}
+	s.releaseLast()
+	s.refill()
+	if len(batch) == 0 {
+		return 0, nil
+	}
+	if s.rx.entries == nil {
+		return 0, fmt.Errorf("can't receive on the TX-only AF_XDP socket of %s queue %d", s.ifname, s.queue)
+	}
+	for empty := 0; ; {
+		if n := s.drain(batch); n > 0 {
+			return n, nil
+		}
+		if s.closed.Load() {
+			return 0, net.ErrClosed
+		}
+		// Only a zero-copy driver sets the flag on the fill ring; busy
+		// polling wants the syscall on every check.
+		if s.busyPoll || s.fill.needsWakeup() {
+			s.wakeRx()
+		}
+		if empty++; empty <= s.spin {
+			continue
+		}
+		if err := s.sleep(); err != nil {
+			return 0, err
+		}
+		empty = 0
+	}
+}
+
+// drain moves up to len(batch) frames from the RX ring into the batch and
+// returns how many it delivered (possibly 0, also when frames were there but
+// all malformed).
+func (s *Socket) drain(batch []datapath.Datagram) int {
+	idx, n := s.rx.peek(uint32(len(batch)))
+	if n == 0 {
+		return 0
+	}
+	now := time.Now().UnixNano()
+	q := uint32(s.queue)
+	mask := s.frameSize - 1
+	k, bad := 0, 0
+	var bytes uint64
+	for i := uint32(0); i < n; i++ {
+		desc := s.rx.at(idx + i)
+		addr, end := desc.Addr, desc.Addr+uint64(desc.Len)
+		base := addr &^ mask
+		d := &batch[k]
+		if err := datapath.ParseFrame(s.umem[addr:end:end], d); err != nil {
+			s.state[base>>s.shift] = frameFree
+			s.rxFree = append(s.rxFree, base)
+			bad++
+			continue
+		}
+		d.RxTime = now
+		d.Queue = q
+		d.Handle = base
+		s.state[base>>s.shift] = frameCaller
+		s.last = append(s.last, base)
+		bytes += uint64(len(d.Payload))
+		k++
+	}
+	s.rx.release()
+	if bad > 0 {
+		s.malformed.Add(uint64(bad))
+		s.refill()
+	}
+	if k > 0 {
+		s.packets.Add(uint64(k))
+		s.bytes.Add(bytes)
+		s.batches.Add(1)
+	}
+	return k
+}
+
+// sleep waits in poll() until the socket has frames or Close signals.
+func (s *Socket) sleep() error {
+	s.polls.Add(1)
+	_, err := unix.Ppoll(s.pollfds[:], nil, nil)
+	if err != nil && err != unix.EINTR {
+		return fmt.Errorf("can't poll the AF_XDP socket of %s queue %d: %w", s.ifname, s.queue, err)
+	}
+	return nil
+}
+
+// wakeRx asks the kernel to process the fill ring (and, with busy polling,
+// to run the device's NAPI) without blocking.
+func (s *Socket) wakeRx() {
+	s.wakeups.Add(1)
+	// Raw syscall: unix.Recvfrom would build a Sockaddr.
+	unix.Syscall6(unix.SYS_RECVFROM, uintptr(s.res.fd), 0, 0, unix.MSG_DONTWAIT, 0, 0)
+}
+
+// Release implements datapath.Receiver: the batch's frames go back to the
+// fill ring. Frames not delivered by this socket, or already released, are
+// ignored.
+func (s *Socket) Release(batch []datapath.Datagram) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed.Load() {
+		return
+	}
+	for i := range batch {
+		s.releaseFrame(batch[i].Handle)
+	}
+	s.last = s.last[:0]
+	s.refill()
+}
+
+// releaseLast takes back what the last Receive delivered and the caller
+// did not release.
+func (s *Socket) releaseLast() {
+	for _, h := range s.last {
+		s.releaseFrame(h)
+	}
+	s.last = s.last[:0]
+}
+
+func (s *Socket) releaseFrame(h uint64) {
+	i := h >> s.shift
+	if i >= uint64(len(s.state)) || s.state[i] != frameCaller || h&(s.frameSize-1) != 0 {
+		return
+	}
+	s.state[i] = frameFree
+	s.rxFree = append(s.rxFree, h)
+}
+
+// refill moves every free receive frame the fill ring has room for into it:
+// the kernel can only receive into frames it was given.
+func (s *Socket) refill() {
+	want := uint32(len(s.rxFree))
+	if want == 0 {
+		return
+	}
+	idx, n := s.fill.reserve(want)
+	if n == 0 {
+		return
+	}
+	free := s.rxFree
+	top := len(free) - 1
+	for i := uint32(0); i < n; i++ {
+		h := free[top-int(i)]
+		*s.fill.at(idx + i) = h
+		s.state[h>>s.shift] = frameKernel
+	}
+	s.rxFree = free[:len(free)-int(n)]
+	s.fill.submit()
+}
+
+// Stats implements datapath.Receiver. The XDP counters come from the
+// kernel (XDP_STATISTICS); after Close they are the last ones read.
+func (s *Socket) Stats() datapath.Stats {
+	x, _ := s.XDPStats()
+	return datapath.Stats{
+		Packets:   s.packets.Load(),
+		Bytes:     s.bytes.Load(),
+		Batches:   s.batches.Load(),
+		Malformed: s.malformed.Load(),
+		XDP:       x,
+	}
+}
+
+// XDPStats reads the socket's XDP_STATISTICS. After Close it returns the
+// last counters read, with no error.
+func (s *Socket) XDPStats() (datapath.XDPStatistics, error) {
+	s.statsMu.Lock()
+	defer s.statsMu.Unlock()
+	if s.res.fd < 0 {
+		return s.lastXDP, nil
+	}
+	var st unix.XDPStatistics
+	if err := getsockoptRaw(s.res.fd, unix.XDP_STATISTICS, unsafe.Pointer(&st), unsafe.Sizeof(st)); err != nil {
+		return s.lastXDP, fmt.Errorf("can't read the statistics of the AF_XDP socket of %s queue %d: %w", s.ifname, s.queue, err)
+	}
+	s.lastXDP = datapath.XDPStatistics{
+		RxDropped:            st.Rx_dropped,
+		RxInvalidDescs:       st.Rx_invalid_descs,
+		TxInvalidDescs:       st.Tx_invalid_descs,
+		RxRingFull:           st.Rx_ring_full,
+		RxFillRingEmptyDescs: st.Rx_fill_ring_empty_descs,
+		TxRingEmptyDescs:     st.Tx_ring_empty_descs,
+	}
+	return s.lastXDP, nil
+}
+
+// LoopStats are counters of the receive loop itself, for tuning.
+type LoopStats struct {
+	// Polls counts sleeps in poll(); Wakeups counts recvfrom calls made
+	// because the kernel asked (or busy polling is on).
+	Polls, Wakeups uint64
+	// TxPackets counts frames submitted; TxCompleted those the kernel
+	// handed back; Kicks the sendto calls that woke TX.
+	TxPackets, TxCompleted, Kicks uint64
+}
+
+// LoopStats returns the loop counters; safe from any goroutine.
+func (s *Socket) LoopStats() LoopStats {
+	return LoopStats{
+		Polls: s.polls.Load(), Wakeups: s.wakeups.Load(),
+		TxPackets: s.txPackets.Load(), TxCompleted: s.txCompleted.Load(), Kicks: s.kicks.Load(),
+	}
+}
+
+// Close implements datapath.Receiver: it wakes a blocked Receive, waits for
+// it to return net.ErrClosed, unregisters the socket from the XDP program,
+// and closes and unmaps everything. Slices from earlier batches stay
+// readable memory but no longer mean anything.
+func (s *Socket) Close() error {
+	if !s.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	// Wake a Receive sleeping in poll(); the eventfd stays readable, so a
+	// Receive about to sleep won't sleep either.
+	one := [8]byte{1}
+	unix.Write(s.res.efd, one[:])
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var errs []error
+	if s.reg != nil {
+		if err := s.reg.UnregisterXSK(s.queue); err != nil && !errors.Is(err, os.ErrClosed) {
+			errs = append(errs, fmt.Errorf("can't unregister the AF_XDP socket of %s queue %d: %w", s.ifname, s.queue, err))
+		}
+		s.reg = nil
+	}
+	s.XDPStats() // keep the final counters
+	s.cleanup.Stop()
+	s.statsMu.Lock()
+	errs = append(errs, s.res.release())
+	s.statsMu.Unlock()
+	return errors.Join(errs...)
+}

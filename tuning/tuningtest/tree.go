@@ -246,3 +246,23 @@ func (t *Tree) writeInterrupts() {
 func (t *Tree) Process(pid int, comm string) {
 	t.Write(fmt.Sprintf("proc/%d/comm", pid), comm)
 }
+
+// RemoveIRQ takes an interrupt away (a driver freeing a vector) and rewrites
+// /proc/interrupts.
+func (t *Tree) RemoveIRQ(num int) {
+	t.tb.Helper()
+	t.irqs = slices.DeleteFunc(t.irqs, func(e irqEntry) bool { return e.num == num })
+	t.Remove(fmt.Sprintf("proc/irq/%d", num))
+	t.writeInterrupts()
+}
+
+// SetQueues changes a device's RX and TX queue directories to n each.
+func (t *Tree) SetQueues(dev string, n int) {
+	t.tb.Helper()
+	base := "sys/class/net/" + dev + "/queues"
+	t.Remove(base)
+	for i := range n {
+		t.Write(fmt.Sprintf("%s/rx-%d/rps_cpus", base, i), "0")
+		t.Write(fmt.Sprintf("%s/tx-%d/xps_cpus", base, i), "0")
+	}
+}

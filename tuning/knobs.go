@@ -365,4 +365,3 @@ func (d *device) irqKnob(n int) knob {
 	}
 	return k
 }
-

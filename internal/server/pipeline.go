@@ -1,0 +1,384 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/xdpingest/xdpingest/datapath"
+	"github.com/xdpingest/xdpingest/sink"
+	"github.com/xdpingest/xdpingest/tuning"
+)
+
+// The pipeline moves datagrams from receivers to sinks.
+//
+// One worker per receiver, on a locked OS thread pinned to the CPU that
+// serves its queue, calls Receive, copies the batch into a chunk, hands the
+// frames back to the receiver at once, and queues the chunk to every sink.
+// One goroutine per worker and sink writes the chunks in order. A chunk
+// goes back to its worker's free list when every sink is done with it.
+//
+// Memory is bounded: each worker owns a fixed set of chunks (QueueBytes per
+// sink), allocated at start. When a sink's queue is full, OnFull says what
+// happens: drop the datagrams for that sink and count them (queue_full), or
+// block the worker, so the receive ring backs up and the kernel counts the
+// loss (AF_XDP rx_ring_full / rx_dropped, socket overflows).
+
+const (
+	// chunkBytes is the data capacity of one chunk: a batch of 64
+	// full-size 2 KiB frames.
+	chunkBytes = 128 << 10
+	// chunkDatagrams bounds the datagrams per chunk.
+	chunkDatagrams = 1024
+)
+
+type chunk struct {
+	buf  []byte
+	dgs  []datapath.Datagram
+	refs atomic.Int32
+	free chan *chunk
+}
+
+func (c *chunk) release() {
+	if c.refs.Add(-1) == 0 {
+		c.buf = c.buf[:0]
+		c.dgs = c.dgs[:0]
+		c.free <- c
+	}
+}
+
+// add copies d into the chunk, returning false when it doesn't fit.
+func (c *chunk) add(d *datapath.Datagram) bool {
+	need := max(len(d.Payload), len(d.Frame))
+	if len(c.dgs) == cap(c.dgs) || len(c.buf)+need > cap(c.buf) {
+		return false
+	}
+	c.dgs = append(c.dgs, *d)
+	nd := &c.dgs[len(c.dgs)-1]
+	start := len(c.buf)
+	if off, ok := payloadOffset(d); ok {
+		c.buf = append(c.buf, d.Frame...)
+		nd.Frame = c.buf[start:len(c.buf):len(c.buf)]
+		nd.Payload = nd.Frame[off : off+len(d.Payload) : off+len(d.Payload)]
+	} else {
+		nd.Frame = nil
+		c.buf = append(c.buf, d.Payload...)
+		nd.Payload = c.buf[start:len(c.buf):len(c.buf)]
+	}
+	nd.Handle = 0
+	return true
+}
+
+// payloadOffset is where d.Payload starts inside d.Frame; false when there
+// is no frame or the payload is not inside it.
+func payloadOffset(d *datapath.Datagram) (int, bool) {
+	if d.Frame == nil {
+		return 0, false
+	}
+	if len(d.Payload) == 0 {
+		return len(d.Frame), true
+	}
+	f := uintptr(unsafe.Pointer(unsafe.SliceData(d.Frame)))
+	pl := uintptr(unsafe.Pointer(unsafe.SliceData(d.Payload)))
+	if pl < f || pl+uintptr(len(d.Payload)) > f+uintptr(len(d.Frame)) {
+		return 0, false
+	}
+	return int(pl - f), true
+}
+
+// sinkQueue is one worker's queue to one sink.
+type sinkQueue struct {
+	ch     chan *chunk
+	queued atomic.Int64 // datagrams in ch
+}
+
+// sinkCounters are the pipeline's counts for one sink, over all workers.
+type sinkCounters struct {
+	queueFull atomic.Uint64 // datagrams dropped because the queue was full
+	queued    atomic.Int64  // datagrams waiting in queues
+	writeErrs atomic.Uint64 // Write and Flush errors (the sink counts the datagrams)
+}
+
+// worker is one receive loop.
+type worker struct {
+	rx     datapath.Receiver
+	cpu    int // -1: not pinned
+	queues []*sinkQueue
+	free   chan *chunk
+	// Counted by the worker only, read by metrics.
+	batchSizes []atomic.Uint64 // histogram buckets, see batchBuckets
+}
+
+// Pipeline runs the workers and the sink writers.
+type Pipeline struct {
+	log     *slog.Logger
+	sinks   []sink.Sink
+	counts  []*sinkCounters
+	workers []*worker
+	block   bool
+	batch   int
+
+	wg       sync.WaitGroup // workers
+	writerWG sync.WaitGroup // sink writers
+	errOnce  sync.Once
+	err      error
+	started  atomic.Int32 // workers in their loop
+}
+
+// PipelineConfig sizes the pipeline.
+type PipelineConfig struct {
+	Receivers []datapath.Receiver
+	// CPUs[i] is the CPU for receiver i's worker, or -1.
+	CPUs  []int
+	Sinks []sink.Sink
+	// QueueBytes is the memory of one worker's queue to one sink.
+	QueueBytes  int
+	BlockOnFull bool
+	BatchSize   int
+	Log         *slog.Logger
+}
+
+// batchBuckets are the upper bounds of the batch size histogram.
+var batchBuckets = []int{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024}
+
+// NewPipeline allocates every chunk and queue. Nothing runs until Start.
+func NewPipeline(cfg PipelineConfig) (*Pipeline, error) {
+	if len(cfg.Sinks) == 0 {
+		return nil, errors.New("the pipeline needs a sink")
+	}
+	p := &Pipeline{log: cfg.Log, sinks: cfg.Sinks, block: cfg.BlockOnFull, batch: cfg.BatchSize}
+	if p.log == nil {
+		p.log = slog.New(slog.DiscardHandler)
+	}
+	for range cfg.Sinks {
+		p.counts = append(p.counts, &sinkCounters{})
+	}
+	perSink := max(cfg.QueueBytes/chunkBytes, 2)
+	for i, rx := range cfg.Receivers {
+		w := &worker{rx: rx, cpu: -1, batchSizes: make([]atomic.Uint64, len(batchBuckets))}
+		if i < len(cfg.CPUs) {
+			w.cpu = cfg.CPUs[i]
+		}
+		// Enough chunks that every queue can be full and every writer
+		// busy with one, plus one being filled.
+		n := perSink*len(cfg.Sinks) + len(cfg.Sinks) + 1
+		w.free = make(chan *chunk, n)
+		for j := 0; j < n; j++ {
+			w.free <- &chunk{buf: make([]byte, 0, chunkBytes), dgs: make([]datapath.Datagram, 0, chunkDatagrams), free: w.free}
+		}
+		for range cfg.Sinks {
+			w.queues = append(w.queues, &sinkQueue{ch: make(chan *chunk, perSink)})
+		}
+		p.workers = append(p.workers, w)
+	}
+	return p, nil
+}
+
+// Start runs the workers and the writers.
+func (p *Pipeline) Start() {
+	for wi, w := range p.workers {
+		for si, s := range p.sinks {
+			p.writerWG.Add(1)
+			go p.write(s.Writer(wi), w.queues[si], p.counts[si], s.Name())
+		}
+		p.wg.Add(1)
+		go p.work(w)
+	}
+}
+
+// Running is the number of workers in their receive loop.
+func (p *Pipeline) Running() int { return int(p.started.Load()) }
+
+// Wait waits for the workers (they end when their receivers are drained or
+// closed) and then for the writers to empty their queues. It returns the
+// first error a worker met, other than the end of its receiver.
+func (p *Pipeline) Wait() error {
+	p.wg.Wait()
+	p.writerWG.Wait()
+	return p.err
+}
+
+func (p *Pipeline) fail(err error) {
+	p.errOnce.Do(func() { p.err = err })
+}
+
+func (p *Pipeline) work(w *worker) {
+	defer p.wg.Done()
+	defer func() {
+		for _, q := range w.queues {
+			close(q.ch)
+		}
+	}()
+	if w.cpu >= 0 {
+		// The thread stays locked to the end: it carries a CPU affinity
+		// that other goroutines must not inherit.
+		runtime.LockOSThread()
+		if err := tuning.PinThread(w.cpu); err != nil {
+			p.log.Warn("can't pin worker; it runs unpinned", "queue", w.rx.Queue(), "cpu", w.cpu, "err", err)
+		}
+	}
+	p.started.Add(1)
+	defer p.started.Add(-1)
+	batch := make([]datapath.Datagram, p.batch)
+	var c *chunk
+	for {
+		n, err := w.rx.Receive(batch)
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) && !errors.Is(err, io.EOF) {
+				p.fail(fmt.Errorf("queue %d: %w", w.rx.Queue(), err))
+				p.log.Error("receiver failed; its worker stops", "queue", w.rx.Queue(), "err", err)
+			}
+			return
+		}
+		w.batchSizes[bucket(n)].Add(1)
+		for i := 0; i < n; i++ {
+			if c == nil {
+				if c = p.chunk(w, n-i); c == nil {
+					break // dropped and counted for every sink
+				}
+			}
+			if !c.add(&batch[i]) {
+				p.dispatch(w, c)
+				c = nil
+				i-- // retry this datagram in a new chunk
+			}
+		}
+		w.rx.Release(batch[:n])
+		if c != nil {
+			p.dispatch(w, c)
+			c = nil
+		}
+	}
+}
+
+func bucket(n int) int {
+	for i, b := range batchBuckets {
+		if n <= b {
+			return i
+		}
+	}
+	return len(batchBuckets) - 1
+}
+
+// chunk takes a free chunk, waiting when blocking; without one (drop mode)
+// it counts the rest of the batch as dropped for every sink.
+func (p *Pipeline) chunk(w *worker, rest int) *chunk {
+	select {
+	case c := <-w.free:
+		return c
+	default:
+	}
+	if p.block {
+		return <-w.free
+	}
+	for _, sc := range p.counts {
+		sc.queueFull.Add(uint64(rest))
+	}
+	return nil
+}
+
+// dispatch queues c to every sink: a full queue drops or blocks.
+func (p *Pipeline) dispatch(w *worker, c *chunk) {
+	n := len(c.dgs)
+	if n == 0 {
+		c.refs.Store(1)
+		c.release()
+		return
+	}
+	c.refs.Store(int32(len(w.queues)) + 1) // +1 held while dispatching
+	for si, q := range w.queues {
+		sc := p.counts[si]
+		q.queued.Add(int64(n))
+		sc.queued.Add(int64(n))
+		if p.block {
+			q.ch <- c
+			continue
+		}
+		select {
+		case q.ch <- c:
+		default:
+			q.queued.Add(-int64(n))
+			sc.queued.Add(-int64(n))
+			sc.queueFull.Add(uint64(n))
+			c.release()
+		}
+	}
+	c.release()
+}
+
+// write is one worker's writer for one sink. It flushes when its queue runs
+// dry and at least every second, so that idle files rotate on age.
+func (p *Pipeline) write(wr sink.Writer, q *sinkQueue, sc *sinkCounters, name string) {
+	defer p.writerWG.Done()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var lastLog time.Time
+	report := func(err error) {
+		if err == nil {
+			return
+		}
+		sc.writeErrs.Add(1)
+		if time.Since(lastLog) > 10*time.Second {
+			lastLog = time.Now()
+			p.log.Warn("sink write failed (counted; further errors logged every 10s)", "sink", name, "err", err)
+		}
+	}
+	take := func(c *chunk) {
+		n := int64(len(c.dgs))
+		q.queued.Add(-n)
+		sc.queued.Add(-n)
+		report(wr.Write(c.dgs))
+		c.release()
+	}
+	for {
+		select {
+		case c, ok := <-q.ch:
+			if !ok {
+				report(wr.Flush())
+				return
+			}
+			take(c)
+			continue
+		default:
+		}
+		report(wr.Flush())
+		select {
+		case c, ok := <-q.ch:
+			if !ok {
+				report(wr.Flush())
+				return
+			}
+			take(c)
+		case <-tick.C:
+		}
+	}
+}
+
+// SinkCounts are the pipeline's own counts for a sink.
+type SinkCounts struct {
+	QueueFull uint64
+	Queued    int64
+	WriteErrs uint64
+}
+
+// SinkCounts returns the counts for sink i.
+func (p *Pipeline) SinkCounts(i int) SinkCounts {
+	sc := p.counts[i]
+	return SinkCounts{QueueFull: sc.queueFull.Load(), Queued: sc.queued.Load(), WriteErrs: sc.writeErrs.Load()}
+}
+
+// BatchHistogram returns the bucket counts of batch sizes of worker i.
+func (p *Pipeline) BatchHistogram(i int) []uint64 {
+	out := make([]uint64, len(batchBuckets))
+	for j := range out {
+		out[j] = p.workers[i].batchSizes[j].Load()
+	}
+	return out
+}

@@ -1,0 +1,135 @@
+package server
+
+import (
+	"runtime"
+	"strconv"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/xdpingest/xdpingest/datapath"
+	"github.com/xdpingest/xdpingest/internal/version"
+	"github.com/xdpingest/xdpingest/sink"
+	"github.com/xdpingest/xdpingest/xdp"
+)
+
+// metrics reads every counter at scrape time from where it lives (receiver
+// atomics, the program's per-CPU maps, the sinks' counters): nothing on the
+// packet path touches Prometheus. docs/OPERATIONS.md lists every metric and
+// the identities that tie them together.
+type metrics struct {
+	mu        sync.Mutex
+	path      string
+	prog      *xdp.Program // nil when no XDP program is attached
+	receivers []datapath.Receiver
+	pipe      *Pipeline
+	sinks     []sink.Sink
+}
+
+func (m *metrics) set(path string, prog *xdp.Program, rxs []datapath.Receiver, pipe *Pipeline, sinks []sink.Sink) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.path, m.prog, m.receivers, m.pipe, m.sinks = path, prog, rxs, pipe, sinks
+}
+
+func desc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc("xdpingest_"+name, help, labels, nil)
+}
+
+var (
+	dBuild       = desc("build_info", "Build information; always 1.", "version", "goversion")
+	dRxPackets   = desc("rx_packets_total", "Datagrams delivered by the receive path, per queue (AF_XDP) or worker (kernel path).", "path", "queue")
+	dRxBytes     = desc("rx_bytes_total", "UDP payload bytes delivered by the receive path.", "path", "queue")
+	dRxBatches   = desc("rx_batches_total", "Receive calls that returned datagrams.", "path", "queue")
+	dRxMalformed = desc("rx_malformed_total", "Frames the receive path's header walk refused (recycled, never delivered).", "path", "queue")
+	dBatchSize   = desc("rx_batch_size", "Datagrams per receive call.", "path", "queue")
+	dXDPPackets  = desc("xdp_packets_total", "Frames seen by the XDP program, by outcome and the verdict it returned.", "outcome", "verdict")
+	dXDPBytes    = desc("xdp_bytes_total", "Bytes of the frames seen by the XDP program, by outcome.", "outcome", "verdict")
+	dXSK         = desc("afxdp_socket_total", "XDP_STATISTICS of each AF_XDP socket, by counter.", "queue", "counter")
+	dOverflows   = desc("kernel_socket_overflows_total", "Datagrams the kernel dropped on the kernel path's full socket buffers (SO_RXQ_OVFL).", "queue")
+	dSinkOffered = desc("sink_offered_total", "Datagrams handed to the sink by the pipeline.", "sink")
+	dSinkWritten = desc("sink_written_total", "Datagrams the sink's destination took.", "sink")
+	dSinkBytes   = desc("sink_written_bytes_total", "UDP payload bytes the sink's destination took.", "sink")
+	dSinkDropped = desc("sink_dropped_total", "Datagrams lost on the way to the sink, by reason (queue_full: the pipeline's queue to the sink was full).", "sink", "reason")
+	dSinkErrors  = desc("sink_errors_total", "Failed sink operations (a write, a publish, a send).", "sink")
+	dSinkFlight  = desc("sink_in_flight", "Datagrams queued for the sink or inside it, not yet written or dropped.", "sink")
+)
+
+func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{dBuild, dRxPackets, dRxBytes, dRxBatches, dRxMalformed, dBatchSize, dXDPPackets, dXDPBytes,
+		dXSK, dOverflows, dSinkOffered, dSinkWritten, dSinkBytes, dSinkDropped, dSinkErrors, dSinkFlight} {
+		ch <- d
+	}
+}
+
+func (m *metrics) Collect(ch chan<- prometheus.Metric) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	gauge(dBuild, 1, version.String(), runtime.Version())
+
+	for i, rx := range m.receivers {
+		s := rx.Stats()
+		q := strconv.Itoa(rx.Queue())
+		counter(dRxPackets, s.Packets, m.path, q)
+		counter(dRxBytes, s.Bytes, m.path, q)
+		counter(dRxBatches, s.Batches, m.path, q)
+		counter(dRxMalformed, s.Malformed, m.path, q)
+		switch m.path {
+		case "afxdp":
+			for _, c := range []struct {
+				name string
+				v    uint64
+			}{{"rx_dropped", s.XDP.RxDropped}, {"rx_invalid_descs", s.XDP.RxInvalidDescs}, {"rx_ring_full", s.XDP.RxRingFull},
+				{"rx_fill_ring_empty_descs", s.XDP.RxFillRingEmptyDescs}, {"tx_invalid_descs", s.XDP.TxInvalidDescs}, {"tx_ring_empty_descs", s.XDP.TxRingEmptyDescs}} {
+				counter(dXSK, c.v, q, c.name)
+			}
+		case "kernel":
+			counter(dOverflows, s.SocketOverflows, q)
+		}
+		if m.pipe != nil && i < len(m.pipe.workers) {
+			h := m.pipe.BatchHistogram(i)
+			buckets := make(map[float64]uint64, len(h))
+			var cum, sum uint64
+			for j, n := range h {
+				cum += n
+				buckets[float64(batchBuckets[j])] = cum
+			}
+			// The sum of batch sizes is the datagrams delivered.
+			sum = s.Packets
+			ch <- prometheus.MustNewConstHistogram(dBatchSize, cum, float64(sum), buckets, m.path, q)
+		}
+	}
+
+	if m.prog != nil {
+		if c, err := m.prog.Counters(); err == nil {
+			for o := xdp.Outcome(0); o < xdp.NumOutcomes; o++ {
+				counter(dXDPPackets, c[o].Packets, o.String(), o.Verdict())
+				counter(dXDPBytes, c[o].Bytes, o.String(), o.Verdict())
+			}
+		}
+	}
+
+	for i, s := range m.sinks {
+		st := s.Stats()
+		name := s.Name()
+		var pc SinkCounts
+		if m.pipe != nil {
+			pc = m.pipe.SinkCounts(i)
+		}
+		counter(dSinkOffered, st.Offered, name)
+		counter(dSinkWritten, st.Written, name)
+		counter(dSinkBytes, st.WrittenBytes, name)
+		counter(dSinkErrors, st.Errors+pc.WriteErrs, name)
+		counter(dSinkDropped, pc.QueueFull, name, "queue_full")
+		for reason, v := range st.Dropped {
+			counter(dSinkDropped, v, name, reason)
+		}
+		gauge(dSinkFlight, float64(st.InFlight)+float64(max(pc.Queued, 0)), name)
+	}
+}

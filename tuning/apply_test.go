@@ -460,6 +460,11 @@ func TestPlanCmdlineInEffect(t *testing.T) {
 	if c := pl.Cmdline; c == nil || !c.InEffect() || c.Want != "isolcpus=managed_irq,domain,1-3 nohz_full=1-3 rcu_nocbs=1-3" {
 		t.Errorf("cmdline %+v", c)
 	}
+	// Leaving the housekeeping CPU out of the isolation set must not take
+	// it out of the IRQ spread.
+	if pl.CPUs.String() != "0-3" || planned(pl)["irq.61"] != "0-3 -> 0" {
+		t.Errorf("IRQ CPUs %s, plan %v", pl.CPUs, planned(pl))
+	}
 	r.opts.CPUs = tuning.MustParseCPUList("2-3")
 	pl, err = tuning.PlanProfile(context.Background(), "eth1", tuning.BuiltinProfile("latency"), r.opts)
 	if err != nil {
@@ -511,5 +516,31 @@ func TestShowFake(t *testing.T) {
 	}
 	if !slices.ContainsFunc(rep.IsolationNotes, func(n string) bool { return strings.Contains(n, "IRQ 63 lands on isolated CPU 2") }) {
 		t.Errorf("isolation notes %v", rep.IsolationNotes)
+	}
+}
+
+// A signal (ctx cancelled) half-way rolls back what was changed.
+func TestApplyInterruptedRollsBack(t *testing.T) {
+	r := newRig(t, 4)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	r.nic.AfterSet = func(op string, d *tuningtest.Device) {
+		if op == "SetRing" {
+			cancel()
+		}
+	}
+	before := r.snapshot(t)
+	a, err := tuning.Apply(ctx, "eth1", tuning.BuiltinProfile("throughput"), r.opts)
+	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "rolled back all") {
+		t.Fatalf("err = %v", err)
+	}
+	if res := results(a.Plan.Items); res["rings.rx"] != tuning.ResultRolledBack || res["rings.tx"] != tuning.ResultSkipped {
+		t.Errorf("results %v", res)
+	}
+	if got := r.snapshot(t); !reflect.DeepEqual(got, before) {
+		t.Errorf("rollback did not restore exactly:\n got %+v\nwant %+v", got, before)
+	}
+	if _, err := os.Stat(r.opts.StatePath); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("state file left after a complete rollback: %v", err)
 	}
 }

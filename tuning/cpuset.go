@@ -102,7 +102,21 @@ func MustParseCPUList(list string) CPUSet {
 	return s
 }
 
+// Clone returns a copy that shares no storage with s.
+func (s CPUSet) Clone() CPUSet {
+	return CPUSet{words: append([]uint64(nil), s.words...)}
+}
+
+// Without returns a copy of s without cpu.
+func (s CPUSet) Without(cpu int) CPUSet {
+	c := s.Clone()
+	c.Remove(cpu)
+	return c
+}
+
 // Add puts cpu in the set. Negative or absurd CPU numbers are ignored.
+// Add and Remove change s in place: a copy made by assignment shares its
+// storage, like a slice; Clone first when the original must stay.
 func (s *CPUSet) Add(cpu int) {
 	if cpu < 0 || cpu >= maxCPU {
 		return

@@ -569,7 +569,7 @@ func (s *session) planCmdline(pl *Plan, spec *IsolationSpec) (*CmdlinePlan, erro
 	if cpus.IsEmpty() {
 		cpus = pl.online
 		if l := cpus.List(); len(l) > 1 {
-			cpus.Remove(l[0]) // housekeeping CPU
+			cpus = cpus.Without(l[0]) // housekeeping CPU
 		}
 	}
 	iso, err := ReadIsolation(s.dev.roots)

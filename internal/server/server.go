@@ -1,0 +1,592 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/xdpingest/xdpingest/datapath"
+	"github.com/xdpingest/xdpingest/datapath/afxdp"
+	"github.com/xdpingest/xdpingest/datapath/kernel"
+	"github.com/xdpingest/xdpingest/internal/config"
+	"github.com/xdpingest/xdpingest/sink"
+	"github.com/xdpingest/xdpingest/tuning"
+	"github.com/xdpingest/xdpingest/xdp"
+)
+
+// ConfigError is a problem with the settings or the interface found before
+// anything was attached or changed: the command exits with status 2.
+type ConfigError struct{ Err error }
+
+func (e *ConfigError) Error() string { return e.Err.Error() }
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+func configErr(format string, a ...any) error { return &ConfigError{Err: fmt.Errorf(format, a...)} }
+
+// Env is what Run needs from its surroundings, replaceable in tests.
+type Env struct {
+	Log *slog.Logger
+	// Signals delivers SIGINT, SIGTERM and SIGHUP; nil subscribes to the
+	// process's own.
+	Signals <-chan os.Signal
+	// Reload re-reads the configuration on SIGHUP; nil keeps the one given.
+	Reload func() (*config.Resolved, error)
+	// Ready, when not nil, is called once the server takes traffic, with
+	// the address the metrics listener got (useful with port 0).
+	Ready func(metricsAddr string)
+	// Roots of /proc and /sys for queue discovery (zero: the real ones).
+	Roots tuning.Roots
+}
+
+// server is one run's state.
+type server struct {
+	cfg     *config.Resolved
+	env     Env
+	log     *slog.Logger
+	ifindex int
+
+	tuned   *tuning.Applied
+	sinks   []sink.Sink
+	prog    *xdp.Program
+	att     *xdp.Attachment
+	afxdp   *afxdp.Path
+	kernRxs []*kernel.Receiver
+	rxs     []datapath.Receiver
+	path    string // "afxdp" or "kernel"
+	workers []tuning.WorkerCPU
+	pipe    *Pipeline
+	metrics *metrics
+	httpSrv *http.Server
+	ready   atomic.Bool
+}
+
+// Run runs the server until ctx is done or SIGINT/SIGTERM arrives, then
+// drains and shuts down. Errors found before anything is attached are
+// *ConfigError.
+func Run(ctx context.Context, cfg *config.Resolved, env Env) (err error) {
+	s := &server{cfg: cfg, env: env, log: env.Log, metrics: &metrics{}}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.env.Roots == (tuning.Roots{}) {
+		s.env.Roots = tuning.DefaultRoots()
+	}
+	sigs := env.Signals
+	if sigs == nil {
+		ch := make(chan os.Signal, 4)
+		signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+		defer signal.Stop(ch)
+		sigs = ch
+	}
+	defer func() {
+		if cerr := s.close(); cerr != nil {
+			s.log.Error("shutdown", "err", cerr)
+			if err == nil {
+				err = cerr
+			}
+		}
+	}()
+	if err := s.preflight(); err != nil {
+		return err
+	}
+	if err := s.start(ctx); err != nil {
+		return err
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return s.shutdown("context done")
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				s.reload()
+				continue
+			}
+			return s.shutdown(sig.String())
+		}
+	}
+}
+
+// preflight checks everything that can be checked without changing
+// anything: the interface, a foreign XDP program, the queues, the tuning
+// profile, the metrics address.
+func (s *server) preflight() error {
+	c := s.cfg
+	ifi, err := net.InterfaceByName(c.Iface)
+	if err != nil {
+		return configErr("no interface %s in this network namespace (%v)", c.Iface, err)
+	}
+	s.ifindex = ifi.Index
+	if os.Geteuid() != 0 && !c.ForceKernel {
+		s.log.Warn("not running as root: attaching XDP and AF_XDP need CAP_BPF, CAP_NET_ADMIN and CAP_NET_RAW")
+	}
+	if e, err := xdp.Inspect(s.ifindex); err == nil && e != nil && !c.Replace {
+		return configErr("interface %s already carries %s; stop its owner or pass --replace", c.Iface, e)
+	}
+	if c.QueueList != nil {
+		n, err := afxdp.RxQueues(c.Iface)
+		if err == nil {
+			for _, q := range c.QueueList {
+				if q >= n {
+					return configErr("--queues %s: %s has %d RX queues (0..%d)", c.Queues, c.Iface, n, n-1)
+				}
+			}
+		}
+	}
+	if c.Tune != "" {
+		p, err := tuning.LoadProfile(c.Tune)
+		if err != nil {
+			return configErr("--tune: %v", err)
+		}
+		if _, err := tuning.PlanProfile(context.Background(), c.Iface, p, tuning.Options{Roots: s.env.Roots, NoState: true}); err != nil && errors.Is(err, tuning.ErrBadInput) {
+			return configErr("--tune %s: %v", c.Tune, err)
+		}
+	}
+	if c.MetricsAddr != "" && c.MetricsAddr != "off" {
+		ln, err := net.Listen("tcp", c.MetricsAddr)
+		if err != nil {
+			return configErr("--metrics-addr %s: %v", c.MetricsAddr, err)
+		}
+		s.serveHTTP(ln)
+	}
+	return nil
+}
+
+func (s *server) serveHTTP(ln net.Listener) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(s.metrics)
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := s.pipeErr(); err != nil {
+			http.Error(w, "unhealthy: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !s.ready.Load() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ready\n")
+	})
+	s.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go s.httpSrv.Serve(ln)
+}
+
+func (s *server) pipeErr() error {
+	if s.pipe == nil {
+		return nil
+	}
+	return s.pipe.err
+}
+
+func (s *server) start(ctx context.Context) error {
+	c := s.cfg
+	if c.Tune != "" {
+		p, _ := tuning.LoadProfile(c.Tune)
+		a, err := tuning.Apply(ctx, c.Iface, p, tuning.Options{Roots: s.env.Roots})
+		s.tuned = a
+		if err != nil {
+			return fmt.Errorf("--tune %s: %w", c.Tune, err)
+		}
+		s.log.Info("tuning profile applied; reverted at exit", "profile", c.Tune, "outcome", a.Outcome().String(), "state", a.StatePath)
+	}
+
+	if err := s.attachXDP(); err != nil {
+		return err
+	}
+	if err := s.openPath(); err != nil {
+		return err
+	}
+	// The sinks open once the number of workers is known. Traffic for our
+	// ports meanwhile reaches the sockets' rings, which wait.
+	sinks, err := sink.OpenAll(ctx, c.SinkSpecs, sink.Options{Workers: len(s.rxs), Logger: s.log, CloseTimeout: c.DrainTimeout / 2})
+	if err != nil {
+		return err
+	}
+	s.sinks = sinks
+	cpus := make([]int, len(s.rxs))
+	for i := range cpus {
+		cpus[i] = -1
+		if i < len(s.workers) {
+			cpus[i] = s.workers[i].CPU
+		}
+	}
+	pipe, err := NewPipeline(PipelineConfig{Receivers: s.rxs, CPUs: cpus, Sinks: s.sinks, QueueBytes: c.QueueBytes,
+		BlockOnFull: c.BlockOnFull, BatchSize: c.BatchSize, Log: s.log})
+	if err != nil {
+		return err
+	}
+	s.pipe = pipe
+	s.metrics.set(s.path, s.prog, s.rxs, s.pipe, s.sinks)
+	pipe.Start()
+	s.ready.Store(true)
+	s.logStart()
+	if s.env.Ready != nil {
+		addr := ""
+		if s.httpSrv != nil {
+			addr = s.cfg.MetricsAddr
+		}
+		s.env.Ready(addr)
+	}
+	return nil
+}
+
+// attachXDP loads and attaches the program. On the kernel path and in auto
+// mode a failure is not fatal: the kernel path runs without it (and without
+// XDP-speed deny lists), saying why.
+func (s *server) attachXDP() error {
+	c := s.cfg
+	action := xdp.Redirect
+	if c.ForceKernel {
+		action = xdp.Pass
+	}
+	maxQ := 256
+	if n, err := afxdp.RxQueues(c.Iface); err == nil && n > maxQ {
+		maxQ = n
+	}
+	prog, err := xdp.Load(xdp.Config{Ports: c.PortList, Allow: c.AllowPfx, Deny: c.DenyPfx, Action: action}, xdp.LoadOptions{MaxQueues: maxQ})
+	if err == nil {
+		mode, _ := xdp.ParseMode(c.XDPModeValue)
+		var att *xdp.Attachment
+		att, err = prog.Attach(s.ifindex, xdp.AttachOptions{Mode: mode, Replace: c.Replace})
+		if err == nil {
+			s.prog, s.att = prog, att
+			if att.Fallback != "" {
+				s.log.Warn("XDP runs in generic mode", "reason", att.Fallback)
+			}
+			if att.Replaced != "" {
+				s.log.Warn("replaced the interface's XDP program (--replace)", "replaced", att.Replaced)
+			}
+			return nil
+		}
+		prog.Close()
+	}
+	if c.ForceAFXDP {
+		return fmt.Errorf("--path afxdp needs the XDP program: %w", err)
+	}
+	if len(c.AllowPfx) > 0 || len(c.DenyPfx) > 0 {
+		return fmt.Errorf("the XDP program can't run (%v), and without it --allow and --deny can't be enforced: fix the cause or drop the lists", err)
+	}
+	s.log.Warn("running the kernel path without the XDP program", "reason", err.Error())
+	return nil
+}
+
+// openPath opens the receive path: AF_XDP unless forced to the kernel path
+// or unable, then the kernel path.
+func (s *server) openPath() error {
+	c := s.cfg
+	var why string
+	if !c.ForceKernel && s.prog != nil {
+		s.planWorkers(c.QueueList)
+		p, err := afxdp.Open(afxdp.Config{Iface: c.Iface, Queues: c.QueueList, FrameSize: c.FrameSize, NumFrames: c.Frames,
+			FillRingSize: c.RingSize, RxRingSize: c.RingSize, CompletionRingSize: 64, BusyPoll: c.BusyPoll}, s.prog)
+		if err == nil {
+			s.afxdp, s.path, s.rxs = p, "afxdp", p.Receivers()
+			s.alignWorkers()
+			return nil
+		}
+		if c.ForceAFXDP {
+			return fmt.Errorf("--path afxdp: %w", err)
+		}
+		why = err.Error()
+	} else if !c.ForceKernel {
+		why = "no XDP program"
+	}
+	if why != "" {
+		s.log.Warn("AF_XDP can't run; falling back to the kernel socket path", "reason", why)
+	}
+	if s.prog != nil {
+		if err := s.prog.SetAction(xdp.Pass); err != nil {
+			return err
+		}
+	}
+	n := c.Workers
+	if n == 0 {
+		n = 1
+		if q, err := afxdp.RxQueues(c.Iface); err == nil {
+			n = q
+		}
+		if c.QueueList != nil {
+			n = len(c.QueueList)
+		}
+		if allowed, err := tuning.AllowedCPUs(); err == nil {
+			n = min(n, allowed.Len())
+		}
+	}
+	s.planSpread(n)
+	cpus := make([]int, n)
+	distinct := map[int]bool{}
+	for i := range cpus {
+		cpus[i] = s.workers[i].CPU
+		distinct[cpus[i]] = true
+	}
+	kcfg := kernel.Config{Ports: c.PortList, Workers: n, Batch: c.BatchSize, RcvBuf: c.RcvBufBytes, ForceRcvBuf: true, MaxPayload: 9216}
+	if len(distinct) == n {
+		kcfg.CPUs = cpus
+	}
+	rs, warnings, err := kernel.Open(kcfg)
+	if err != nil {
+		return fmt.Errorf("kernel path: %w", err)
+	}
+	for _, w := range warnings {
+		s.log.Warn(w)
+	}
+	s.kernRxs, s.path = rs, "kernel"
+	for _, r := range rs {
+		s.rxs = append(s.rxs, r)
+	}
+	return nil
+}
+
+// planWorkers chooses a CPU per queue from the IRQ affinities, or spreads
+// them when discovery fails.
+func (s *server) planWorkers(queues []int) {
+	allowed, err := tuning.AllowedCPUs()
+	if err != nil {
+		s.log.Warn("can't read the allowed CPUs; workers run unpinned", "err", err)
+		return
+	}
+	qm, err := tuning.DiscoverQueues(s.env.Roots, s.cfg.Iface)
+	if err == nil {
+		ws, err := tuning.PlanWorkers(qm, queues, allowed)
+		if err == nil {
+			s.workers = ws
+			return
+		}
+		s.log.Warn("can't place workers by IRQ affinity; spreading them", "err", err)
+	} else {
+		s.log.Warn("can't discover the queues' IRQs; spreading workers over the allowed CPUs", "err", err)
+	}
+	n := len(queues)
+	if n == 0 {
+		if q, err := afxdp.RxQueues(s.cfg.Iface); err == nil {
+			n = q
+		}
+	}
+	s.planSpread(n)
+	if queues != nil {
+		for i := range s.workers {
+			s.workers[i].Queue = queues[i]
+		}
+	}
+}
+
+// planSpread puts n workers round-robin over the allowed CPUs.
+func (s *server) planSpread(n int) {
+	s.workers = nil
+	allowed, err := tuning.AllowedCPUs()
+	list := allowed.List()
+	for i := 0; i < n; i++ {
+		w := tuning.WorkerCPU{Queue: i, CPU: -1, Reason: "unpinned", Node: -1}
+		if err == nil && len(list) > 0 {
+			w.CPU, w.Reason = list[i%len(list)], "spread"
+		}
+		s.workers = append(s.workers, w)
+	}
+}
+
+// alignWorkers orders the planned CPUs like the path's receivers.
+func (s *server) alignWorkers() {
+	byQueue := map[int]tuning.WorkerCPU{}
+	for _, w := range s.workers {
+		byQueue[w.Queue] = w
+	}
+	out := make([]tuning.WorkerCPU, len(s.rxs))
+	for i, rx := range s.rxs {
+		w, ok := byQueue[rx.Queue()]
+		if !ok {
+			w = tuning.WorkerCPU{Queue: rx.Queue(), CPU: -1, Reason: "unpinned", Node: -1}
+		}
+		out[i] = w
+	}
+	s.workers = out
+}
+
+func (s *server) logStart() {
+	c := s.cfg
+	mode := "none"
+	if s.att != nil {
+		mode = s.att.Mode.String()
+	}
+	copyMode := "-"
+	if s.afxdp != nil {
+		copyMode = s.afxdp.Mode()
+	}
+	var qs []string
+	for _, w := range s.workers {
+		cpu := "any"
+		if w.CPU >= 0 {
+			cpu = "cpu" + strconv.Itoa(w.CPU)
+		}
+		qs = append(qs, fmt.Sprintf("%d@%s(%s)", w.Queue, cpu, w.Reason))
+	}
+	var names []string
+	for _, sk := range s.sinks {
+		names = append(names, sk.Name())
+	}
+	s.log.Info("xdpingest started",
+		"iface", c.Iface, "path", s.path, "xdp_mode", mode, "afxdp_mode", copyMode,
+		"workers", strings.Join(qs, ","), "ports", config.FormatPorts(c.PortList),
+		"allow", prefixes(c.Config.Allow), "deny", prefixes(c.Config.Deny),
+		"sinks", strings.Join(names, ","), "on_full", c.OnFull, "metrics", c.MetricsAddr)
+}
+
+func prefixes(p []string) string {
+	if len(p) == 0 {
+		return "-"
+	}
+	return strings.Join(p, ",")
+}
+
+// reload applies a re-read configuration's ports and prefix lists to the
+// running program. Everything else needs a restart, and says so.
+func (s *server) reload() {
+	if s.env.Reload == nil {
+		s.log.Info("SIGHUP: no config file to reload (started without --config)")
+		return
+	}
+	nc, err := s.env.Reload()
+	if err != nil {
+		s.log.Error("SIGHUP: the new configuration is refused; keeping the running one", "err", err)
+		return
+	}
+	if s.path == "kernel" && !slices.Equal(nc.PortList, s.cfg.PortList) {
+		s.log.Error("SIGHUP: the kernel path can't change ports without new sockets; restart to change them. Keeping the running configuration",
+			"running", config.FormatPorts(s.cfg.PortList), "asked", config.FormatPorts(nc.PortList))
+		return
+	}
+	if s.prog == nil {
+		s.log.Error("SIGHUP: no XDP program is running; restart to change ports or prefixes")
+		return
+	}
+	action := s.prog.Config().Action
+	if err := s.prog.Update(xdp.Config{Ports: nc.PortList, Allow: nc.AllowPfx, Deny: nc.DenyPfx, Action: action}); err != nil {
+		s.log.Error("SIGHUP: can't update the program", "err", err)
+		return
+	}
+	s.cfg.PortList, s.cfg.AllowPfx, s.cfg.DenyPfx = nc.PortList, nc.AllowPfx, nc.DenyPfx
+	s.cfg.Config.Ports, s.cfg.Config.Allow, s.cfg.Config.Deny = nc.Config.Ports, nc.Config.Allow, nc.Config.Deny
+	s.log.Info("SIGHUP: reloaded", "ports", config.FormatPorts(nc.PortList), "allow", prefixes(nc.Config.Allow), "deny", prefixes(nc.Config.Deny))
+}
+
+// shutdown stops taking new datagrams, drains rings and queues into the
+// sinks, and closes them, within the drain timeout.
+func (s *server) shutdown(why string) error {
+	start := time.Now()
+	s.log.Info("shutting down: draining", "signal", why)
+	s.ready.Store(false)
+	// Stop new matches at the program (counted as drop_mode from now on):
+	// what is already in the rings and socket buffers is drained below.
+	if s.prog != nil {
+		if err := s.prog.SetAction(xdp.Drop); err != nil {
+			s.log.Warn("can't stop the program taking matches", "err", err)
+		}
+		// Frames the driver redirected just before the switch reach the
+		// rings at the end of its NAPI poll: give that a moment.
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, rx := range s.rxs {
+		if d, ok := rx.(drainer); ok {
+			d.Drain()
+		}
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.pipe.Wait() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(s.cfg.DrainTimeout):
+		s.log.Error("drain timed out; closing with datagrams still queued (counted as in flight, then dropped by the sinks)", "timeout", s.cfg.DrainTimeout)
+		for _, rx := range s.rxs {
+			rx.Close()
+		}
+		select {
+		case err = <-done:
+		case <-time.After(500 * time.Millisecond):
+			err = errors.New("workers did not stop after their receivers closed")
+		}
+	}
+	s.log.Info("drained", "took", time.Since(start).Round(time.Millisecond))
+	return err
+}
+
+// drainer is a receiver that can be drained: after Drain, Receive returns
+// what is buffered, then io.EOF instead of blocking.
+type drainer interface{ Drain() }
+
+// close releases everything, in the reverse order of start: sinks (flush,
+// fsync, acks), receivers, the program (detaches it), tuning, metrics.
+func (s *server) close() error {
+	var errs []error
+	for _, sk := range s.sinks {
+		if err := sk.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("sink %s: %w", sk.Name(), err))
+		}
+	}
+	if s.afxdp != nil {
+		errs = append(errs, s.afxdp.Close())
+	}
+	for _, r := range s.kernRxs {
+		errs = append(errs, r.Close())
+	}
+	if s.prog != nil {
+		errs = append(errs, s.prog.Close())
+	}
+	if s.tuned != nil {
+		if _, err := s.tuned.Revert(context.Background()); err != nil {
+			errs = append(errs, fmt.Errorf("revert tuning: %w", err))
+		} else {
+			s.log.Info("tuning profile reverted", "profile", s.cfg.Tune)
+		}
+	}
+	if s.httpSrv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		s.httpSrv.Shutdown(ctx)
+		cancel()
+	}
+	s.logFinal()
+	return errors.Join(errs...)
+}
+
+// logFinal writes the accounting at exit.
+func (s *server) logFinal() {
+	var rx datapath.Stats
+	for _, r := range s.rxs {
+		rx = rx.Add(r.Stats())
+	}
+	args := []any{"received", rx.Packets, "malformed", rx.Malformed}
+	if s.path == "afxdp" {
+		args = append(args, "rx_dropped", rx.XDP.RxDropped, "rx_ring_full", rx.XDP.RxRingFull)
+	}
+	if s.path == "kernel" {
+		args = append(args, "socket_overflows", rx.SocketOverflows)
+	}
+	for i, sk := range s.sinks {
+		st := sk.Stats()
+		qf := uint64(0)
+		if s.pipe != nil {
+			qf = s.pipe.SinkCounts(i).QueueFull
+		}
+		args = append(args, "sink."+sk.Name(), fmt.Sprintf("written=%d dropped=%d queue_full=%d in_flight=%d", st.Written, st.DroppedTotal(), qf, st.InFlight))
+	}
+	if s.path != "" {
+		s.log.Info("xdpingest stopped", args...)
+	}
+}

@@ -52,7 +52,10 @@ func run(ctx context.Context) error {
 	}
 	defer prog.Close()
 	var att *xdp.Attachment
-	if err := b.Rx.Do(func() (err error) { att, err = prog.Attach(b.Rx.Index, xdp.AttachOptions{Mode: xdp.ModeAuto}); return err }); err != nil {
+	if err := b.Rx.Do(func() (err error) {
+		att, err = prog.Attach(b.Rx.Index, xdp.AttachOptions{Mode: xdp.ModeAuto})
+		return err
+	}); err != nil {
 		return err
 	}
 	fmt.Printf("XDP program attached to %s in %s mode; ports %v are taken (dropped and counted in this demo), everything else goes to the kernel\n", b.Rx.Link, att.Mode, ports)

@@ -357,8 +357,9 @@ func (d *device) irqKnob(n int) knob {
 	k.write = func(v string) error {
 		err := write(v)
 		if errors.Is(err, unix.EIO) {
-			// Managed interrupts (virtio, NVMe, drivers using
-			// pci_alloc_irq_vectors_affinity) refuse user affinity.
+			// Kernel-managed vectors (NVMe, virtio-blk, drivers that let
+			// pci_alloc_irq_vectors_affinity spread them) refuse user
+			// affinity with EIO.
 			return fmt.Errorf("%w: IRQ %d has kernel-managed affinity and can't be moved", err, n)
 		}
 		return err

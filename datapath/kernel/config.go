@@ -1,0 +1,124 @@
+package kernel
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+)
+
+// Config describes the kernel path's sockets.
+type Config struct {
+	// Ports are the UDP ports to receive on. Required; 0 is refused (an
+	// ephemeral port can't be shared by a SO_REUSEPORT group).
+	Ports []uint16
+	// Addrs are the local addresses to bind. Default: the IPv4 and the IPv6
+	// wildcard (0.0.0.0 and ::), which receive IPv4 and IPv6 traffic for
+	// every local address. Give 0.0.0.0 alone (or :: alone) for one family.
+	// IPv6 sockets are IPV6_V6ONLY, so IPv4 always arrives on IPv4 sockets.
+	Addrs []netip.Addr
+	// Workers is the number of Receivers, each with its own socket for every
+	// address and port (default 1).
+	Workers int
+	// Batch is the most datagrams one Receive returns, the vlen of its
+	// recvmmsg calls (default 64, at most 1024).
+	Batch int
+	// MaxPayload is the size of each datagram buffer (default 65535, which
+	// holds any UDP payload). A larger datagram is dropped and counted in
+	// Stats.Malformed. Smaller buffers save memory: Batch*MaxPayload bytes
+	// per worker.
+	MaxPayload int
+	// RcvBuf is the receive buffer per socket in bytes, as asked of
+	// SO_RCVBUF (0 keeps net.core.rmem_default). The kernel caps the request
+	// at net.core.rmem_max; Open then returns a warning.
+	RcvBuf int
+	// ForceRcvBuf sets RcvBuf with SO_RCVBUFFORCE, which ignores rmem_max
+	// but needs CAP_NET_ADMIN. Without the capability Open falls back to
+	// SO_RCVBUF and says so in a warning.
+	ForceRcvBuf bool
+	// CPUs, when set, is the CPU each worker runs on (CPUs[i] for worker i;
+	// distinct). Open then attaches a classic BPF program to every
+	// SO_REUSEPORT group that picks the socket of the worker on the CPU
+	// where the kernel processes the packet, so that a packet is read on
+	// the CPU that received it; packets processed on other CPUs are spread
+	// by the kernel's flow hash. Pinning the workers is the caller's job.
+	CPUs []int
+}
+
+const (
+	defaultBatch      = 64
+	maxBatch          = 1024 // UIO_MAXIOV: the kernel's limit on recvmmsg's vlen
+	defaultMaxPayload = 65535
+	maxCPU            = 1 << 16
+	// maxSteeredWorkers keeps the steering program (two instructions per
+	// worker and two more) under BPF_MAXINSNS (4096).
+	maxSteeredWorkers = (4096 - 2) / 2
+)
+
+// withDefaults checks cfg and fills in the defaults.
+func (cfg Config) withDefaults() (Config, error) {
+	if len(cfg.Ports) == 0 {
+		return cfg, fmt.Errorf("no UDP port to receive on: set Config.Ports")
+	}
+	for i, p := range cfg.Ports {
+		if p == 0 {
+			return cfg, fmt.Errorf("port 0: give a fixed port (an ephemeral port can't be shared by a SO_REUSEPORT group)")
+		}
+		if slices.Contains(cfg.Ports[:i], p) {
+			return cfg, fmt.Errorf("port %d is listed twice", p)
+		}
+	}
+	if len(cfg.Addrs) == 0 {
+		cfg.Addrs = []netip.Addr{netip.IPv4Unspecified(), netip.IPv6Unspecified()}
+	} else {
+		addrs := make([]netip.Addr, 0, len(cfg.Addrs))
+		for _, a := range cfg.Addrs {
+			if !a.IsValid() {
+				return cfg, fmt.Errorf("invalid bind address in Config.Addrs")
+			}
+			if a.Zone() != "" {
+				return cfg, fmt.Errorf("bind address %v: zoned addresses are not supported", a)
+			}
+			a = a.Unmap()
+			if slices.Contains(addrs, a) {
+				return cfg, fmt.Errorf("bind address %v is listed twice", a)
+			}
+			addrs = append(addrs, a)
+		}
+		cfg.Addrs = addrs
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 1
+	}
+	if cfg.Batch <= 0 {
+		cfg.Batch = defaultBatch
+	}
+	if cfg.Batch > maxBatch {
+		return cfg, fmt.Errorf("batch %d is above the kernel's recvmmsg limit of %d", cfg.Batch, maxBatch)
+	}
+	if cfg.MaxPayload <= 0 {
+		cfg.MaxPayload = defaultMaxPayload
+	}
+	if cfg.MaxPayload > defaultMaxPayload {
+		return cfg, fmt.Errorf("max payload %d is above the UDP maximum of %d", cfg.MaxPayload, defaultMaxPayload)
+	}
+	if cfg.RcvBuf < 0 {
+		return cfg, fmt.Errorf("negative receive buffer %d", cfg.RcvBuf)
+	}
+	if len(cfg.CPUs) > 0 {
+		if len(cfg.CPUs) != cfg.Workers {
+			return cfg, fmt.Errorf("%d CPUs for %d workers: give one CPU per worker", len(cfg.CPUs), cfg.Workers)
+		}
+		if cfg.Workers > maxSteeredWorkers {
+			return cfg, fmt.Errorf("steering supports at most %d workers, not %d", maxSteeredWorkers, cfg.Workers)
+		}
+		for i, c := range cfg.CPUs {
+			if c < 0 || c >= maxCPU {
+				return cfg, fmt.Errorf("worker %d: CPU %d out of range", i, c)
+			}
+			if slices.Contains(cfg.CPUs[:i], c) {
+				return cfg, fmt.Errorf("CPU %d is given to two workers: steering needs one worker per CPU", c)
+			}
+		}
+	}
+	return cfg, nil
+}

@@ -1,0 +1,84 @@
+// Package kernel is the receive path that needs no XDP: per worker, one
+// SO_REUSEPORT UDP socket for every configured address and port, read with
+// recvmmsg(2) into memory allocated once. It is the fallback when AF_XDP
+// cannot be used (no privilege, no XDP, a bind refused) and the baseline
+// AF_XDP is measured against.
+//
+// # What a Receiver owns
+//
+// [Open] returns one [Receiver] per worker. A Receiver owns its sockets and,
+// for its batch size, an array of mmsghdrs, iovecs, payload buffers,
+// sockaddr storage and control buffers that every recvmmsg reuses; it never
+// makes a net.Addr. Each [datapath.Datagram] gets its payload (in place),
+// source (from the sockaddr, IPv4 as a 4-byte address: IPv6 sockets are
+// IPV6_V6ONLY), destination (the header's address from IP_PKTINFO or
+// IPV6_PKTINFO, and the socket's port), the kernel's receive time
+// (SO_TIMESTAMPNS) and, as Queue, the worker index. Frame stays nil: this
+// path sees no frame. The IPv6 source's zone is not set (making one would
+// allocate).
+//
+// Queue on this path is the worker index, not a NIC queue: the kernel picks
+// the socket of a SO_REUSEPORT group by its flow hash, or by the CPU that
+// processed the packet when steering is on (see below), and with RSS and
+// IRQ affinity that CPU stands for a queue.
+//
+// # Waiting: poll on the worker's own thread
+//
+// A worker with several sockets (ports times families) must sleep until any
+// of them is readable, and wake at once on Close. The choices were: Go's
+// poller (one socket per RawConn, so several sockets need a goroutine each,
+// or an epoll descriptor nested in the poller), a private epoll plus an
+// eventfd, or poll(2) on the sockets plus an eventfd. This package uses
+// poll(2), called from Receive on the caller's thread, for two reasons.
+// First, an epoll registration (Go's poller included) stays on the socket's
+// wait queue for good, so the softirq that queues every datagram also runs
+// the epoll callback; with poll the wait-queue entry exists only while the
+// worker sleeps, and a busy worker costs the receiving CPU nothing extra.
+// On a veth that CPU is the sender's, the bottleneck of every benchmark
+// here. Second, the worker is a pinned thread anyway (steering only helps if
+// it is), so blocking that thread in a system call costs no other goroutine
+// anything. Receive reads sockets with MSG_DONTWAIT while they have data,
+// keeps a socket it read a full batch from marked ready (and asks poll
+// without waiting, every few reads, for the others, so that one busy socket
+// cannot starve them), and sleeps in poll only when all are drained. Close
+// sets a flag, writes the eventfd (which stays readable), then takes the
+// mutex a running Receive holds, so it closes descriptors only after
+// Receive has left them; a blocked Receive returns net.ErrClosed within
+// microseconds.
+//
+// # Losses
+//
+// Datagrams the kernel dropped because a socket's receive buffer was full
+// are counted in Stats.SocketOverflows: the sockets have SO_RXQ_OVFL, whose
+// control message carries the socket's 32-bit drop counter; the Receiver
+// keeps the last value per socket and adds the growth. The kernel attaches
+// that message only to datagrams queued after a drop, so a burst's last
+// drops would stay unseen while no datagram follows; an idle Receiver that
+// has read since the last check therefore reads the counters back with
+// SO_MEMINFO (at most every 50 ms, bounding its sleep by that much). A
+// datagram larger than Config.MaxPayload is dropped and counted in
+// Stats.Malformed.
+//
+// Config.RcvBuf is set with SO_RCVBUF, which the kernel caps at
+// net.core.rmem_max; Open reads it back (getsockopt reports twice the
+// usable size) and returns a warning when it was capped. With
+// Config.ForceRcvBuf Open uses SO_RCVBUFFORCE, which ignores rmem_max but
+// needs CAP_NET_ADMIN (it falls back, with a warning, without it): the
+// choice of an operator who wants the buffer without raising a global
+// sysctl.
+//
+// # Steering
+//
+// With Config.CPUs (worker i pinned by the caller to CPUs[i], one worker per
+// CPU) Open attaches a classic BPF program to every SO_REUSEPORT group
+// (SO_ATTACH_REUSEPORT_CBPF) that loads the current CPU (SKF_AD_CPU) and
+// returns the index of that CPU's worker's socket, so a datagram is read on
+// the CPU whose softirq queued it, with its cache lines warm. Packets
+// processed on a CPU without a worker get an out-of-range index, and the
+// kernel falls back to its flow hash. This applies when workers cover the
+// CPUs that serve the NIC's queues (workers = CPUs); it relies on the group
+// index being the order of bind, so a group must hold only one Open's
+// sockets. SO_INCOMING_CPU (honoured for UDP groups since Linux 6.2) would do
+// the same without that ordering assumption, at the cost of a scan of the
+// group per packet; the program works on every kernel since 4.5.
+package kernel

@@ -1,0 +1,435 @@
+package kernel
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/xdpingest/xdpingest/datapath"
+)
+
+var _ datapath.Receiver = (*Receiver)(nil)
+
+const (
+	// refreshEvery: with several sockets, a Receiver that keeps finding
+	// full batches on one socket would never look at the others (it polls
+	// only when everything it knows of is drained). Every refreshEvery
+	// reads it asks poll(2), without waiting, which other sockets have data.
+	refreshEvery = 8
+	// dropsRefresh is the longest an idle Receiver leaves its drop counters
+	// stale; see refreshDrops.
+	dropsRefresh = 50 * time.Millisecond
+)
+
+// Receiver is one worker's set of sockets: one per configured address and
+// port, each a member of that address and port's SO_REUSEPORT group.
+//
+// Receive reads with recvmmsg(2) (MSG_DONTWAIT) into preallocated headers,
+// buffers, address and control areas, and when every socket is drained it
+// sleeps in poll(2) on the sockets and an eventfd on the calling OS thread;
+// Close writes the eventfd to wake it. See the package documentation for why.
+type Receiver struct {
+	queue int
+
+	// mu is held by Receive for its whole call, including the sleep in
+	// poll; Close takes it (after waking the sleeper) before it closes the
+	// descriptors, so that no descriptor is closed, and its number reused,
+	// under a running recvmmsg or poll.
+	mu        sync.Mutex
+	closed    atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
+	efd       int
+
+	socks []sock
+	// pfds holds one entry per socket, then the eventfd.
+	pfds         []unix.PollFd
+	ready        []bool // sockets believed to hold datagrams
+	cursor       int    // next socket to read, for fairness
+	sinceRefresh int
+
+	hdrs   []unix.Mmsghdr
+	iovs   []unix.Iovec
+	names  []byte // nameSize per slot
+	ctrl   []byte // ctrlSize per slot
+	bufs   []byte // stride per slot
+	stride int
+
+	// SO_MEMINFO read-back of the drop counters (see refreshDrops).
+	dropsDirty bool
+	dropsLast  time.Time
+	meminfo    [unix.SK_MEMINFO_VARS]uint32
+	meminfoLen uint32
+	noReadback bool // tests: count drops from SO_RXQ_OVFL messages alone
+
+	packets, bytes, batches, overflows, malformed atomic.Uint64
+}
+
+// sock is one socket of a Receiver.
+type sock struct {
+	fd    int
+	local netip.AddrPort // the bound address and port
+	// drops is the socket's drop counter (sk_drops, 32 bits) as last seen in
+	// a SO_RXQ_OVFL message or SO_MEMINFO.
+	drops uint32
+}
+
+// Open opens cfg.Workers Receivers (Receiver i is worker i) and returns
+// warnings the caller should log: a receive buffer the kernel capped, a
+// capability that was missing. The sockets belong to the network namespace
+// of the calling thread.
+//
+// SO_REUSEPORT groups are per address and port, and the steering program
+// (Config.CPUs) picks a socket by its index in the group, which is the
+// order of bind: the groups must hold only this call's sockets. A socket of
+// another process (of the same user) bound with SO_REUSEPORT to the same
+// address and port would join the group and shift the indices.
+func Open(cfg Config) (rs []*Receiver, warnings []string, err error) {
+	cfg, err = cfg.withDefaults()
+	if err != nil {
+		return nil, nil, fmt.Errorf("kernel path: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			for _, r := range rs {
+				r.Close()
+			}
+			rs = nil
+		}
+	}()
+	for w := 0; w < cfg.Workers; w++ {
+		r, err := newReceiver(w, &cfg)
+		if err != nil {
+			return rs, nil, err
+		}
+		rs = append(rs, r)
+	}
+	warn := func(ws []string) {
+		for _, w := range ws {
+			if !slices.Contains(warnings, w) {
+				warnings = append(warnings, w)
+			}
+		}
+	}
+	for _, addr := range cfg.Addrs {
+		for _, port := range cfg.Ports {
+			local := netip.AddrPortFrom(addr, port)
+			// Bind worker 0's socket first, then 1's...: socket w is index
+			// w of the group, as the steering program expects.
+			for w, r := range rs {
+				fd, opts, err := openSocket(addr, port, &cfg)
+				if err != nil {
+					return rs, nil, fmt.Errorf("kernel path, worker %d: %w", w, err)
+				}
+				warn(opts.warnings)
+				r.socks = append(r.socks, sock{fd: fd, local: local})
+			}
+			if len(cfg.CPUs) > 0 {
+				if err := attachSteering(rs[0].socks[len(rs[0].socks)-1].fd, cfg.CPUs); err != nil {
+					return rs, nil, fmt.Errorf("kernel path, %v: %w", local, err)
+				}
+			}
+		}
+	}
+	for _, r := range rs {
+		r.pfds = make([]unix.PollFd, 0, len(r.socks)+1)
+		for _, s := range r.socks {
+			r.pfds = append(r.pfds, unix.PollFd{Fd: int32(s.fd), Events: unix.POLLIN})
+		}
+		r.pfds = append(r.pfds, unix.PollFd{Fd: int32(r.efd), Events: unix.POLLIN})
+		r.ready = make([]bool, len(r.socks))
+		for i := range r.ready {
+			r.ready[i] = true // unknown: try each once before sleeping
+		}
+	}
+	return rs, warnings, nil
+}
+
+// newReceiver allocates worker w's batch memory and its eventfd.
+func newReceiver(w int, cfg *Config) (*Receiver, error) {
+	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return nil, fmt.Errorf("kernel path, worker %d: can't create an eventfd: %w", w, err)
+	}
+	// Buffers are a cache line apart beyond their size: with a stride that
+	// is a multiple of 4 KiB (the default 64 KiB), the first line of every
+	// buffer would map to the same cache set.
+	stride := (cfg.MaxPayload+63)&^63 + 64
+	n := cfg.Batch
+	r := &Receiver{queue: w, efd: efd, stride: stride,
+		hdrs:  make([]unix.Mmsghdr, n),
+		iovs:  make([]unix.Iovec, n),
+		names: make([]byte, n*nameSize),
+		ctrl:  make([]byte, n*ctrlSize),
+		bufs:  make([]byte, n*stride),
+	}
+	for i := range r.hdrs {
+		r.iovs[i].Base = &r.bufs[i*stride]
+		r.iovs[i].SetLen(cfg.MaxPayload)
+		h := &r.hdrs[i].Hdr
+		h.Name = &r.names[i*nameSize]
+		h.Namelen = nameSize
+		h.Iov = &r.iovs[i]
+		h.SetIovlen(1)
+		h.Control = &r.ctrl[i*ctrlSize]
+		h.SetControllen(ctrlSize)
+	}
+	return r, nil
+}
+
+// Queue returns the worker index.
+func (r *Receiver) Queue() int { return r.queue }
+
+// Stats returns the Receiver's counters; safe from any goroutine.
+func (r *Receiver) Stats() datapath.Stats {
+	return datapath.Stats{
+		Packets:         r.packets.Load(),
+		Bytes:           r.bytes.Load(),
+		Batches:         r.batches.Load(),
+		Malformed:       r.malformed.Load(),
+		SocketOverflows: r.overflows.Load(),
+	}
+}
+
+// Release does nothing: a datagram's buffer is only written again by the
+// next Receive.
+func (r *Receiver) Release([]datapath.Datagram) {}
+
+// Receive fills batch with up to min(len(batch), Config.Batch) datagrams,
+// blocking until there is at least one. It blocks the calling OS thread in
+// poll(2) while every socket is empty.
+func (r *Receiver) Receive(batch []datapath.Datagram) (int, error) {
+	if len(batch) == 0 {
+		return 0, errors.New("kernel path: Receive needs a batch of at least one datagram")
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	batch = batch[:min(len(batch), len(r.hdrs))]
+	for {
+		if r.closed.Load() {
+			return 0, net.ErrClosed
+		}
+		n, err := r.read(batch)
+		if n > 0 {
+			return n, nil
+		}
+		if err != nil {
+			return 0, err
+		}
+		if err := r.wait(); err != nil {
+			return 0, err
+		}
+	}
+}
+
+// read reads the sockets believed ready, from the cursor on, until batch is
+// full or none is left. It does not block.
+func (r *Receiver) read(batch []datapath.Datagram) (int, error) {
+	nsock := len(r.socks)
+	if nsock > 1 {
+		if r.sinceRefresh++; r.sinceRefresh >= refreshEvery {
+			r.refreshReady()
+		}
+	}
+	want := len(batch)
+	used, n := 0, 0 // slots the kernel filled; datagrams delivered
+	var bytes, malformed, overflows uint64
+	var err error
+	for tries := 0; tries < nsock && used < want; tries++ {
+		i := r.cursor
+		if r.cursor++; r.cursor == nsock {
+			r.cursor = 0
+		}
+		if !r.ready[i] {
+			continue
+		}
+		s := &r.socks[i]
+		ret, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(s.fd),
+			uintptr(unsafe.Pointer(&r.hdrs[used])), uintptr(want-used), unix.MSG_DONTWAIT, 0, 0)
+		if errno != 0 {
+			switch errno {
+			case unix.EAGAIN:
+				r.ready[i] = false
+			case unix.EINTR:
+			default:
+				err = fmt.Errorf("kernel path: can't receive on %v (worker %d): %w", s.local, r.queue, errno)
+			}
+			continue
+		}
+		k := int(ret)
+		if used+k < want {
+			r.ready[i] = false // recvmmsg stopped short: the socket is drained
+		}
+		var drops uint32
+		var hasDrops bool
+		for slot := used; slot < used+k; slot++ {
+			h := &r.hdrs[slot]
+			if h.Hdr.Flags&unix.MSG_TRUNC != 0 {
+				// Larger than MaxPayload: the tail is lost, so the
+				// datagram is not delivered.
+				malformed++
+			} else {
+				d := &batch[n]
+				off := slot * r.stride
+				ln := int(h.Len)
+				*d = datapath.Datagram{
+					Payload: r.bufs[off : off+ln : off+ln],
+					Src:     parseSockaddr(r.names[slot*nameSize:(slot+1)*nameSize], h.Hdr.Namelen),
+					Dst:     s.local,
+					Queue:   uint32(r.queue),
+				}
+				parseCmsgs(r.ctrl[slot*ctrlSize:slot*ctrlSize+int(h.Hdr.Controllen)], d, &drops, &hasDrops)
+				bytes += uint64(ln)
+				n++
+			}
+			// The kernel wrote the lengths back; restore them for the
+			// next call.
+			h.Hdr.Namelen = nameSize
+			h.Hdr.SetControllen(ctrlSize)
+		}
+		if hasDrops {
+			overflows += s.noteDrops(drops)
+		}
+		used += k
+	}
+	if used > 0 {
+		r.dropsDirty = true
+	}
+	if n > 0 {
+		r.packets.Add(uint64(n))
+		r.bytes.Add(bytes)
+		r.batches.Add(1)
+	}
+	if malformed > 0 {
+		r.malformed.Add(malformed)
+	}
+	if overflows > 0 {
+		r.overflows.Add(overflows)
+	}
+	return n, err
+}
+
+// noteDrops takes a reading v of the socket's 32-bit drop counter and
+// returns how much it grew. Readings can arrive out of order (a datagram
+// queued before a SO_MEMINFO read-back is read after it), so a reading
+// behind the last one is ignored; the 32-bit difference handles wraparound.
+func (s *sock) noteDrops(v uint32) uint64 {
+	d := v - s.drops
+	if d == 0 || d >= 1<<31 {
+		return 0
+	}
+	s.drops = v
+	return uint64(d)
+}
+
+// refreshReady asks poll(2), without waiting, which sockets have datagrams.
+func (r *Receiver) refreshReady() {
+	r.sinceRefresh = 0
+	nsock := len(r.socks)
+	if n, err := unix.Poll(r.pfds[:nsock], 0); err != nil || n == 0 {
+		return
+	}
+	for i := range nsock {
+		if r.pfds[i].Revents != 0 {
+			r.ready[i] = true
+		}
+	}
+}
+
+// wait sleeps in poll(2) until a socket is readable or Close writes the
+// eventfd.
+func (r *Receiver) wait() error {
+	timeout := -1
+	if r.dropsDirty && !r.noReadback {
+		if since := time.Since(r.dropsLast); since >= dropsRefresh {
+			r.refreshDrops()
+		} else {
+			timeout = int((dropsRefresh-since+time.Millisecond-1)/time.Millisecond) + 1
+		}
+	}
+	var n int
+	for {
+		var err error
+		n, err = unix.Poll(r.pfds, timeout)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, unix.EINTR) {
+			return fmt.Errorf("kernel path: can't wait for datagrams (worker %d): %w", r.queue, err)
+		}
+	}
+	if r.closed.Load() || r.pfds[len(r.socks)].Revents != 0 {
+		return net.ErrClosed
+	}
+	if n == 0 {
+		r.refreshDrops() // the timeout above
+		return nil
+	}
+	for i := range r.socks {
+		if r.pfds[i].Revents != 0 {
+			r.ready[i] = true
+		}
+	}
+	return nil
+}
+
+// refreshDrops reads every socket's drop counter with SO_MEMINFO. SO_RXQ_OVFL
+// reports the counter only on datagrams queued after the drops, so drops at
+// the end of a burst would stay unseen until the next datagram; a Receiver
+// that has read datagrams reads the counters back when it goes idle, at most
+// every dropsRefresh.
+func (r *Receiver) refreshDrops() {
+	r.dropsDirty = false
+	r.dropsLast = time.Now()
+	var overflows uint64
+	for i := range r.socks {
+		s := &r.socks[i]
+		r.meminfoLen = uint32(unsafe.Sizeof(r.meminfo))
+		_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(s.fd), unix.SOL_SOCKET, unix.SO_MEMINFO,
+			uintptr(unsafe.Pointer(&r.meminfo)), uintptr(unsafe.Pointer(&r.meminfoLen)), 0)
+		if errno != 0 || r.meminfoLen < (unix.SK_MEMINFO_DROPS+1)*4 {
+			continue
+		}
+		overflows += s.noteDrops(r.meminfo[unix.SK_MEMINFO_DROPS])
+	}
+	if overflows > 0 {
+		r.overflows.Add(overflows)
+	}
+}
+
+// Close wakes a blocked Receive, waits for it to return, and closes the
+// sockets and the eventfd. A Receive after Close returns net.ErrClosed.
+func (r *Receiver) Close() error {
+	r.closeOnce.Do(func() {
+		r.closed.Store(true)
+		var one [8]byte
+		binary.NativeEndian.PutUint64(one[:], 1)
+		if _, err := unix.Write(r.efd, one[:]); err != nil && !errors.Is(err, unix.EAGAIN) {
+			r.closeErr = fmt.Errorf("kernel path: can't wake worker %d: %w", r.queue, err)
+		}
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		var errs []error
+		for _, s := range r.socks {
+			if err := unix.Close(s.fd); err != nil {
+				errs = append(errs, fmt.Errorf("can't close socket %v: %w", s.local, err))
+			}
+		}
+		if err := unix.Close(r.efd); err != nil {
+			errs = append(errs, fmt.Errorf("can't close eventfd: %w", err))
+		}
+		if err := errors.Join(errs...); err != nil {
+			r.closeErr = errors.Join(r.closeErr, fmt.Errorf("kernel path, worker %d: %w", r.queue, err))
+		}
+	})
+	return r.closeErr
+}

@@ -1,0 +1,177 @@
+package kernel
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// sockOpts is what openSocket learned while setting a socket up.
+type sockOpts struct {
+	// tsNew says the socket reports SO_TIMESTAMPNS_NEW (64-bit time on every
+	// architecture); old kernels only have SO_TIMESTAMPNS.
+	tsNew bool
+	// warnings about the receive buffer, deduplicated by Open.
+	warnings []string
+}
+
+// openSocket opens one non-blocking UDP socket bound to addr:port with
+// SO_REUSEPORT and the options every datagram's metadata needs.
+func openSocket(addr netip.Addr, port uint16, cfg *Config) (fd int, opts sockOpts, err error) {
+	ap := netip.AddrPortFrom(addr, port)
+	family := unix.AF_INET6
+	if addr.Is4() {
+		family = unix.AF_INET
+	}
+	fd, err = unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
+	if err != nil {
+		return -1, opts, fmt.Errorf("can't open a UDP socket for %v: %w", ap, err)
+	}
+	defer func() {
+		if err != nil {
+			unix.Close(fd)
+			fd = -1
+		}
+	}()
+	set := func(level, opt, value int, name string) error {
+		if err := unix.SetsockoptInt(fd, level, opt, value); err != nil {
+			return fmt.Errorf("can't set %s on UDP socket %v: %w", name, ap, err)
+		}
+		return nil
+	}
+	if err := set(unix.SOL_SOCKET, unix.SO_REUSEPORT, 1, "SO_REUSEPORT"); err != nil {
+		return fd, opts, err
+	}
+	if family == unix.AF_INET6 {
+		// IPv4 goes to the IPv4 sockets: Src is then never v4-mapped, and
+		// binding :: and 0.0.0.0 to one port does not collide.
+		if err := set(unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 1, "IPV6_V6ONLY"); err != nil {
+			return fd, opts, err
+		}
+		if err := set(unix.IPPROTO_IPV6, unix.IPV6_RECVPKTINFO, 1, "IPV6_RECVPKTINFO"); err != nil {
+			return fd, opts, err
+		}
+	} else {
+		if err := set(unix.IPPROTO_IP, unix.IP_PKTINFO, 1, "IP_PKTINFO"); err != nil {
+			return fd, opts, err
+		}
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS_NEW, 1); err == nil {
+		opts.tsNew = true
+	} else if err := set(unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1, "SO_TIMESTAMPNS"); err != nil {
+		return fd, opts, err
+	}
+	if err := set(unix.SOL_SOCKET, unix.SO_RXQ_OVFL, 1, "SO_RXQ_OVFL"); err != nil {
+		return fd, opts, err
+	}
+	if cfg.RcvBuf > 0 {
+		w, err := setRcvBuf(fd, cfg.RcvBuf, cfg.ForceRcvBuf)
+		if err != nil {
+			return fd, opts, fmt.Errorf("UDP socket %v: %w", ap, err)
+		}
+		opts.warnings = w
+	}
+	var sa unix.Sockaddr
+	if addr.Is4() {
+		sa = &unix.SockaddrInet4{Port: int(port), Addr: addr.As4()}
+	} else {
+		sa = &unix.SockaddrInet6{Port: int(port), Addr: addr.As16()}
+	}
+	if err := unix.Bind(fd, sa); err != nil {
+		hint := ""
+		switch {
+		case errors.Is(err, unix.EADDRINUSE):
+			hint = ": another socket without SO_REUSEPORT (or of another user) holds the port"
+		case errors.Is(err, unix.EADDRNOTAVAIL):
+			hint = ": the address is not configured on any interface of this network namespace"
+		case errors.Is(err, unix.EACCES):
+			hint = ": ports below 1024 need CAP_NET_BIND_SERVICE"
+		}
+		return fd, opts, fmt.Errorf("can't bind UDP socket to %v: %w%s", ap, err, hint)
+	}
+	return fd, opts, nil
+}
+
+// setRcvBuf asks for want bytes of receive buffer and reads back what the
+// kernel granted. SO_RCVBUF's getsockopt returns twice the usable size (the
+// kernel doubles the request to account for its bookkeeping), so the
+// comparison is against half of it.
+func setRcvBuf(fd, want int, force bool) (warnings []string, err error) {
+	set := false
+	if force {
+		switch err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, want); {
+		case err == nil:
+			set = true
+		case errors.Is(err, unix.EPERM):
+			warnings = append(warnings, "SO_RCVBUFFORCE: operation not permitted (needs CAP_NET_ADMIN); fell back to SO_RCVBUF, which net.core.rmem_max caps")
+		default:
+			return nil, fmt.Errorf("can't set SO_RCVBUFFORCE to %d: %w", want, err)
+		}
+	}
+	if !set {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, want); err != nil {
+			return nil, fmt.Errorf("can't set SO_RCVBUF to %d: %w", want, err)
+		}
+	}
+	got, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF)
+	if err != nil {
+		return nil, fmt.Errorf("can't read SO_RCVBUF back: %w", err)
+	}
+	if got/2 < want {
+		max := "net.core.rmem_max"
+		if v, err := os.ReadFile("/proc/sys/net/core/rmem_max"); err == nil {
+			max += " = " + strings.TrimSpace(string(v))
+		}
+		warnings = append(warnings, fmt.Sprintf(
+			"receive buffer capped: asked for %d bytes, the kernel granted %d (%s): raise net.core.rmem_max to at least %d, or set ForceRcvBuf with CAP_NET_ADMIN",
+			want, got/2, max, want))
+	}
+	return warnings, nil
+}
+
+// Constants of linux/filter.h that x/sys/unix does not carry: a classic BPF
+// load from the "ancillary data" offset SKF_AD_OFF+SKF_AD_CPU reads the
+// number of the CPU the program runs on.
+const (
+	skfAdOff = -0x1000
+	skfAdCPU = 36
+	// ldCPU is the load's offset, SKF_AD_OFF + SKF_AD_CPU as the kernel
+	// reads it: a negative int32 in the uint32 K field.
+	ldCPU = uint32(1<<32 + skfAdOff + skfAdCPU)
+)
+
+// steeringProgram returns the classic BPF program for a SO_REUSEPORT group
+// whose socket i belongs to the worker on cpus[i]: it returns the index of
+// the socket whose worker runs on the current CPU. A reuseport program runs
+// in the softirq that processes the packet, so "the current CPU" is the one
+// that received it (for a NIC, the CPU its queue's interrupt is affine to;
+// for a veth, the sender's). For any other CPU it returns len(cpus), an index
+// out of range, and the kernel falls back to its flow hash.
+func steeringProgram(cpus []int) []unix.SockFilter {
+	prog := make([]unix.SockFilter, 0, 2+2*len(cpus))
+	// A = current CPU
+	prog = append(prog, unix.SockFilter{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_ABS, K: ldCPU})
+	for i, c := range cpus {
+		// if A == c { return i }  (jt 0: fall into the return; jf 1: skip it)
+		prog = append(prog,
+			unix.SockFilter{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jt: 0, Jf: 1, K: uint32(c)},
+			unix.SockFilter{Code: unix.BPF_RET | unix.BPF_K, K: uint32(i)})
+	}
+	prog = append(prog, unix.SockFilter{Code: unix.BPF_RET | unix.BPF_K, K: uint32(len(cpus))})
+	return prog
+}
+
+// attachSteering attaches the steering program to the SO_REUSEPORT group of
+// fd (the program belongs to the group, not to the socket).
+func attachSteering(fd int, cpus []int) error {
+	prog := steeringProgram(cpus)
+	fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
+	if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_REUSEPORT_CBPF, &fprog); err != nil {
+		return fmt.Errorf("can't attach the reuseport steering program (SO_ATTACH_REUSEPORT_CBPF): %w", err)
+	}
+	return nil
+}

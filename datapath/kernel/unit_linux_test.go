@@ -1,0 +1,184 @@
+package kernel
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"strings"
+	"testing"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/xdpingest/xdpingest/datapath"
+)
+
+func TestConfigDefaults(t *testing.T) {
+	cfg, err := Config{Ports: []uint16{5000}}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Workers != 1 || cfg.Batch != defaultBatch || cfg.MaxPayload != defaultMaxPayload {
+		t.Errorf("defaults: %+v", cfg)
+	}
+	if len(cfg.Addrs) != 2 || cfg.Addrs[0] != netip.IPv4Unspecified() || cfg.Addrs[1] != netip.IPv6Unspecified() {
+		t.Errorf("default addresses %v, want 0.0.0.0 and ::", cfg.Addrs)
+	}
+	cfg, err = Config{Ports: []uint16{1}, Addrs: []netip.Addr{netip.MustParseAddr("::ffff:198.18.0.2")}}.withDefaults()
+	if err != nil || cfg.Addrs[0] != netip.MustParseAddr("198.18.0.2") {
+		t.Errorf("v4-mapped bind address: %v %v, want it unmapped", cfg.Addrs, err)
+	}
+}
+
+func TestConfigRefused(t *testing.T) {
+	for _, tc := range []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{}, "no UDP port"},
+		{Config{Ports: []uint16{0}}, "port 0"},
+		{Config{Ports: []uint16{1, 1}}, "twice"},
+		{Config{Ports: []uint16{1}, Batch: 2000}, "recvmmsg limit"},
+		{Config{Ports: []uint16{1}, MaxPayload: 70000}, "UDP maximum"},
+		{Config{Ports: []uint16{1}, Addrs: []netip.Addr{{}}}, "invalid bind address"},
+		{Config{Ports: []uint16{1}, Addrs: []netip.Addr{netip.MustParseAddr("fe80::1%eth0")}}, "zoned"},
+		{Config{Ports: []uint16{1}, Workers: 2, CPUs: []int{0}}, "one CPU per worker"},
+		{Config{Ports: []uint16{1}, Workers: 2, CPUs: []int{1, 1}}, "two workers"},
+		{Config{Ports: []uint16{1}, CPUs: []int{-1}}, "out of range"},
+		{Config{Ports: []uint16{1}, RcvBuf: -1}, "negative"},
+	} {
+		_, err := tc.cfg.withDefaults()
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: error %v, want one saying %q", tc.cfg, err, tc.want)
+		}
+	}
+}
+
+func TestParseSockaddr(t *testing.T) {
+	b := make([]byte, nameSize)
+	binary.NativeEndian.PutUint16(b, unix.AF_INET)
+	binary.BigEndian.PutUint16(b[2:], 4242)
+	copy(b[4:], []byte{198, 18, 0, 1})
+	got := parseSockaddr(b, unix.SizeofSockaddrInet4)
+	if want := netip.MustParseAddrPort("198.18.0.1:4242"); got != want || !got.Addr().Is4() {
+		t.Errorf("IPv4: got %v, want %v", got, want)
+	}
+	clear(b)
+	binary.NativeEndian.PutUint16(b, unix.AF_INET6)
+	binary.BigEndian.PutUint16(b[2:], 65535)
+	a := netip.MustParseAddr("2001:db8::1").As16()
+	copy(b[8:], a[:])
+	got = parseSockaddr(b, unix.SizeofSockaddrInet6)
+	if want := netip.MustParseAddrPort("[2001:db8::1]:65535"); got != want {
+		t.Errorf("IPv6: got %v, want %v", got, want)
+	}
+	if got := parseSockaddr(b, 4); got.IsValid() {
+		t.Errorf("short sockaddr parsed as %v", got)
+	}
+}
+
+// putCmsg appends a control message as the kernel lays it out.
+func putCmsg(b []byte, level, typ int32, data []byte) []byte {
+	h := make([]byte, unix.SizeofCmsghdr)
+	c := (*unix.Cmsghdr)(unsafe.Pointer(&h[0]))
+	c.Level, c.Type = level, typ
+	c.SetLen(unix.CmsgLen(len(data)))
+	b = append(b, h...)
+	b = append(b, data...)
+	for len(b)%cmsgAlign(1) != 0 {
+		b = append(b, 0)
+	}
+	return b
+}
+
+func TestParseCmsgs(t *testing.T) {
+	var ts [16]byte
+	binary.NativeEndian.PutUint64(ts[:], 1_700_000_000)
+	binary.NativeEndian.PutUint64(ts[8:], 123)
+	var ovfl [4]byte
+	binary.NativeEndian.PutUint32(ovfl[:], 77)
+	pi4 := make([]byte, 12)
+	copy(pi4[4:], []byte{198, 18, 0, 9}) // ipi_spec_dst: not the header's address
+	copy(pi4[8:], []byte{198, 18, 0, 2})
+	b := putCmsg(nil, unix.IPPROTO_IP, unix.IP_PKTINFO, pi4)
+	b = putCmsg(b, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS_NEW, ts[:])
+	b = putCmsg(b, unix.SOL_SOCKET, unix.SO_RXQ_OVFL, ovfl[:])
+	buf := make([]byte, ctrlSize) // 8-aligned, like the Receiver's
+	b = append(buf[:0], b...)
+
+	d := datapath.Datagram{Dst: netip.MustParseAddrPort("0.0.0.0:5000")}
+	var drops uint32
+	var has bool
+	parseCmsgs(b, &d, &drops, &has)
+	if want := netip.MustParseAddrPort("198.18.0.2:5000"); d.Dst != want {
+		t.Errorf("Dst %v, want %v", d.Dst, want)
+	}
+	if d.RxTime != 1_700_000_000*1e9+123 {
+		t.Errorf("RxTime %d", d.RxTime)
+	}
+	if !has || drops != 77 {
+		t.Errorf("drops %d %v, want 77", drops, has)
+	}
+
+	pi6 := make([]byte, 20)
+	a := netip.MustParseAddr("2001:db8::2").As16()
+	copy(pi6, a[:])
+	b = putCmsg(buf[:0], unix.IPPROTO_IPV6, unix.IPV6_PKTINFO, pi6)
+	d = datapath.Datagram{Dst: netip.MustParseAddrPort("[::]:6000")}
+	has = false
+	parseCmsgs(b, &d, &drops, &has)
+	if want := netip.MustParseAddrPort("[2001:db8::2]:6000"); d.Dst != want || has {
+		t.Errorf("IPv6: Dst %v (want %v), drops reported %v", d.Dst, want, has)
+	}
+	// A truncated or corrupt message stops the walk without a panic.
+	parseCmsgs(b[:len(b)-8], &d, &drops, &has)
+	parseCmsgs(b[:5], &d, &drops, &has)
+}
+
+func TestNoteDrops(t *testing.T) {
+	var s sock
+	if got := s.noteDrops(5); got != 5 {
+		t.Errorf("first reading: %d", got)
+	}
+	if got := s.noteDrops(3); got != 0 {
+		t.Errorf("an older reading counted %d", got)
+	}
+	s.drops = 1<<32 - 2
+	if got := s.noteDrops(3); got != 5 {
+		t.Errorf("across the 32-bit wrap: %d, want 5", got)
+	}
+}
+
+func TestSteeringProgram(t *testing.T) {
+	// Interpret the program for each CPU.
+	run := func(prog []unix.SockFilter, cpu uint32) uint32 {
+		var a uint32
+		for pc := 0; pc < len(prog); pc++ {
+			in := prog[pc]
+			switch in.Code {
+			case unix.BPF_LD | unix.BPF_W | unix.BPF_ABS:
+				if in.K != ldCPU {
+					t.Fatalf("load of %#x, want the CPU", in.K)
+				}
+				a = cpu
+			case unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K:
+				if a == in.K {
+					pc += int(in.Jt)
+				} else {
+					pc += int(in.Jf)
+				}
+			case unix.BPF_RET | unix.BPF_K:
+				return in.K
+			default:
+				t.Fatalf("unexpected opcode %#x", in.Code)
+			}
+		}
+		t.Fatal("program fell off its end")
+		return 0
+	}
+	prog := steeringProgram([]int{3, 1, 7})
+	for cpu, want := range map[uint32]uint32{3: 0, 1: 1, 7: 2, 0: 3, 2: 3, 100: 3} {
+		if got := run(prog, cpu); got != want {
+			t.Errorf("CPU %d: socket %d, want %d", cpu, got, want)
+		}
+	}
+}

@@ -30,7 +30,10 @@ func AllowedCPUs() (CPUSet, error) {
 // PinThread binds the calling OS thread to cpu (sched_setaffinity on the
 // thread, not the process). The caller must hold the thread with
 // runtime.LockOSThread first, or the pin lands on whatever thread the
-// goroutine happens to run on and is lost when the goroutine moves.
+// goroutine happens to run on and is lost when the goroutine moves. Before
+// unlocking, restore the thread's affinity with UnpinThread, or keep it
+// locked until the goroutine exits (the runtime then discards the thread):
+// a pinned thread returned to the pool would pin whatever runs on it next.
 func PinThread(cpu int) error {
 	if cpu < 0 || cpu >= cpuSetSize {
 		return fmt.Errorf("can't pin thread to cpu %d: out of range 0-%d", cpu, cpuSetSize-1)

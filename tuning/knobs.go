@@ -277,9 +277,6 @@ func (d *device) coalesceKnob(f coalesceFieldDef) knob {
 		}}
 }
 
-// errFixed says a feature can't be changed on this device.
-var errFixed = fmt.Errorf("fixed by the driver: %w", ErrNotSupported)
-
 func (d *device) featureKnob(name string) knob {
 	return knob{key: "feature." + name, group: GroupFeatures,
 		read: func() (string, error) {

@@ -267,7 +267,8 @@ func (s *session) plan(ctx context.Context, p *Profile) (*Plan, error) {
 				break
 			}
 		}
-		if pid := IRQBalancePID(d.roots); pid > 0 && len(pl.Changes()) > 0 {
+		moves := slices.ContainsFunc(pl.Items, func(it Item) bool { return it.Group == GroupIRQ && it.Action == ActionChange })
+		if pid := IRQBalancePID(d.roots); pid > 0 && moves {
 			pl.Warnings = append(pl.Warnings, fmt.Sprintf("irqbalance is running (pid %d) and will move the IRQs again: stop it (systemctl stop irqbalance) or ban these IRQs in its configuration", pid))
 		}
 	}

@@ -1,0 +1,619 @@
+package sink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+
+	"github.com/xdpingest/xdpingest/datapath"
+	"github.com/xdpingest/xdpingest/sink/natsmsg"
+)
+
+// The NATS sink publishes to JetStream asynchronously and keeps every
+// message it published until JetStream acknowledges it. What fails in a way
+// a retry can fix (connection lost, acknowledgement timed out, no stream
+// responding during a server restart) is published again, with the same
+// Nats-Msg-Id so that the stream stores it once, until RetryFor has passed
+// since its first publish. The messages held (published and unacknowledged,
+// or waiting for a retry) are bounded by MaxInFlight and MaxBufferBytes: when
+// the bound is reached, Write waits up to MaxWait for room while connected,
+// and drops at once while disconnected. nats.go's own reconnect buffer is
+// off, so that there is one buffer and one bound, and every message in it is
+// counted.
+
+var natsReasons = reasons{"not_connected", "backlog_full", "ack_timeout", "publish_failed", "rejected", "closed"}
+
+const (
+	natsNotConnected = iota // backlog full while disconnected, or still disconnected at the end of RetryFor
+	natsBacklogFull         // backlog full for MaxWait while connected
+	natsAckTimeout          // RetryFor ran out; the last attempt's acknowledgement timed out
+	natsPublishFailed       // RetryFor ran out; the last attempt failed otherwise
+	natsRejected            // JetStream refused the message (limits, payload size): no retry helps
+	natsClosed              // still unacknowledged when Close gave up, or written after Close
+)
+
+const (
+	// natsMsgOverhead is what a message's headers and bookkeeping cost
+	// beyond its data, for the MaxBufferBytes bound.
+	natsMsgOverhead = 256
+	// natsRetryTick is how often the retrier looks at its queue without
+	// being woken: expiry and backoff run on it.
+	natsRetryTick = 100 * time.Millisecond
+	// natsRetryRound is the most messages one retry round publishes before
+	// it yields to writers.
+	natsRetryRound = 1024
+	natsFreeBufs   = 256
+)
+
+type natsSink struct {
+	spec NATSSpec
+	opts Options
+	log  *slog.Logger
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	// maxData bounds a batch's data, below the server's max_payload.
+	maxData int
+
+	c         counters // shared: acknowledgements arrive on nats.go's goroutines
+	connected atomic.Bool
+	closing   atomic.Bool
+
+	mu        sync.Mutex
+	pending   map[*nats.Msg]*natsOut // published, waiting for the acknowledgement
+	retryQ    []*natsOut             // waiting to be published again, oldest first
+	held      int                    // messages in pending and retryQ
+	heldBytes int
+	room      chan struct{} // closed when held shrinks, if waiting is set
+	waiting   bool
+	closed    bool
+
+	kick     chan struct{} // wakes the retrier
+	stop     chan struct{} // stops the retrier
+	stopped  chan struct{}
+	freeBufs chan []byte
+
+	writers []*natsWriter
+}
+
+// natsOut is one message and what it carries.
+type natsOut struct {
+	msg       *nats.Msg
+	n         uint64 // datagrams
+	bytes     uint64 // their payload bytes
+	size      int    // for MaxBufferBytes
+	deadline  time.Time
+	notBefore time.Time
+	attempts  int
+	lastErr   error
+}
+
+type natsWriter struct {
+	s        *natsSink
+	idPrefix string
+	seq      uint64
+	// The batch being filled (batch mode).
+	buf   []byte
+	count int
+	bytes uint64
+}
+
+func openNATS(ctx context.Context, spec NATSSpec, opts Options) (*natsSink, error) {
+	s := &natsSink{
+		spec: spec, opts: opts,
+		log:      opts.Logger.With("sink", spec.name()),
+		pending:  make(map[*nats.Msg]*natsOut),
+		room:     make(chan struct{}),
+		kick:     make(chan struct{}, 1),
+		stop:     make(chan struct{}),
+		stopped:  make(chan struct{}),
+		freeBufs: make(chan []byte, natsFreeBufs),
+	}
+	nc, err := nats.Connect(spec.ServerURL,
+		nats.Name("xdpingest"),
+		nats.MaxReconnects(-1),
+		nats.CustomReconnectDelay(reconnectDelay),
+		// Off: a second, uncounted buffer. Publishes while disconnected
+		// fail at once and wait in our queue instead.
+		nats.ReconnectBufSize(-1),
+		nats.PingInterval(5*time.Second),
+		nats.MaxPingsOutstanding(3),
+		nats.FlusherTimeout(2*time.Second),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			s.connected.Store(false)
+			s.log.Warn("NATS connection lost: holding messages for retry", "err", err, "max_inflight", spec.MaxInFlight)
+		}),
+		// nats.go prints asynchronous errors (a write to a dead
+		// connection, a slow consumer) to stderr unless told otherwise.
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			s.log.Warn("NATS asynchronous error", "err", err)
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			s.connected.Store(true)
+			s.log.Info("NATS reconnected", "server", nc.ConnectedUrlRedacted())
+			s.wake()
+		}),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("can't connect to NATS at %s: %w: is the server running and reachable?", spec.Addr, err)
+	}
+	s.nc = nc
+	s.connected.Store(true)
+	js, err := jetstream.New(nc,
+		jetstream.WithPublishAsyncAckHandler(s.onAck),
+		jetstream.WithPublishAsyncErrHandler(s.onErr),
+		// Our own bound is the real one; nats.go's must never stall us.
+		jetstream.WithPublishAsyncMaxPending(spec.MaxInFlight+1),
+		jetstream.WithPublishAsyncTimeout(spec.AckTimeout),
+	)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("can't use JetStream on %s: %w", spec.Addr, err)
+	}
+	s.js = js
+	if err := s.setupStream(ctx); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	s.maxData = max(int(nc.MaxPayload())-1024, 1024) // room for the headers
+	prefix := nuid.Next()
+	s.writers = make([]*natsWriter, opts.Workers)
+	for i := range s.writers {
+		s.writers[i] = &natsWriter{s: s, idPrefix: prefix + "." + strconv.Itoa(i) + "."}
+	}
+	go s.retrier()
+	return s, nil
+}
+
+func (n NATSSpec) name() string { return "nats://" + n.Addr + "/" + n.Subject }
+
+// reconnectDelay backs off from 100 ms to 2 s, with up to 25% jitter so that
+// a fleet of ingest hosts does not reconnect in step.
+func reconnectDelay(attempts int) time.Duration {
+	d := min(100*time.Millisecond<<min(attempts, 5), 2*time.Second)
+	return d + rand.N(d/4+1)
+}
+
+// setupStream finds the stream that will store the subject, creating the
+// named one if needed, so that a misconfiguration fails Open rather than
+// every publish.
+func (s *natsSink) setupStream(ctx context.Context) error {
+	subj := s.spec.Subject
+	if s.spec.Stream == "" {
+		_, err := s.js.StreamNameBySubject(ctx, subj)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			return fmt.Errorf("no JetStream stream on %s captures subject %s: create one, or add ?stream=NAME to the sink URL to have it created", s.spec.Addr, subj)
+		}
+		if err != nil {
+			return fmt.Errorf("can't look up the stream of subject %s on %s: %w", subj, s.spec.Addr, err)
+		}
+		return nil
+	}
+	name := s.spec.Stream
+	st, err := s.js.Stream(ctx, name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		st, err = s.js.CreateStream(ctx, jetstream.StreamConfig{
+			Name:     name,
+			Subjects: []string{subj},
+			Storage:  jetstream.FileStorage,
+		})
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) { // another host was first
+			st, err = s.js.Stream(ctx, name)
+		}
+		if err == nil {
+			s.log.Info("created JetStream stream", "stream", name, "subject", subj)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("can't find or create JetStream stream %s on %s: %w", name, s.spec.Addr, err)
+	}
+	if subs := st.CachedInfo().Config.Subjects; !subjectsCover(subs, subj) {
+		return fmt.Errorf("JetStream stream %s captures %v, not %s: add the subject to the stream, or publish to one it captures", name, subs, subj)
+	}
+	return nil
+}
+
+// subjectsCover says whether one of the patterns (with * and > wildcards)
+// matches subject.
+func subjectsCover(patterns []string, subject string) bool {
+	toks := strings.Split(subject, ".")
+	for _, p := range patterns {
+		pt := strings.Split(p, ".")
+		for i, t := range pt {
+			if t == ">" {
+				if i < len(toks) {
+					return true
+				}
+				break
+			}
+			if i >= len(toks) || (t != "*" && t != toks[i]) {
+				break
+			}
+			if i == len(pt)-1 && len(pt) == len(toks) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (s *natsSink) Name() string             { return s.spec.name() }
+func (s *natsSink) Writer(worker int) Writer { return s.writers[worker] }
+func (s *natsSink) Stats() Stats             { return stats(natsReasons, &s.c) }
+
+func (w *natsWriter) Write(dgs []datapath.Datagram) error {
+	if len(dgs) == 0 {
+		return nil
+	}
+	s := w.s
+	n := uint64(len(dgs))
+	s.c.offered.Add(n)
+	s.c.inFlight.Add(n)
+	var first error
+	note := func(err error) {
+		if err != nil && first == nil {
+			first = err
+		}
+	}
+	if s.spec.Batch <= 1 {
+		for i := range dgs {
+			note(w.publishOne(&dgs[i]))
+		}
+		return first
+	}
+	for i := range dgs {
+		d := &dgs[i]
+		rl := natsmsg.RecordLen(d)
+		if w.count > 0 && len(w.buf)+rl > s.maxData {
+			note(w.publishBatch())
+		}
+		if w.count == 0 {
+			w.buf = natsmsg.AppendBatchHeader(s.getBuf())
+		}
+		w.buf = natsmsg.AppendRecord(w.buf, d)
+		w.count++
+		w.bytes += uint64(len(d.Payload))
+		if w.count >= s.spec.Batch {
+			note(w.publishBatch())
+		}
+	}
+	return first
+}
+
+// Flush publishes the partial batch.
+func (w *natsWriter) Flush() error { return w.publishBatch() }
+
+func (w *natsWriter) nextID() string {
+	w.seq++
+	return w.idPrefix + strconv.FormatUint(w.seq, 10)
+}
+
+func (w *natsWriter) publishOne(d *datapath.Datagram) error {
+	s := w.s
+	data := append(s.getBuf(), d.Payload...)
+	h := make(nats.Header, 6)
+	natsmsg.SetHeaders(h, d)
+	h[natsmsg.HeaderMsgID] = []string{w.nextID()}
+	return s.submit(&natsOut{
+		msg:  &nats.Msg{Subject: s.spec.Subject, Header: h, Data: data},
+		n:    1,
+		size: len(data) + natsMsgOverhead, bytes: uint64(len(d.Payload)),
+	})
+}
+
+func (w *natsWriter) publishBatch() error {
+	if w.count == 0 {
+		return nil
+	}
+	s := w.s
+	natsmsg.SetBatchCount(w.buf, w.count)
+	h := nats.Header{
+		natsmsg.HeaderBatch: []string{strconv.Itoa(w.count)},
+		natsmsg.HeaderMsgID: []string{w.nextID()},
+	}
+	out := &natsOut{
+		msg:  &nats.Msg{Subject: s.spec.Subject, Header: h, Data: w.buf},
+		n:    uint64(w.count),
+		size: len(w.buf) + natsMsgOverhead, bytes: w.bytes,
+	}
+	w.buf, w.count, w.bytes = nil, 0, 0
+	return s.submit(out)
+}
+
+func (s *natsSink) getBuf() []byte {
+	select {
+	case b := <-s.freeBufs:
+		return b[:0]
+	default:
+		if s.spec.Batch > 1 {
+			return make([]byte, 0, min(s.maxData, s.spec.Batch*256))
+		}
+		return nil
+	}
+}
+
+func (s *natsSink) putBuf(b []byte) {
+	select {
+	case s.freeBufs <- b:
+	default:
+	}
+}
+
+// submit takes a message into the backlog and publishes it, or drops it
+// when the backlog stays full.
+func (s *natsSink) submit(out *natsOut) error {
+	s.mu.Lock()
+	var timer *time.Timer
+	for !s.closed && s.held > 0 && (s.held >= s.spec.MaxInFlight || s.heldBytes+out.size > s.spec.MaxBufferBytes) {
+		reason := natsBacklogFull
+		if !s.connected.Load() {
+			reason = natsNotConnected
+		} else if s.spec.MaxWait > 0 && timer == nil {
+			timer = time.NewTimer(s.spec.MaxWait)
+			defer timer.Stop()
+		}
+		if reason == natsBacklogFull && timer != nil {
+			room := s.room
+			s.waiting = true
+			s.mu.Unlock()
+			select {
+			case <-room:
+				s.mu.Lock()
+				continue
+			case <-timer.C:
+			}
+		} else {
+			s.mu.Unlock()
+		}
+		s.dropOut(out, reason)
+		return fmt.Errorf("can't publish to %s: backlog full (max_inflight=%d, max_buffer_mb=%d): dropped %d datagrams (%s)",
+			s.Name(), s.spec.MaxInFlight, s.spec.MaxBufferBytes>>20, out.n, natsReasons[reason])
+	}
+	if s.closed {
+		s.mu.Unlock()
+		s.dropOut(out, natsClosed)
+		return fmt.Errorf("can't publish to %s: %w", s.Name(), ErrClosed)
+	}
+	s.held++
+	s.heldBytes += out.size
+	out.deadline = time.Now().Add(s.spec.RetryFor)
+	if !s.connected.Load() || len(s.retryQ) > 0 {
+		// Behind the backlog, to keep the order.
+		s.retryQ = append(s.retryQ, out)
+		s.mu.Unlock()
+		s.wake()
+		return nil
+	}
+	s.pending[out.msg] = out // before publishing: the ack may come first
+	s.mu.Unlock()
+	s.publish(out)
+	return nil
+}
+
+func (s *natsSink) publish(out *natsOut) {
+	if _, err := s.js.PublishMsgAsync(out.msg); err != nil {
+		s.onErr(s.js, out.msg, err)
+	}
+}
+
+func (s *natsSink) wake() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// release takes out out of the backlog's bounds. s.mu is held.
+func (s *natsSink) release(out *natsOut) {
+	s.held--
+	s.heldBytes -= out.size
+	if s.waiting {
+		close(s.room)
+		s.room = make(chan struct{})
+		s.waiting = false
+	}
+}
+
+func (s *natsSink) onAck(_ jetstream.JetStream, m *nats.Msg, _ *jetstream.PubAck) {
+	s.mu.Lock()
+	out := s.pending[m]
+	if out == nil {
+		s.mu.Unlock()
+		return
+	}
+	delete(s.pending, m)
+	// A duplicate ack (the stream had it from an attempt whose ack was
+	// lost) is a success like any other: the stream holds the message once.
+	// Count before release, under the lock: Close returns once nothing is
+	// held, and the counters must be final by then.
+	s.c.written.Add(out.n)
+	s.c.writtenBytes.Add(out.bytes)
+	s.c.inFlight.Add(-out.n)
+	s.release(out)
+	s.mu.Unlock()
+	s.putBuf(m.Data)
+}
+
+// onErr handles a failed publish, from nats.go's goroutines (ack timeout,
+// connection lost, error reply) or from publish. It may run with nats.go's
+// publisher lock held, so it only queues: the retrier publishes.
+func (s *natsSink) onErr(_ jetstream.JetStream, m *nats.Msg, err error) {
+	s.mu.Lock()
+	out := s.pending[m]
+	if out == nil {
+		s.mu.Unlock()
+		return
+	}
+	delete(s.pending, m)
+	s.c.errors.Add(1)
+	out.lastErr = err
+	if retriable(err) && !s.closed && time.Now().Before(out.deadline) {
+		out.notBefore = time.Now().Add(retryBackoff(out.attempts))
+		s.retryQ = append(s.retryQ, out)
+		s.mu.Unlock()
+		s.wake()
+		return
+	}
+	reason := natsRejected
+	if retriable(err) {
+		reason = expiredReason(err)
+	}
+	s.dropOut(out, reason)
+	s.release(out)
+	s.mu.Unlock()
+	s.log.Debug("NATS publish failed", "err", err, "datagrams", out.n, "reason", natsReasons[reason])
+}
+
+func retryBackoff(attempts int) time.Duration {
+	return min(50*time.Millisecond<<min(attempts, 6), 2*time.Second)
+}
+
+// retriable says whether publishing again may succeed: the connection, the
+// server or the stream leader may be back by then. An error reply from
+// JetStream (limits, size) is final, except "temporarily unavailable".
+func retriable(err error) bool {
+	var api *jetstream.APIError
+	if errors.As(err, &api) {
+		return api.Code == 503
+	}
+	return !errors.Is(err, nats.ErrMaxPayload) && !errors.Is(err, nats.ErrBadSubject) &&
+		!errors.Is(err, nats.ErrHeadersNotSupported) && !errors.Is(err, jetstream.ErrInvalidJSAck)
+}
+
+// expiredReason is the drop reason of a message whose retries ran out.
+func expiredReason(last error) int {
+	switch {
+	case last == nil, errors.Is(last, nats.ErrDisconnected), errors.Is(last, nats.ErrReconnectBufExceeded),
+		errors.Is(last, nats.ErrConnectionReconnecting), errors.Is(last, nats.ErrConnectionClosed),
+		errors.Is(last, nats.ErrNoServers):
+		return natsNotConnected
+	case errors.Is(last, jetstream.ErrAsyncPublishTimeout):
+		return natsAckTimeout
+	}
+	return natsPublishFailed
+}
+
+func (s *natsSink) dropOut(out *natsOut, reason int) {
+	s.c.drop(reason, out.n)
+	s.c.inFlight.Add(-out.n)
+}
+
+// retrier publishes the retry queue while connected, and expires what waited
+// longer than RetryFor.
+func (s *natsSink) retrier() {
+	defer close(s.stopped)
+	t := time.NewTicker(natsRetryTick)
+	defer t.Stop()
+	var batch, expired []*natsOut
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-s.kick:
+		case <-t.C:
+		}
+		now := time.Now()
+		batch, expired = batch[:0], expired[:0]
+		s.mu.Lock()
+		keep := s.retryQ[:0]
+		connected := s.connected.Load()
+		for _, o := range s.retryQ {
+			switch {
+			case now.After(o.deadline):
+				expired = append(expired, o)
+				s.release(o)
+			case connected && len(batch) < natsRetryRound && !now.Before(o.notBefore):
+				batch = append(batch, o)
+				o.attempts++
+				s.pending[o.msg] = o
+			default:
+				keep = append(keep, o)
+			}
+		}
+		clear(s.retryQ[len(keep):])
+		s.retryQ = keep
+		more := connected && len(batch) == natsRetryRound
+		s.mu.Unlock()
+		for _, o := range expired {
+			s.dropOut(o, expiredReason(o.lastErr))
+		}
+		if len(expired) > 0 {
+			s.log.Warn("NATS messages dropped after retrying", "messages", len(expired), "retry_for", s.spec.RetryFor)
+		}
+		for _, o := range batch {
+			s.publish(o)
+		}
+		if more {
+			s.wake()
+		}
+	}
+}
+
+// Close publishes the writers' partial batches, waits up to CloseTimeout for
+// the backlog to be acknowledged, counts the rest as dropped ("closed") and
+// closes the connection.
+func (s *natsSink) Close() error {
+	if s.closing.Swap(true) {
+		return nil
+	}
+	var errs []error
+	for _, w := range s.writers {
+		if err := w.publishBatch(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	deadline := time.NewTimer(s.opts.CloseTimeout)
+	defer deadline.Stop()
+	s.mu.Lock()
+	for s.held > 0 {
+		room := s.room
+		s.waiting = true
+		s.mu.Unlock()
+		timedOut := false
+		select {
+		case <-room:
+		case <-deadline.C:
+			timedOut = true
+		}
+		s.mu.Lock()
+		if timedOut {
+			break
+		}
+	}
+	s.mu.Unlock()
+	// Stop the retrier first, so that it publishes nothing we are about to
+	// count as lost.
+	close(s.stop)
+	<-s.stopped
+	s.mu.Lock()
+	s.closed = true
+	lost := s.retryQ
+	for _, o := range s.pending {
+		lost = append(lost, o)
+	}
+	s.retryQ, s.pending, s.held, s.heldBytes = nil, map[*nats.Msg]*natsOut{}, 0, 0
+	s.mu.Unlock()
+	var msgs, dgs uint64
+	for _, o := range lost {
+		s.dropOut(o, natsClosed)
+		msgs++
+		dgs += o.n
+	}
+	s.js.CleanupPublisher()
+	s.nc.Close()
+	if msgs > 0 {
+		errs = append(errs, fmt.Errorf("%s: %d messages (%d datagrams) still unacknowledged after %v: counted as dropped (closed)",
+			s.Name(), msgs, dgs, s.opts.CloseTimeout))
+	}
+	return errors.Join(errs...)
+}

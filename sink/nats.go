@@ -35,12 +35,12 @@ import (
 var natsReasons = reasons{"not_connected", "backlog_full", "ack_timeout", "publish_failed", "rejected", "closed"}
 
 const (
-	natsNotConnected = iota // backlog full while disconnected, or still disconnected at the end of RetryFor
-	natsBacklogFull         // backlog full for MaxWait while connected
-	natsAckTimeout          // RetryFor ran out; the last attempt's acknowledgement timed out
-	natsPublishFailed       // RetryFor ran out; the last attempt failed otherwise
-	natsRejected            // JetStream refused the message (limits, payload size): no retry helps
-	natsClosed              // still unacknowledged when Close gave up, or written after Close
+	natsNotConnected  = iota // backlog full while disconnected, or still disconnected at the end of RetryFor
+	natsBacklogFull          // backlog full for MaxWait while connected
+	natsAckTimeout           // RetryFor ran out; the last attempt's acknowledgement timed out
+	natsPublishFailed        // RetryFor ran out; the last attempt failed otherwise
+	natsRejected             // JetStream refused the message (limits, payload size): no retry helps
+	natsClosed               // still unacknowledged when Close gave up, or written after Close
 )
 
 const (

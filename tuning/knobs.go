@@ -94,7 +94,7 @@ func (d *device) knob(key string) (knob, error) {
 func ethtoolErr(op, iface string, err error) error {
 	switch {
 	case errors.Is(err, unix.EOPNOTSUPP):
-		return fmt.Errorf("%s on %s: the driver does not support it: %w", op, iface, ErrNotSupported)
+		return fmt.Errorf("the driver of %s can't %s (%w)", iface, op, ErrNotSupported)
 	case errors.Is(err, unix.EPERM):
 		return fmt.Errorf("can't %s on %s: %w: run as root or grant CAP_NET_ADMIN", op, iface, err)
 	case errors.Is(err, unix.ENODEV):

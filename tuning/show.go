@@ -7,7 +7,8 @@ import (
 	"strconv"
 )
 
-// Setting is one value in a report.
+// Setting is one value in a report. A Setting with only a Note stands for a
+// whole section the device lacks.
 type Setting struct {
 	Name  string `json:"name"`
 	Value string `json:"value,omitempty"`
@@ -68,7 +69,7 @@ func Show(ctx context.Context, iface string, opts Options) (*Report, error) {
 	rep.Queues = pl.Queues
 
 	if c, err := d.et.GetChannels(iface); err != nil {
-		rep.Channels = []Setting{{Name: "channels", Note: ethtoolErr("read channels", iface, err).Error()}}
+		rep.Channels = []Setting{{Note: ethtoolErr("read channels", iface, err).Error()}}
 	} else {
 		for _, f := range []struct {
 			name     string
@@ -78,19 +79,19 @@ func Show(ctx context.Context, iface string, opts Options) (*Report, error) {
 		}
 	}
 	if r, err := d.et.GetRing(iface); err != nil {
-		rep.Rings = []Setting{{Name: "rings", Note: ethtoolErr("read ring sizes", iface, err).Error()}}
+		rep.Rings = []Setting{{Note: ethtoolErr("read ring sizes", iface, err).Error()}}
 	} else {
 		rep.Rings = []Setting{{Name: "rx", Value: u32(r.RxPending), Max: u32(r.RxMaxPending)}, {Name: "tx", Value: u32(r.TxPending), Max: u32(r.TxMaxPending)}}
 	}
 	if c, err := d.et.GetCoalesce(iface); err != nil {
-		rep.Coalesce = []Setting{{Name: "coalesce", Note: ethtoolErr("read coalescing", iface, err).Error()}}
+		rep.Coalesce = []Setting{{Note: ethtoolErr("read coalescing", iface, err).Error()}}
 	} else {
 		for _, f := range coalesceFields {
 			rep.Coalesce = append(rep.Coalesce, Setting{Name: f.name, Value: f.format(&c)})
 		}
 	}
 	if fs, err := d.et.FeaturesWithState(iface); err != nil {
-		rep.Features = []Setting{{Name: "features", Note: ethtoolErr("read features", iface, err).Error()}}
+		rep.Features = []Setting{{Note: ethtoolErr("read features", iface, err).Error()}}
 	} else {
 		for _, f := range featureNames {
 			st, ok := fs[f.ethtool]

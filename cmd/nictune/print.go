@@ -20,6 +20,8 @@ func settings(ss []tuning.Setting) string {
 	var parts []string
 	for _, s := range ss {
 		switch {
+		case s.Name == "":
+			parts = append(parts, s.Note)
 		case s.Value == "" && s.Note != "":
 			parts = append(parts, s.Name+": "+s.Note)
 		case s.Max != "":
@@ -42,7 +44,10 @@ func node(n int) string {
 
 func printReport(w io.Writer, r *tuning.Report) {
 	qm := r.Queues
-	fmt.Fprintf(w, "%s: driver %s %s", r.Iface, orNone(r.Driver), r.Version)
+	fmt.Fprintf(w, "%s: driver %s", r.Iface, orNone(r.Driver))
+	if r.Version != "" {
+		fmt.Fprintf(w, " %s", r.Version)
+	}
 	if r.BusInfo != "" {
 		fmt.Fprintf(w, ", bus %s", r.BusInfo)
 	}

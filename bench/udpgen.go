@@ -299,7 +299,9 @@ func (g *UDPGen) Run(ctx context.Context) (UDPGenResult, error) {
 	var tokens, burst float64
 	if cfg.Rate > 0 {
 		burst = max(float64(cfg.Batch), cfg.Rate*genBurst.Seconds())
-		tokens = min(float64(cfg.Batch), burst)
+		// One token to start: the first datagram goes at once and n take
+		// (n-1)/Rate, with no opening burst to skew a short run.
+		tokens = 1
 	}
 	last := start
 	lastProgress := start

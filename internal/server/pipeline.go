@@ -32,11 +32,14 @@ import (
 // loss (AF_XDP rx_ring_full / rx_dropped, socket overflows).
 
 const (
-	// chunkBytes is the data capacity of one chunk: a batch of 64
-	// full-size 2 KiB frames.
-	chunkBytes = 128 << 10
-	// chunkDatagrams bounds the datagrams per chunk.
-	chunkDatagrams = 1024
+	// chunkBytes is the data capacity of one chunk. Small enough that a
+	// queue of a few MiB holds hundreds of chunks even when the link is
+	// quiet and every chunk carries a small batch; a full batch of large
+	// frames spreads over several.
+	chunkBytes = 32 << 10
+	// chunkDatagrams bounds the datagrams per chunk (512 minimum-size
+	// datagrams fill 32 KiB).
+	chunkDatagrams = 512
 )
 
 type chunk struct {
@@ -231,6 +234,9 @@ func (p *Pipeline) work(w *worker) {
 	for {
 		n, err := w.rx.Receive(batch)
 		if err != nil {
+			if c != nil {
+				p.dispatch(w, c)
+			}
 			if !errors.Is(err, net.ErrClosed) && !errors.Is(err, io.EOF) {
 				p.fail(fmt.Errorf("queue %d: %w", w.rx.Queue(), err))
 				p.log.Error("receiver failed; its worker stops", "queue", w.rx.Queue(), "err", err)
@@ -251,11 +257,25 @@ func (p *Pipeline) work(w *worker) {
 			}
 		}
 		w.rx.Release(batch[:n])
-		if c != nil {
+		// Ship the chunk now when the ring looks drained (a short batch:
+		// the next Receive probably sleeps, and the datagrams must not wait
+		// for more traffic) or when a writer is idle. Otherwise keep filling
+		// it: under load, fewer and fuller chunks.
+		if c != nil && (n < len(batch) || p.writerIdle(w)) {
 			p.dispatch(w, c)
 			c = nil
 		}
 	}
+}
+
+// writerIdle reports whether one of w's sink queues is empty.
+func (p *Pipeline) writerIdle(w *worker) bool {
+	for _, q := range w.queues {
+		if len(q.ch) == 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func bucket(n int) int {

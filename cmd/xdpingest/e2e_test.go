@@ -1,0 +1,351 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"sort"
+	"net"
+	"net/netip"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/xdpingest/xdpingest/bench"
+	"github.com/xdpingest/xdpingest/datapath"
+	"github.com/xdpingest/xdpingest/internal/frames"
+	"github.com/xdpingest/xdpingest/internal/testbed"
+	"github.com/xdpingest/xdpingest/sink"
+	"github.com/xdpingest/xdpingest/sink/pcapfile"
+	"github.com/xdpingest/xdpingest/xdp"
+)
+
+// rawSender sends hand-made frames out of the generating veth end.
+type rawSender struct{ fd int }
+
+func newRawSender(t *testing.T, b *testbed.Bed) *rawSender {
+	t.Helper()
+	r := &rawSender{}
+	if err := b.Gen.Do(func() (err error) {
+		r.fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, 0)
+		if err != nil {
+			return err
+		}
+		return unix.Bind(r.fd, &unix.SockaddrLinklayer{Ifindex: b.Gen.Index})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(r.fd) })
+	return r
+}
+
+func (r *rawSender) send(frame []byte) error {
+	for {
+		_, err := unix.Write(r.fd, frame)
+		if err == unix.ENOBUFS || err == unix.EAGAIN {
+			time.Sleep(100 * time.Microsecond)
+			continue
+		}
+		return err
+	}
+}
+
+// kernelSocket listens on another port in the receiving namespace and
+// counts what arrives.
+func kernelSocket(t *testing.T, b *testbed.Bed, port uint16) func() int {
+	t.Helper()
+	var c *net.UDPConn
+	if err := b.Rx.Do(func() (err error) {
+		c, err = net.ListenUDP("udp", &net.UDPAddr{Port: int(port)})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	n := make(chan int, 1)
+	count := 0
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			if _, _, err := c.ReadFromUDPAddrPort(buf); err != nil {
+				return
+			}
+			count++
+			select {
+			case <-n:
+			default:
+			}
+			n <- count
+		}
+	}()
+	return func() int {
+		deadline := time.After(2 * time.Second)
+		last := 0
+		for {
+			select {
+			case v := <-n:
+				last = v
+			case <-deadline:
+				return last
+			}
+		}
+	}
+}
+
+// readPcaps reads every finished pcap file in dir into the tracker and
+// returns the number of records.
+func readPcaps(t *testing.T, dir string, tr *bench.Tracker) int {
+	t.Helper()
+	files, err := sink.PcapFiles(dir, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if partial, _ := sink.PcapFiles(dir, true); len(partial) != len(files) {
+		t.Errorf("unfinished .part files left after shutdown: %v", partial)
+	}
+	n := 0
+	for _, f := range files {
+		if err := pcapfile.ReadFile(f, func(rec pcapfile.Record) error {
+			var d datapath.Datagram
+			if err := datapath.ParseFrame(rec.Data, &d); err != nil {
+				t.Errorf("%s: record %d does not parse: %v", f, n, err)
+				return nil
+			}
+			n++
+			tr.Mark(bench.DecodeSized(d.Payload))
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return n
+}
+
+// tcpdumpCount counts the packets tcpdump reads from the files.
+func tcpdumpCount(t *testing.T, dir string) int {
+	t.Helper()
+	if _, err := exec.LookPath("tcpdump"); err != nil {
+		testbed.Skip(t, "tcpdump is not installed (make deps-test installs it)")
+	}
+	files, _ := sink.PcapFiles(dir, false)
+	total := 0
+	for _, f := range files {
+		out, err := exec.Command("tcpdump", "-nn", "-r", f).Output()
+		if err != nil {
+			t.Fatalf("tcpdump -r %s: %v", f, err)
+		}
+		total += bytes.Count(out, []byte("\n"))
+	}
+	return total
+}
+
+func TestEndToEnd(t *testing.T) {
+	testbed.RequireBPF(t)
+	for _, path := range []string{"afxdp", "kernel"} {
+		t.Run(path, func(t *testing.T) { endToEnd(t, path) })
+	}
+}
+
+func endToEnd(t *testing.T, path string) {
+	// MTU 1600: IPv6 carries the 1472-byte payloads unfragmented too.
+	b := testbed.NewT(t, testbed.Config{Queues: 2, MTU: 1600})
+	dir := t.TempDir()
+	srv := startServer(t, b, "--path", path, "--ports", "9000,9100-9109", "--sink", "pcap:"+dir)
+
+	other := kernelSocket(t, b, 7000)
+	otherSender := newSender(t, b, 7000)
+	for i := uint64(0); i < 100; i++ {
+		if err := otherSender.send(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// The kernel path sees VLAN-tagged frames only through VLAN devices,
+	// which the bed doesn't have: they go to AF_XDP only.
+	const total = 200000
+	vlanN := uint64(0)
+	if path == "afxdp" {
+		vlanN = 2000
+	}
+	udpN := uint64(total) - vlanN
+	snd := newSender(t, b, 9000)
+	received := func() uint64 { return uint64(sum(srv.scrape(), "xdpingest_rx_packets_total")) }
+	if err := paced(0, udpN, 1024, snd.send, received); err != nil {
+		t.Fatal(err)
+	}
+	raw := newRawSender(t, b)
+	buf := make([]byte, bench.SizedSpan)
+	vlans := [][]frames.VLAN{{{TPID: frames.EtherTypeVLAN, ID: 7}}, {{TPID: frames.EtherTypeQinQ, ID: 8}, {TPID: frames.EtherTypeVLAN, ID: 9}}}
+	if err := paced(udpN, udpN+vlanN, 512, func(i uint64) error {
+		src, dst := netip.AddrPortFrom(b.Gen.IPv4, 40000), netip.AddrPortFrom(b.Rx.IPv4, 9105)
+		if i%2 == 1 {
+			src, dst = netip.AddrPortFrom(b.Gen.IPv6, 40000), netip.AddrPortFrom(b.Rx.IPv6, 9105)
+		}
+		return raw.send(frames.Build(frames.Spec{SrcMAC: b.Gen.MAC, DstMAC: b.Rx.MAC, VLANs: vlans[i%2], Src: src, Dst: dst, Payload: bench.PutSized(buf, i)}))
+	}, func() uint64 { return received() - udpN }); err != nil {
+		t.Fatal(err)
+	}
+	// Malformed frames for our port: counted by the program, passed on, and
+	// the server keeps running.
+	good := frames.Build(frames.Spec{SrcMAC: b.Gen.MAC, DstMAC: b.Rx.MAC, Src: netip.AddrPortFrom(b.Gen.IPv4, 1), Dst: netip.AddrPortFrom(b.Rx.IPv4, 9000), Payload: make([]byte, 32)})
+	for i := 0; i < 50; i++ {
+		bad := append([]byte(nil), good...)
+		bad[14+20+4], bad[14+20+5] = 0x05, 0xdc // UDP length beyond the IP datagram
+		if err := raw.send(bad); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Wait for everything to be written, then check the identities on a
+	// quiet system.
+	var m map[string]float64
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		m = srv.scrape()
+		if sum(m, "xdpingest_sink_written_total") >= total && sum(m, "xdpingest_xdp_packets_total", `outcome="malformed"`) >= 50 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 20 s: written %v of %d, malformed %v\n%s", sum(m, "xdpingest_sink_written_total"), total, sum(m, "xdpingest_xdp_packets_total", `outcome="malformed"`), dump(m))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	rx := sum(m, "xdpingest_rx_packets_total")
+	written := sum(m, "xdpingest_sink_written_total")
+	dropped := sum(m, "xdpingest_sink_dropped_total")
+	inflight := sum(m, "xdpingest_sink_in_flight")
+	if rx != written+dropped+inflight || rx != total || dropped != 0 {
+		t.Errorf("received %v != written %v + dropped %v + in flight %v (want %d received, none dropped)", rx, written, dropped, inflight, total)
+	}
+	taken := sum(m, "xdpingest_xdp_packets_total", `outcome="redirect"`)
+	if path == "kernel" {
+		taken = sum(m, "xdpingest_xdp_packets_total", `outcome="pass_match"`)
+	}
+	var kernelLoss float64
+	if path == "afxdp" {
+		kernelLoss = sum(m, "xdpingest_afxdp_socket_total", `counter="rx_dropped"`) + sum(m, "xdpingest_afxdp_socket_total", `counter="rx_invalid_descs"`)
+	} else {
+		kernelLoss = sum(m, "xdpingest_kernel_socket_overflows_total")
+	}
+	if taken != rx+kernelLoss {
+		t.Errorf("the program took %v for us; received %v + counted kernel loss %v differ", taken, rx, kernelLoss)
+	}
+	if n := other(); n != 100 {
+		t.Errorf("the kernel socket on another port got %d of 100 datagrams", n)
+	}
+
+	if code := srv.stop(syscall.SIGTERM, 5*time.Second); code != 0 {
+		t.Fatalf("exit status %d after SIGTERM", code)
+	}
+	tr := bench.NewTracker(total)
+	if n := readPcaps(t, dir, tr); n != total {
+		t.Errorf("%d records in the pcap files, want %d", n, total)
+	}
+	if err := tr.Check(); err != nil {
+		t.Error(err)
+	}
+	if n := tcpdumpCount(t, dir); n != total {
+		t.Errorf("tcpdump reads %d packets, want %d", n, total)
+	}
+	var e *xdp.Existing
+	b.Rx.Do(func() (err error) { e, err = xdp.Inspect(b.Rx.Index); return err })
+	if e != nil {
+		t.Errorf("after exit the interface still carries %v", e)
+	}
+}
+
+// SIGTERM while traffic flows: everything the server received is written.
+func TestSIGTERMUnderTrafficLosesNothing(t *testing.T) {
+	testbed.RequireBPF(t)
+	b := testbed.NewT(t, testbed.Config{})
+	dir := t.TempDir()
+	srv := startServer(t, b, "--ports", "9000", "--sink", "pcap:"+dir)
+	snd := newSender(t, b, 9000)
+	stop := make(chan struct{})
+	sent := make(chan uint64)
+	go func() {
+		i := uint64(0)
+		for {
+			select {
+			case <-stop:
+				sent <- i
+				return
+			default:
+			}
+			snd.send(i)
+			i++
+			if i%64 == 0 {
+				time.Sleep(50 * time.Microsecond)
+			}
+		}
+	}()
+	time.Sleep(time.Second)
+	code := srv.stop(syscall.SIGTERM, 5*time.Second)
+	close(stop)
+	n := <-sent
+	if code != 0 {
+		t.Fatalf("exit status %d", code)
+	}
+	final := srv.finalLog()
+	received := jsonField(t, final, "received")
+	tr := bench.NewTracker(int(n))
+	records := readPcaps(t, dir, tr)
+	t.Logf("sent %d while stopping, the server received %d, the files hold %d", n, received, records)
+	if received == 0 || uint64(records) != received {
+		t.Fatalf("the server received %d datagrams but wrote %d (final line: %s)", received, records, final)
+	}
+	if tr.Unique() != uint64(records) {
+		t.Fatalf("%d records but %d distinct datagrams", records, tr.Unique())
+	}
+}
+
+func jsonField(t *testing.T, line, field string) uint64 {
+	t.Helper()
+	key := `"` + field + `":`
+	i := strings.Index(line, key)
+	if i < 0 {
+		t.Fatalf("no %s in %q", field, line)
+	}
+	rest := line[i+len(key):]
+	end := strings.IndexAny(rest, ",}")
+	v, err := strconv.ParseUint(strings.TrimSpace(rest[:end]), 10, 64)
+	if err != nil {
+		t.Fatalf("%s in %q: %v", field, line, err)
+	}
+	return v
+}
+
+func TestSIGKILLLeavesNoProgram(t *testing.T) {
+	testbed.RequireBPF(t)
+	b := testbed.NewT(t, testbed.Config{})
+	srv := startServer(t, b, "--ports", "9000", "--sink", "discard")
+	srv.stop(syscall.SIGKILL, 5*time.Second)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var e *xdp.Existing
+		b.Rx.Do(func() (err error) { e, err = xdp.Inspect(b.Rx.Index); return err })
+		if e == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("5 s after SIGKILL the interface carries %v", e)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// dump formats the non-zero counters of interest, for failure messages.
+func dump(m map[string]float64) string {
+	var lines []string
+	for k, v := range m {
+		if v != 0 && !strings.Contains(k, "_bucket") && strings.HasPrefix(k, "xdpingest_") && !strings.Contains(k, "build_info") {
+			lines = append(lines, fmt.Sprintf("  %s %v", k, v))
+		}
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
+}

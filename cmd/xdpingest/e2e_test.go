@@ -3,10 +3,10 @@ package main
 import (
 	"bytes"
 	"fmt"
-	"sort"
 	"net"
 	"net/netip"
 	"os/exec"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"

@@ -227,7 +227,8 @@ func endToEnd(t *testing.T, path string) {
 	}
 	var kernelLoss float64
 	if path == "afxdp" {
-		kernelLoss = sum(m, "xdpingest_afxdp_socket_total", `counter="rx_dropped"`) + sum(m, "xdpingest_afxdp_socket_total", `counter="rx_invalid_descs"`)
+		kernelLoss = sum(m, "xdpingest_afxdp_socket_total", `counter="rx_dropped"`) + sum(m, "xdpingest_afxdp_socket_total", `counter="rx_ring_full"`) +
+			sum(m, "xdpingest_rx_malformed_total")
 	} else {
 		kernelLoss = sum(m, "xdpingest_kernel_socket_overflows_total")
 	}

@@ -257,25 +257,13 @@ func (p *Pipeline) work(w *worker) {
 			}
 		}
 		w.rx.Release(batch[:n])
-		// Ship the chunk now when the ring looks drained (a short batch:
-		// the next Receive probably sleeps, and the datagrams must not wait
-		// for more traffic) or when a writer is idle. Otherwise keep filling
-		// it: under load, fewer and fuller chunks.
-		if c != nil && (n < len(batch) || p.writerIdle(w)) {
+		// Ship the chunk before the next Receive, which may sleep: a
+		// datagram must never wait for more traffic to be written.
+		if c != nil {
 			p.dispatch(w, c)
 			c = nil
 		}
 	}
-}
-
-// writerIdle reports whether one of w's sink queues is empty.
-func (p *Pipeline) writerIdle(w *worker) bool {
-	for _, q := range w.queues {
-		if len(q.ch) == 0 {
-			return true
-		}
-	}
-	return false
 }
 
 func bucket(n int) int {

@@ -240,3 +240,28 @@ func BenchmarkAppendFrame(b *testing.B) {
 		})
 	}
 }
+
+// The datapath's header walk reads synthesized frames back to the datagram
+// they came from: what the server's end-to-end tests rely on when they read
+// pcap files.
+func TestAppendFrameParseFrame(t *testing.T) {
+	for _, v6 := range []bool{false, true} {
+		for nvlan := 0; nvlan <= 2; nvlan++ {
+			for _, size := range []int{0, 1, 1472} {
+				d := testDatagram(v6, nvlan, make([]byte, size))
+				d.RxTime = 0
+				for k := nvlan; k < 2; k++ {
+					d.VLAN[k] = 0
+				}
+				f := AppendFrame(nil, &d)
+				var got datapath.Datagram
+				if err := datapath.ParseFrame(f, &got); err != nil {
+					t.Fatalf("v6=%v vlan=%d size=%d: %v", v6, nvlan, size, err)
+				}
+				if got.Src != d.Src || got.Dst != d.Dst || got.NVLAN != d.NVLAN || got.VLAN != d.VLAN || len(got.Payload) != size {
+					t.Errorf("v6=%v vlan=%d size=%d: parsed %+v, want %+v", v6, nvlan, size, got, d)
+				}
+			}
+		}
+	}
+}

@@ -180,7 +180,7 @@ func (n NATSSpec) name() string { return "nats://" + n.Addr + "/" + n.Subject }
 // reconnectDelay backs off from 100 ms to 2 s, with up to 25% jitter so that
 // a fleet of ingest hosts does not reconnect in step.
 func reconnectDelay(attempts int) time.Duration {
-	d := min(100*time.Millisecond<<min(attempts, 5), 2*time.Second)
+	d := min(100*time.Millisecond<<min(max(attempts-1, 0), 5), 2*time.Second)
 	return d + rand.N(d/4+1)
 }
 

@@ -331,3 +331,34 @@ func TestSubjectsCover(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkNATSPublish measures the sink's cost per datagram up to the
+// acknowledgement, against an embedded server on loopback (which shares the
+// machine's cores: a lower bound on what a remote server allows).
+func BenchmarkNATSPublish(b *testing.B) {
+	for _, batch := range []int{1, 64} {
+		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
+			srv := startNATS(b, 0, b.TempDir())
+			s := mustOpen(b, fmt.Sprintf("nats://127.0.0.1:%d/bench?stream=BENCH&batch=%d&max_wait=60s", natsPort(srv), batch),
+				Options{CloseTimeout: time.Minute})
+			w := s.Writer(0)
+			dgs := make([]datapath.Datagram, 64)
+			for i := range dgs {
+				dgs[i] = testDatagram(false, 0, make([]byte, 22))
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i += len(dgs) {
+				_ = w.Write(dgs[:min(len(dgs), b.N-i)])
+			}
+			if err := s.Close(); err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/datagram")
+			if st := s.Stats(); st.Written != uint64(b.N) {
+				b.Fatalf("written %d of %d: %+v", st.Written, b.N, st)
+			}
+		})
+	}
+}

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -396,7 +395,7 @@ func BenchmarkPcapWrite(b *testing.B) {
 			b.StopTimer()
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/datagram")
 			if st := s.Stats(); st.Written != uint64(b.N) {
-				b.Fatal(fmt.Sprintf("written %d of %d", st.Written, b.N))
+				b.Fatalf("written %d of %d", st.Written, b.N)
 			}
 		})
 	}

@@ -120,8 +120,13 @@ func (p *Path) Stats() datapath.Stats {
 }
 
 // Close closes every socket (each unregisters itself from the program).
+// Every receiver is woken first, so that none waits for the others'
+// teardown (closing an AF_XDP socket waits for an RCU grace period).
 func (p *Path) Close() error {
 	var errs []error
+	for _, s := range p.socks {
+		s.shutdown()
+	}
 	for _, s := range p.socks {
 		errs = append(errs, s.Close())
 	}

@@ -40,7 +40,8 @@ type Socket struct {
 	// the rings, and by Close while it tears them down: Close waits for a
 	// Receive in progress to notice and leave.
 	mu     sync.Mutex
-	closed atomic.Bool
+	closed atomic.Bool // set first by Close, read by the loops
+	torn   bool        // under mu: Close released everything
 
 	// The rings and the bookkeeping of frames, under mu.
 	fill prodRing[uint64]
@@ -138,7 +139,8 @@ func newSocket(cfg Config, ifindex int, ifname string, queue int) (*Socket, erro
 		return openBound(cfg, ifindex, ifname, queue, unix.XDP_COPY)
 	}
 	s, zcErr := openBound(cfg, ifindex, ifname, queue, unix.XDP_ZEROCOPY)
-	if zcErr == nil || cfg.ForceZeroCopy {
+	if zcErr == nil || cfg.ForceZeroCopy || errors.Is(zcErr, unix.EBUSY) {
+		// A busy queue is busy in either mode.
 		return s, zcErr
 	}
 	// A socket whose bind failed is not reliably reusable: start over.
@@ -271,8 +273,18 @@ func openBound(cfg Config, ifindex int, ifname string, queue int, mode uint16) (
 	}
 
 	sa := &unix.SockaddrXDP{Flags: mode | unix.XDP_USE_NEED_WAKEUP, Ifindex: uint32(ifindex), QueueID: uint32(queue)}
-	if err := unix.Bind(fd, sa); err != nil {
-		return nil, bindError(where, mode, err)
+	// A socket closed a moment ago still holds its queue: the kernel frees
+	// the queue's buffer pool in deferred work, after the close returns. So
+	// EBUSY is retried for a while before it is believed.
+	for wait, deadline := time.Millisecond, time.Now().Add(bindBusyWait); ; wait *= 2 {
+		err = unix.Bind(fd, sa)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, unix.EBUSY) || time.Now().After(deadline) {
+			return nil, bindError(where, mode, err)
+		}
+		time.Sleep(min(wait, 50*time.Millisecond))
 	}
 	opts, err := unix.GetsockoptInt(fd, unix.SOL_XDP, unix.XDP_OPTIONS)
 	if err != nil {
@@ -284,6 +296,9 @@ func openBound(cfg Config, ifindex int, ifname string, queue int, mode uint16) (
 	s.cleanup = runtime.AddCleanup(s, func(r *resources) { r.release() }, res)
 	return s, nil
 }
+
+// bindBusyWait bounds the retries of a bind refused with EBUSY.
+const bindBusyWait = time.Second
 
 // initFrames splits the UMEM: the first frames receive and start in the
 // fill ring (as many as it holds, the rest wait in rxFree); the last
@@ -468,17 +483,27 @@ func (s *Socket) drain(batch []datapath.Datagram) int {
 		return 0
 	}
 	now := time.Now().UnixNano()
-	q := uint32(s.queue)
-	mask := s.frameSize - 1
-	k, bad := 0, 0
-	var bytes uint64
+	// Locals: every store into the batch would otherwise make the compiler
+	// reload these from s.
+	var (
+		q      = uint32(s.queue)
+		mask   = s.frameSize - 1
+		shift  = s.shift
+		umem   = s.umem
+		state  = s.state
+		last   = s.last
+		descs  = s.rx.entries
+		rmask  = s.rx.mask
+		k, bad int
+		bytes  uint64
+	)
 	for i := uint32(0); i < n; i++ {
-		desc := s.rx.at(idx + i)
+		desc := &descs[(idx+i)&rmask]
 		addr, end := desc.Addr, desc.Addr+uint64(desc.Len)
 		base := addr &^ mask
 		d := &batch[k]
-		if err := datapath.ParseFrame(s.umem[addr:end:end], d); err != nil {
-			s.state[base>>s.shift] = frameFree
+		if err := datapath.ParseFrame(umem[addr:end:end], d); err != nil {
+			state[base>>shift] = frameFree
 			s.rxFree = append(s.rxFree, base)
 			bad++
 			continue
@@ -486,11 +511,12 @@ func (s *Socket) drain(batch []datapath.Datagram) int {
 		d.RxTime = now
 		d.Queue = q
 		d.Handle = base
-		s.state[base>>s.shift] = frameCaller
-		s.last = append(s.last, base)
+		state[base>>shift] = frameCaller
+		last = append(last, base)
 		bytes += uint64(len(d.Payload))
 		k++
 	}
+	s.last = last
 	s.rx.release()
 	if bad > 0 {
 		s.malformed.Add(uint64(bad))
@@ -534,17 +560,43 @@ func (s *Socket) Release(batch []datapath.Datagram) {
 	for i := range batch {
 		s.releaseFrame(batch[i].Handle)
 	}
-	s.last = s.last[:0]
+	// s.last stays: the next Receive takes back what this batch left out.
 	s.refill()
 }
 
 // releaseLast takes back what the last Receive delivered and the caller
-// did not release.
+// did not release, straight into the fill ring when there is room (the
+// common case: the ring had room for them when they were taken out).
 func (s *Socket) releaseLast() {
-	for _, h := range s.last {
-		s.releaseFrame(h)
+	last := s.last
+	if len(last) == 0 {
+		return
 	}
-	s.last = s.last[:0]
+	s.last = last[:0]
+	// Recently used frames go back first, ahead of any in rxFree: they are
+	// the ones most likely still in cache, and which frames the kernel gets
+	// does not matter otherwise.
+	idx, n := s.fill.reserve(uint32(len(last)))
+	state, shift, mask := s.state, s.shift, s.frameSize-1
+	j := uint32(0)
+	for _, h := range last {
+		i := h >> shift
+		if i >= uint64(len(state)) || state[i] != frameCaller || h&mask != 0 {
+			continue // released already
+		}
+		if j < n {
+			*s.fill.at(idx + j) = h
+			state[i] = frameKernel
+			j++
+		} else {
+			state[i] = frameFree
+			s.rxFree = append(s.rxFree, h)
+		}
+	}
+	s.fill.cancel(n - j)
+	if j > 0 {
+		s.fill.submit()
+	}
 }
 
 func (s *Socket) releaseFrame(h uint64) {
@@ -637,15 +689,13 @@ func (s *Socket) LoopStats() LoopStats {
 // and closes and unmaps everything. Slices from earlier batches stay
 // readable memory but no longer mean anything.
 func (s *Socket) Close() error {
-	if !s.closed.CompareAndSwap(false, true) {
-		return nil
-	}
-	// Wake a Receive sleeping in poll(); the eventfd stays readable, so a
-	// Receive about to sleep won't sleep either.
-	one := [8]byte{1}
-	unix.Write(s.res.efd, one[:])
+	s.shutdown()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.torn {
+		return nil
+	}
+	s.torn = true
 	var errs []error
 	if s.reg != nil {
 		if err := s.reg.UnregisterXSK(s.queue); err != nil && !errors.Is(err, os.ErrClosed) {
@@ -659,4 +709,14 @@ func (s *Socket) Close() error {
 	errs = append(errs, s.res.release())
 	s.statsMu.Unlock()
 	return errors.Join(errs...)
+}
+
+// shutdown marks the socket closed and wakes a Receive sleeping in poll();
+// the eventfd stays readable, so a Receive about to sleep won't sleep
+// either.
+func (s *Socket) shutdown() {
+	if s.closed.CompareAndSwap(false, true) {
+		one := [8]byte{1}
+		unix.Write(s.res.efd, one[:])
+	}
 }

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -82,9 +84,56 @@ func (s *Socket) SubmitTx(bufs [][]byte) error {
 	s.txInFlight += int(n)
 	s.txPackets.Add(uint64(n))
 	if s.tx.needsWakeup() {
-		return s.kick()
+		return s.kickAll()
 	}
 	return nil
+}
+
+// kickAll wakes the kernel until it has taken everything from the TX ring
+// or stops making progress (device queue full, or a zero-copy driver that
+// sends from its own NAPI): in copy mode one sendto sends only a budget of
+// frames, and a frame left in the ring would wait for the next call.
+func (s *Socket) kickAll() error {
+	for {
+		before := atomic.LoadUint32(s.tx.consumer)
+		if before == s.tx.cachedProd {
+			return nil
+		}
+		if err := s.kick(); err != nil {
+			return err
+		}
+		if atomic.LoadUint32(s.tx.consumer) == before {
+			return nil
+		}
+	}
+}
+
+// FlushTx wakes the kernel and reaps completions until every submitted
+// frame has completed, or timeout passes (an error saying how many are
+// left). Generators call it at the end of a run.
+func (s *Socket) FlushTx(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		s.mu.Lock()
+		if err := s.txUsable(); err != nil {
+			s.mu.Unlock()
+			return err
+		}
+		err := s.kickAll()
+		s.complete()
+		left := s.txInFlight
+		s.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		if left == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("can't flush the TX ring of %s queue %d: %d frames still in flight after %v", s.ifname, s.queue, left, timeout)
+		}
+		time.Sleep(50 * time.Microsecond)
+	}
 }
 
 // cancelTx takes back the unsubmitted reservation, which is always at the
@@ -168,7 +217,7 @@ func (s *Socket) Kick() error {
 	if err := s.txUsable(); err != nil {
 		return err
 	}
-	return s.kick()
+	return s.kickAll()
 }
 
 func (s *Socket) kick() error {

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/goleak"
 
 	"github.com/xdpingest/xdpingest/bench"
 	"github.com/xdpingest/xdpingest/datapath"
@@ -361,4 +362,19 @@ func BenchmarkNATSPublish(b *testing.B) {
 			}
 		})
 	}
+}
+
+// Close stops everything the sink started: the retrier and nats.go's
+// goroutines.
+func TestNATSCloseLeavesNoGoroutines(t *testing.T) {
+	ignore := goleak.IgnoreCurrent()
+	srv := startNATS(t, 0, t.TempDir())
+	s := mustOpen(t, fmt.Sprintf("nats://127.0.0.1:%d/leak?stream=LEAK&batch=8", natsPort(srv)), Options{Workers: 2})
+	writeSeq(t, gen{}, s.Writer(0), 0, 1000)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	srv.Shutdown()
+	srv.WaitForShutdown()
+	goleak.VerifyNone(t, ignore) // retries for a while before failing
 }

@@ -119,8 +119,13 @@ func openNATS(ctx context.Context, spec NATSSpec, opts Options) (*natsSink, erro
 		stopped:  make(chan struct{}),
 		freeBufs: make(chan []byte, natsFreeBufs),
 	}
+	connectTimeout := nats.GetDefaultOptions().Timeout
+	if dl, ok := ctx.Deadline(); ok {
+		connectTimeout = max(time.Until(dl), time.Millisecond)
+	}
 	nc, err := nats.Connect(spec.ServerURL,
 		nats.Name("xdpingest"),
+		nats.Timeout(connectTimeout),
 		nats.MaxReconnects(-1),
 		nats.CustomReconnectDelay(reconnectDelay),
 		// Off: a second, uncounted buffer. Publishes while disconnected
@@ -131,11 +136,14 @@ func openNATS(ctx context.Context, spec NATSSpec, opts Options) (*natsSink, erro
 		nats.FlusherTimeout(2*time.Second),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			s.connected.Store(false)
+			if s.closing.Load() {
+				return // our own Close
+			}
 			s.log.Warn("NATS connection lost: holding messages for retry", "err", err, "max_inflight", spec.MaxInFlight)
 		}),
 		// nats.go prints asynchronous errors (a write to a dead
 		// connection, a slow consumer) to stderr unless told otherwise.
-		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			s.log.Warn("NATS asynchronous error", "err", err)
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
@@ -258,6 +266,10 @@ func (w *natsWriter) Write(dgs []datapath.Datagram) error {
 	s := w.s
 	n := uint64(len(dgs))
 	s.c.offered.Add(n)
+	if s.closing.Load() {
+		s.c.drop(natsClosed, n)
+		return fmt.Errorf("can't publish to %s: %w", s.Name(), ErrClosed)
+	}
 	s.c.inFlight.Add(n)
 	var first error
 	note := func(err error) {

@@ -307,6 +307,9 @@ func TestNATSDownDropsAndCounts(t *testing.T) {
 	if err := w.Write(dgs[:1]); !errors.Is(err, ErrClosed) {
 		t.Fatalf("write after close: %v", err)
 	}
+	if st := s.Stats(); st.InFlight != 0 || st.Dropped["closed"] != 11 {
+		t.Fatalf("after a write after close: %+v", st)
+	}
 	checkIdentity(t, s.Stats())
 }
 

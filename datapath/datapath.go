@@ -17,7 +17,7 @@ type Datagram struct {
 	// Frame is the whole link-layer frame, starting at the Ethernet header,
 	// when the path sees one (AF_XDP). It is nil on paths that only see
 	// payloads (the kernel socket path); consumers that need a frame
-	// synthesize one from the addresses (see [AppendFrame]).
+	// synthesize one from the addresses (sink.AppendFrame does).
 	Frame []byte
 	// Src and Dst are the IP source and destination addresses and UDP ports.
 	// IPv4 addresses are plain 4-byte addresses, never IPv4-mapped IPv6.

@@ -1,0 +1,117 @@
+// Command pktbench measures UDP receive rates: it generates traffic, counts
+// it on each of xdpingest's receive paths and on the kernel's, and compares
+// them side by side on a test bed of its own.
+//
+//	pktbench gen --iface IFACE --dst IP:PORT [--dst-mac MAC] [flags]
+//	pktbench rx --path xdp-drop|afxdp|kernel|stdnet|server --iface IFACE [flags]
+//	pktbench compare [--sizes 64,512,1472] [--queues 1,2] [--json F --svg F --png F]
+//
+// gen and rx work as a pair on two hosts (or two namespaces); compare builds
+// two network namespaces joined by a veth pair, runs every path against the
+// generator in alternating repetitions, and removes them on every exit.
+//
+// Exit status: 0 on success, 2 for bad flags, 1 for a failure while running,
+// 130 when interrupted (SIGINT or SIGTERM) after cleaning up.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"syscall"
+
+	"github.com/xdpingest/xdpingest/internal/version"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+const usage = `usage:
+  pktbench gen --iface IFACE --dst IP:PORT [flags]     send sequence-numbered UDP (pktbench gen -h)
+  pktbench rx --path PATH --iface IFACE [flags]        count what arrives on one receive path (pktbench rx -h)
+  pktbench compare [flags]                             every path side by side on a test bed of its own (pktbench compare -h)
+  pktbench version                                     print the version
+
+paths: xdp-drop (the XDP program drops and counts: the ceiling), afxdp, kernel
+(SO_REUSEPORT + recvmmsg), stdnet (net.UDPConn.ReadFromUDP), server (xdpingest
+run with the discard sink)
+`
+
+// Exit codes.
+const (
+	exitOK          = 0
+	exitFailure     = 1
+	exitUsage       = 2
+	exitInterrupted = 130
+)
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	var code int
+	switch args[0] {
+	case "gen":
+		code = cmdGen(ctx, args[1:], stdout, stderr)
+	case "rx":
+		code = cmdRx(ctx, args[1:], stdout, stderr)
+	case "compare":
+		code = cmdCompare(ctx, args[1:], stdout, stderr)
+	case "version", "--version", "-version":
+		fmt.Fprintf(stdout, "pktbench %s (%s)\n", version.String(), runtime.Version())
+		return exitOK
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	default:
+		fmt.Fprintf(stderr, "pktbench: unknown command %q\n%s", args[0], usage)
+		return exitUsage
+	}
+	if code == exitFailure && ctx.Err() != nil {
+		return exitInterrupted
+	}
+	return code
+}
+
+// parseFlags parses args into fs and says what to return when parsing
+// ends the command: -1 to go on.
+func parseFlags(fs *flag.FlagSet, args []string) int {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(fs.Output(), "pktbench %s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
+		return exitUsage
+	}
+	return -1
+}
+
+// usageError prints a message about the flags and returns exitUsage.
+func usageError(stderr io.Writer, cmd string, format string, args ...any) int {
+	fmt.Fprintf(stderr, "pktbench %s: %s\n", cmd, fmt.Sprintf(format, args...))
+	return exitUsage
+}
+
+// failure prints an error and returns exitFailure (exitInterrupted when the
+// context was cancelled: the error is then most likely the interruption's).
+func failure(ctx context.Context, stderr io.Writer, cmd string, err error) int {
+	if ctx.Err() != nil {
+		fmt.Fprintf(stderr, "pktbench %s: interrupted: %v\n", cmd, err)
+		return exitInterrupted
+	}
+	fmt.Fprintf(stderr, "pktbench %s: %v\n", cmd, err)
+	return exitFailure
+}

@@ -1,0 +1,654 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"github.com/safchain/ethtool"
+	"golang.org/x/sys/unix"
+
+	"github.com/xdpingest/xdpingest/bench"
+	"github.com/xdpingest/xdpingest/datapath"
+	"github.com/xdpingest/xdpingest/datapath/afxdp"
+	"github.com/xdpingest/xdpingest/datapath/kernel"
+	"github.com/xdpingest/xdpingest/internal/testbed"
+	"github.com/xdpingest/xdpingest/tuning"
+	"github.com/xdpingest/xdpingest/xdp"
+)
+
+// The receive paths pktbench measures.
+const (
+	pathDrop   = "xdp-drop" // the XDP program drops and counts: the ceiling
+	pathAFXDP  = "afxdp"    // datapath/afxdp, one socket per queue
+	pathKernel = "kernel"   // datapath/kernel, SO_REUSEPORT + recvmmsg
+	pathStdnet = "stdnet"   // one net.UDPConn.ReadFromUDP loop
+	pathServer = "server"   // xdpingest run --sink discard
+)
+
+var allPaths = []string{pathDrop, pathAFXDP, pathKernel, pathStdnet, pathServer}
+
+// pathOpts say where and how to receive.
+type pathOpts struct {
+	Side   *testbed.Side // nil: this namespace
+	Iface  string
+	Port   uint16
+	Queues []int // RX queues (AF_XDP sockets; kernel workers: one per queue)
+	// CPUs pins receiving thread i to CPUs[i%len(CPUs)]; empty: unpinned.
+	CPUs []int
+	// MaxFrame is the largest frame expected: above 1792 bytes AF_XDP
+	// needs 4096-byte UMEM frames.
+	MaxFrame int
+	XDPMode  xdp.Mode
+	// NoXDP leaves the kernel and stdnet paths without the XDP program
+	// (in Pass mode) on the interface. A veth then drops live frames
+	// unless GRO is on.
+	NoXDP bool
+	// Xdpingest is the server binary (server path).
+	Xdpingest string
+	// Meter keeps a sequence meter on the paths that see payloads.
+	Meter bool
+	Log   io.Writer
+}
+
+// snapshot is a receiver's counters at one moment; every field only grows.
+type snapshot struct {
+	Packets uint64
+	// Bytes are whole frames, Ethernet header included, FCS excluded
+	// (the kernel paths see payloads: their headers are added back).
+	Bytes uint64
+	// RxCPU is the CPU time of the receiving threads (the server
+	// process's, for the server path); zero for xdp-drop, which has none.
+	RxCPU time.Duration
+	// Drops by reason: the interface's drop and error counters, the XDP
+	// program's outcomes other than the measured one, AF_XDP's and the
+	// kernel socket's loss counters, the server's sink drops.
+	Drops map[string]uint64
+}
+
+func (s snapshot) sub(o snapshot) snapshot {
+	d := snapshot{Packets: s.Packets - o.Packets, Bytes: s.Bytes - o.Bytes, RxCPU: s.RxCPU - o.RxCPU, Drops: map[string]uint64{}}
+	for k, v := range s.Drops {
+		if v > o.Drops[k] {
+			d.Drops[k] = v - o.Drops[k]
+		}
+	}
+	return d
+}
+
+// receiver is a running receive path.
+type receiver interface {
+	// Describe says what runs, e.g. "AF_XDP copy mode, 2 sockets".
+	Describe() string
+	Snapshot() snapshot
+	// Stop stops receiving, releases everything and returns the final
+	// counters and the merged sequence meter (nil on paths that see no
+	// payloads, or without pathOpts.Meter).
+	Stop() (snapshot, *bench.SeqMeter, error)
+}
+
+// startPath starts a receive path.
+func startPath(name string, o pathOpts) (receiver, error) {
+	if len(o.Queues) == 0 {
+		var n int
+		err := nsDo(o.Side, func() (err error) { n, err = afxdp.RxQueues(o.Iface); return err })
+		if err != nil {
+			n = 1
+		}
+		for q := range n {
+			o.Queues = append(o.Queues, q)
+		}
+	}
+	switch name {
+	case pathDrop:
+		return startDrop(o)
+	case pathAFXDP:
+		return startAFXDP(o)
+	case pathKernel, pathStdnet:
+		return startKernel(name, o)
+	case pathServer:
+		return startServer(o)
+	}
+	return nil, fmt.Errorf("unknown path %q: want one of %s", name, strings.Join(allPaths, ", "))
+}
+
+// --- the XDP program and the interface's counters, shared by the paths ---
+
+// attached is the XDP program on the interface, and the interface's
+// counters.
+type attached struct {
+	prog *xdp.Program
+	att  *xdp.Attachment
+	eth  *ethStats
+	// measured is the outcome the path counts as delivered: its drops
+	// leave it out.
+	measured xdp.Outcome
+}
+
+func attach(o pathOpts, action xdp.Action, measured xdp.Outcome) (*attached, error) {
+	a := &attached{measured: measured}
+	var err error
+	a.prog, err = xdp.Load(xdp.Config{Ports: []uint16{o.Port}, Action: action}, xdp.LoadOptions{})
+	if err != nil {
+		return nil, err
+	}
+	err = nsDo(o.Side, func() error {
+		ifi, err := net.InterfaceByName(o.Iface)
+		if err != nil {
+			return fmt.Errorf("can't find interface %s%s: %w", o.Iface, where(o.Side), err)
+		}
+		a.att, err = a.prog.Attach(ifi.Index, xdp.AttachOptions{Mode: o.XDPMode})
+		return err
+	})
+	if err != nil {
+		a.prog.Close()
+		return nil, err
+	}
+	a.eth = newEthStats(o.Side, o.Iface)
+	return a, nil
+}
+
+// lossOutcomes are the program's outcomes that mean a frame of ours was not
+// taken (the rest are other traffic: ICMPv6, ARP...).
+var lossOutcomes = []xdp.Outcome{xdp.OutcomeNoSocket, xdp.OutcomeOtherPort, xdp.OutcomeMalformed,
+	xdp.OutcomeTruncated, xdp.OutcomeFragment, xdp.OutcomeDeny, xdp.OutcomeNotAllowed}
+
+func (a *attached) drops(into map[string]uint64) (xdp.Counters, error) {
+	if a.eth != nil {
+		a.eth.add(into)
+	}
+	if a.prog == nil {
+		return xdp.Counters{}, nil
+	}
+	c, err := a.prog.Counters()
+	if err != nil {
+		return c, err
+	}
+	for _, o := range lossOutcomes {
+		if o != a.measured && c[o].Packets > 0 {
+			into["xdp_"+o.String()] = c[o].Packets
+		}
+	}
+	return c, nil
+}
+
+func (a *attached) close() error {
+	if a == nil {
+		return nil
+	}
+	if a.eth != nil {
+		a.eth.close()
+	}
+	if a.prog != nil {
+		return a.prog.Close()
+	}
+	return nil
+}
+
+// ethStats reads an interface's ethtool statistics and keeps the counters
+// that count loss.
+type ethStats struct {
+	e      *ethtool.Ethtool
+	ifname string
+}
+
+// newEthStats returns nil when the interface has no ethtool statistics: the
+// drops then come from the other counters only.
+func newEthStats(side *testbed.Side, ifname string) *ethStats {
+	var s *ethStats
+	nsDo(side, func() error {
+		e, err := ethtool.NewEthtool()
+		if err != nil {
+			return err
+		}
+		if _, err := e.Stats(ifname); err != nil {
+			e.Close()
+			return err
+		}
+		s = &ethStats{e: e, ifname: ifname}
+		return nil
+	})
+	return s
+}
+
+var (
+	perQueueStat = regexp.MustCompile(`^(rx|tx)_queue_\d+_(.+)$`)
+	lossStat     = regexp.MustCompile(`drop|err|miss|full|discard|fifo|no_?buf`)
+)
+
+func (s *ethStats) add(into map[string]uint64) {
+	st, err := s.e.Stats(s.ifname)
+	if err != nil {
+		return
+	}
+	for k, v := range st {
+		k = perQueueStat.ReplaceAllString(k, "${1}_$2")
+		// XDP_DROP verdicts are the program's own, counted by outcome.
+		if v == 0 || !lossStat.MatchString(k) || k == "rx_xdp_drops" {
+			continue
+		}
+		into["if_"+k] += v
+	}
+}
+
+func (s *ethStats) close() { s.e.Close() }
+
+// --- xdp-drop ---
+
+type dropRx struct{ a *attached }
+
+func startDrop(o pathOpts) (receiver, error) {
+	a, err := attach(o, xdp.Drop, xdp.OutcomeDropMode)
+	if err != nil {
+		return nil, err
+	}
+	return &dropRx{a: a}, nil
+}
+
+func (r *dropRx) Describe() string {
+	return fmt.Sprintf("XDP_DROP in the program, %s mode", r.a.att.Mode)
+}
+
+func (r *dropRx) Snapshot() snapshot {
+	s := snapshot{Drops: map[string]uint64{}}
+	c, _ := r.a.drops(s.Drops)
+	s.Packets, s.Bytes = c[xdp.OutcomeDropMode].Packets, c[xdp.OutcomeDropMode].Bytes
+	return s
+}
+
+func (r *dropRx) Stop() (snapshot, *bench.SeqMeter, error) {
+	s := r.Snapshot()
+	return s, nil, r.a.close()
+}
+
+// --- receive loops on threads of their own ---
+
+// loop is one receiving thread: it counts what it delivers and, for
+// RxCPU, its thread's CPU time.
+type loop struct {
+	packets, bytes atomic.Uint64
+	meter          *bench.SeqMeter
+
+	mu       sync.Mutex
+	tid      int
+	done     bool
+	finalCPU time.Duration
+	err      error
+}
+
+func (l *loop) cpu() time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.done || l.tid == 0 {
+		return l.finalCPU
+	}
+	// The goroutine can't exit (and its thread go away) while we hold mu.
+	d, _ := bench.ThreadCPU(l.tid)
+	return d
+}
+
+// loops runs n receive loops. body runs on a locked thread, pinned to its
+// CPU, and returns when its receiver is closed.
+type loops struct {
+	ls []*loop
+	wg sync.WaitGroup
+}
+
+func startLoops(n int, cpus []int, meter bool, body func(i int, l *loop) error) *loops {
+	g := &loops{}
+	started := make(chan struct{}, n)
+	for i := 0; i < n; i++ {
+		l := &loop{}
+		if meter {
+			l.meter = bench.NewSeqMeter(0)
+		}
+		g.ls = append(g.ls, l)
+		g.wg.Add(1)
+		go func() {
+			defer g.wg.Done()
+			// Never unlocked: a pinned thread is discarded with its
+			// goroutine.
+			nsEnter(nil)
+			var err error
+			if len(cpus) > 0 {
+				err = tuning.PinThread(cpus[i%len(cpus)])
+			}
+			l.mu.Lock()
+			l.tid = unix.Gettid()
+			l.mu.Unlock()
+			started <- struct{}{}
+			if err == nil {
+				err = body(i, l)
+			}
+			l.mu.Lock()
+			l.finalCPU, _ = bench.ThreadCPU(l.tid)
+			l.done, l.err = true, err
+			l.mu.Unlock()
+		}()
+	}
+	for i := 0; i < n; i++ {
+		<-started
+	}
+	return g
+}
+
+func (g *loops) snapshot() snapshot {
+	s := snapshot{Drops: map[string]uint64{}}
+	for _, l := range g.ls {
+		s.Packets += l.packets.Load()
+		s.Bytes += l.bytes.Load()
+		s.RxCPU += l.cpu()
+	}
+	return s
+}
+
+// wait waits for every loop and merges their meters.
+func (g *loops) wait() (*bench.SeqMeter, error) {
+	g.wg.Wait()
+	var m *bench.SeqMeter
+	var errs []error
+	for _, l := range g.ls {
+		if l.err != nil {
+			errs = append(errs, l.err)
+		}
+		if l.meter == nil {
+			continue
+		}
+		if m == nil {
+			m = bench.NewSeqMeter(0)
+		}
+		m.Merge(l.meter)
+	}
+	return m, errors.Join(errs...)
+}
+
+// headerLen is the Ethernet, IP and UDP header length in front of a payload
+// from src, for the paths that see no frame.
+func headerLen(src netip.AddrPort) uint64 {
+	if src.Addr().Is4() {
+		return 14 + 20 + 8
+	}
+	return 14 + 40 + 8
+}
+
+// --- afxdp ---
+
+type afxdpRx struct {
+	a     *attached
+	p     *afxdp.Path
+	loops *loops
+}
+
+func startAFXDP(o pathOpts) (receiver, error) {
+	a, err := attach(o, xdp.Redirect, xdp.OutcomeRedirect)
+	if err != nil {
+		return nil, err
+	}
+	cfg := afxdp.Config{Iface: o.Iface, Queues: o.Queues}
+	if o.MaxFrame > afxdp.DefaultFrameSize-256 {
+		cfg.FrameSize = 4096
+	}
+	var p *afxdp.Path
+	if err := nsDo(o.Side, func() (err error) { p, err = afxdp.Open(cfg, a.prog); return err }); err != nil {
+		a.close()
+		return nil, err
+	}
+	socks := p.Sockets()
+	r := &afxdpRx{a: a, p: p}
+	r.loops = startLoops(len(socks), o.CPUs, o.Meter, func(i int, l *loop) error {
+		s := socks[i]
+		batch := make([]datapath.Datagram, 64)
+		for {
+			n, err := s.Receive(batch)
+			if err != nil {
+				if errors.Is(err, net.ErrClosed) {
+					return nil
+				}
+				return err
+			}
+			var bytes uint64
+			for j := range batch[:n] {
+				d := &batch[j]
+				if l.meter != nil {
+					l.meter.Add(d.Payload)
+				}
+				bytes += uint64(len(d.Frame))
+			}
+			l.packets.Add(uint64(n))
+			l.bytes.Add(bytes)
+		}
+	})
+	return r, nil
+}
+
+func (r *afxdpRx) Describe() string {
+	return fmt.Sprintf("AF_XDP %s mode, %d socket(s), XDP %s mode", r.p.Mode(), len(r.p.Sockets()), r.a.att.Mode)
+}
+
+func (r *afxdpRx) Snapshot() snapshot {
+	s := r.loops.snapshot()
+	r.a.drops(s.Drops)
+	addXSKDrops(s.Drops, r.p.Stats())
+	return s
+}
+
+func addXSKDrops(into map[string]uint64, st datapath.Stats) {
+	for k, v := range map[string]uint64{
+		"afxdp_rx_dropped": st.XDP.RxDropped, "afxdp_rx_ring_full": st.XDP.RxRingFull,
+		"afxdp_fill_ring_empty": st.XDP.RxFillRingEmptyDescs, "afxdp_rx_invalid_descs": st.XDP.RxInvalidDescs,
+		"malformed": st.Malformed,
+	} {
+		if v > 0 {
+			into[k] = v
+		}
+	}
+}
+
+func (r *afxdpRx) Stop() (snapshot, *bench.SeqMeter, error) {
+	cerr := r.p.Close()
+	m, lerr := r.loops.wait()
+	s := r.loops.snapshot()
+	r.a.drops(s.Drops)
+	addXSKDrops(s.Drops, r.p.Stats())
+	return s, m, errors.Join(lerr, cerr, r.a.close())
+}
+
+// --- kernel and stdnet ---
+
+type kernelRx struct {
+	name  string
+	a     *attached // nil with NoXDP
+	rs    []*kernel.Receiver
+	conn  *net.UDPConn // stdnet
+	loops *loops
+}
+
+// kernelRcvBuf is the receive buffer of the kernel and stdnet paths' sockets
+// (SO_RCVBUFFORCE): the same for both, so that the loops are compared, not
+// the buffers.
+const kernelRcvBuf = 4 << 20
+
+func startKernel(name string, o pathOpts) (receiver, error) {
+	r := &kernelRx{name: name}
+	if !o.NoXDP {
+		var err error
+		if r.a, err = attach(o, xdp.Pass, xdp.OutcomePassMatch); err != nil {
+			return nil, err
+		}
+	}
+	fail := func(err error) (receiver, error) {
+		r.a.close()
+		return nil, err
+	}
+	if name == pathKernel {
+		err := nsDo(o.Side, func() (err error) {
+			r.rs, _, err = kernel.Open(kernel.Config{Ports: []uint16{o.Port}, Workers: len(o.Queues),
+				RcvBuf: kernelRcvBuf, ForceRcvBuf: true, MaxPayload: 9216})
+			return err
+		})
+		if err != nil {
+			return fail(err)
+		}
+		r.loops = startLoops(len(r.rs), o.CPUs, o.Meter, func(i int, l *loop) error {
+			rx := r.rs[i]
+			batch := make([]datapath.Datagram, 64)
+			for {
+				n, err := rx.Receive(batch)
+				if err != nil {
+					if errors.Is(err, net.ErrClosed) {
+						return nil
+					}
+					return err
+				}
+				var bytes uint64
+				for j := range batch[:n] {
+					d := &batch[j]
+					if l.meter != nil {
+						l.meter.Add(d.Payload)
+					}
+					bytes += uint64(len(d.Payload)) + headerLen(d.Src)
+				}
+				l.packets.Add(uint64(n))
+				l.bytes.Add(bytes)
+			}
+		})
+		return r, nil
+	}
+
+	// stdnet: what most programs do. One socket (both families), one loop.
+	err := nsDo(o.Side, func() (err error) {
+		r.conn, err = net.ListenUDP("udp", &net.UDPAddr{Port: int(o.Port)})
+		if err != nil {
+			return fmt.Errorf("can't listen on UDP port %d: %w", o.Port, err)
+		}
+		return setRcvBufForce(r.conn, kernelRcvBuf)
+	})
+	if err != nil {
+		if r.conn != nil {
+			r.conn.Close()
+		}
+		return fail(err)
+	}
+	r.loops = startLoops(1, o.CPUs, o.Meter, func(i int, l *loop) error {
+		buf := make([]byte, 9216)
+		for {
+			n, from, err := r.conn.ReadFromUDP(buf)
+			if err != nil {
+				if errors.Is(err, net.ErrClosed) {
+					return nil
+				}
+				return err
+			}
+			if l.meter != nil {
+				l.meter.Add(buf[:n])
+			}
+			hl := uint64(14 + 40 + 8)
+			if from.IP.To4() != nil {
+				hl = 14 + 20 + 8
+			}
+			l.packets.Add(1)
+			l.bytes.Add(uint64(n) + hl)
+		}
+	})
+	return r, nil
+}
+
+func setRcvBufForce(c *net.UDPConn, n int) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, n)
+	}); err != nil {
+		return err
+	}
+	if serr != nil {
+		// Without CAP_NET_ADMIN: what rmem_max allows.
+		return c.SetReadBuffer(n)
+	}
+	return nil
+}
+
+// socketDrops reads the kernel's drop counter of a socket (SO_MEMINFO).
+func socketDrops(c *net.UDPConn) uint64 {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	var mem [unix.SK_MEMINFO_VARS]uint32
+	var drops uint64
+	rc.Control(func(fd uintptr) {
+		l := uint32(unsafe.Sizeof(mem))
+		_, _, e := syscall.Syscall6(syscall.SYS_GETSOCKOPT, fd, unix.SOL_SOCKET, unix.SO_MEMINFO,
+			uintptr(unsafe.Pointer(&mem[0])), uintptr(unsafe.Pointer(&l)), 0)
+		if e == 0 {
+			drops = uint64(mem[unix.SK_MEMINFO_DROPS])
+		}
+	})
+	return drops
+}
+
+func (r *kernelRx) Describe() string {
+	x := ", XDP program passing"
+	if r.a == nil {
+		x = ", no XDP program"
+	}
+	if r.name == pathStdnet {
+		return "net.UDPConn.ReadFromUDP, 1 socket, 1 goroutine" + x
+	}
+	return fmt.Sprintf("SO_REUSEPORT + recvmmsg, %d worker(s)%s", len(r.rs), x)
+}
+
+func (r *kernelRx) Snapshot() snapshot {
+	s := r.loops.snapshot()
+	r.addDrops(s.Drops)
+	return s
+}
+
+func (r *kernelRx) addDrops(into map[string]uint64) {
+	if r.a != nil {
+		r.a.drops(into)
+	}
+	var ovf uint64
+	for _, rx := range r.rs {
+		ovf += rx.Stats().SocketOverflows
+	}
+	if r.conn != nil {
+		ovf = socketDrops(r.conn)
+	}
+	if ovf > 0 {
+		into["socket_overflows"] = ovf
+	}
+}
+
+func (r *kernelRx) Stop() (snapshot, *bench.SeqMeter, error) {
+	// The counters of a socket are gone once it is closed: read them first.
+	drops := map[string]uint64{}
+	r.addDrops(drops)
+	var errs []error
+	for _, rx := range r.rs {
+		errs = append(errs, rx.Close())
+	}
+	if r.conn != nil {
+		errs = append(errs, r.conn.Close())
+	}
+	m, lerr := r.loops.wait()
+	s := r.loops.snapshot()
+	r.addDrops(s.Drops)
+	for k, v := range drops {
+		s.Drops[k] = max(s.Drops[k], v)
+	}
+	errs = append(errs, lerr, r.a.close())
+	return s, m, errors.Join(errs...)
+}

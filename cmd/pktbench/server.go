@@ -1,0 +1,298 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/xdpingest/xdpingest/bench"
+)
+
+// The server path runs `xdpingest run` with the discard sink in the
+// receiving namespace and reads its Prometheus metrics.
+
+const (
+	serverReadyTimeout = 20 * time.Second
+	serverStopTimeout  = 10 * time.Second
+)
+
+// findXdpingest returns the server binary: the one named, else the
+// xdpingest next to this executable (`make build` puts both in bin/).
+func findXdpingest(named string) (string, error) {
+	if named != "" {
+		st, err := os.Stat(named)
+		if err != nil {
+			return "", fmt.Errorf("can't use --xdpingest %s: %w", named, err)
+		}
+		if st.IsDir() || st.Mode()&0o111 == 0 {
+			return "", fmt.Errorf("can't use --xdpingest %s: not an executable file", named)
+		}
+		return named, nil
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("the server path needs the xdpingest binary, and pktbench can't tell where it runs from (%v): pass --xdpingest PATH", err)
+	}
+	p := filepath.Join(filepath.Dir(self), "xdpingest")
+	if st, err := os.Stat(p); err != nil || st.IsDir() {
+		return "", fmt.Errorf("the server path needs the xdpingest binary, and there is none next to pktbench (%s): run `make build` (it puts both in bin/), pass --xdpingest PATH, or leave the server out with --paths", p)
+	}
+	return p, nil
+}
+
+// tailBuffer keeps the last bytes a process wrote, for error messages.
+type tailBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+const tailMax = 8 << 10
+
+func (b *tailBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf = append(b.buf, p...)
+	if len(b.buf) > tailMax {
+		b.buf = append(b.buf[:0], b.buf[len(b.buf)-tailMax:]...)
+	}
+	return len(p), nil
+}
+
+func (b *tailBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return strings.TrimSpace(string(b.buf))
+}
+
+type serverRx struct {
+	o       pathOpts
+	cmd     *exec.Cmd
+	out     *tailBuffer
+	done    chan struct{}
+	waitErr error
+	client  *http.Client
+	url     string
+
+	mu      sync.Mutex
+	last    snapshot
+	lastCPU time.Duration
+}
+
+func startServer(o pathOpts) (receiver, error) {
+	if o.Xdpingest == "" {
+		return nil, errors.New("the server path needs the xdpingest binary: pass --xdpingest PATH")
+	}
+	// A free port for the metrics, in the receiving namespace.
+	var port int
+	if err := nsDo(o.Side, func() error {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return fmt.Errorf("can't find a free port for the server's metrics: %w", err)
+		}
+		port = l.Addr().(*net.TCPAddr).Port
+		return l.Close()
+	}); err != nil {
+		return nil, err
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	args := []string{"run", "--iface", o.Iface, "--ports", strconv.Itoa(int(o.Port)), "--sink", "discard",
+		"--metrics-addr", addr, "--path", "afxdp", "--log-format", "json", "--xdp-mode", o.XDPMode.String()}
+	if len(o.Queues) > 0 {
+		qs := make([]string, len(o.Queues))
+		for i, q := range o.Queues {
+			qs[i] = strconv.Itoa(q)
+		}
+		args = append(args, "--queues", strings.Join(qs, ","))
+	}
+	if o.MaxFrame > 2048-256 {
+		args = append(args, "--frame-size", "4096")
+	}
+	r := &serverRx{o: o, out: &tailBuffer{}, done: make(chan struct{}), url: "http://" + addr}
+	if o.Side != nil {
+		// `ip netns exec` execs in place (no fork): the pid is the
+		// server's, and /sys is the namespace's.
+		r.cmd = exec.Command("ip", append([]string{"netns", "exec", o.Side.Netns, o.Xdpingest}, args...)...)
+	} else {
+		r.cmd = exec.Command(o.Xdpingest, args...)
+	}
+	r.cmd.Stdout, r.cmd.Stderr = r.out, r.out
+	// The server dies with pktbench, even on SIGKILL: the bed can then go.
+	// Pdeathsig fires when the thread that forked exits, so the fork runs
+	// on a thread locked until the server has exited.
+	r.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		if err := r.cmd.Start(); err != nil {
+			started <- err
+			runtime.UnlockOSThread()
+			return
+		}
+		started <- nil
+		r.waitErr = r.cmd.Wait()
+		close(r.done)
+		runtime.UnlockOSThread()
+	}()
+	if err := <-started; err != nil {
+		return nil, fmt.Errorf("can't start %s: %w", o.Xdpingest, err)
+	}
+	r.client = &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
+		DisableKeepAlives: true,
+		DialContext: func(ctx context.Context, network, a string) (c net.Conn, err error) {
+			err = nsDo(o.Side, func() error { c, err = (&net.Dialer{}).DialContext(ctx, network, a); return err })
+			return c, err
+		}}}
+	deadline := time.Now().Add(serverReadyTimeout)
+	for {
+		select {
+		case <-r.done:
+			return nil, fmt.Errorf("xdpingest exited before it was ready (%v): %s", r.waitErr, r.out.String())
+		default:
+		}
+		if resp, err := r.client.Get(r.url + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return r, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			r.kill()
+			return nil, fmt.Errorf("xdpingest not ready after %v: %s", serverReadyTimeout, r.out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (r *serverRx) kill() {
+	r.cmd.Process.Kill()
+	<-r.done
+}
+
+func (r *serverRx) Describe() string {
+	return fmt.Sprintf("xdpingest run --path afxdp --sink discard (%s)", r.o.Xdpingest)
+}
+
+// Snapshot scrapes the metrics; when that fails (the server is gone) it
+// returns the last counters read.
+func (r *serverRx) Snapshot() snapshot {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s, err := r.scrape()
+	if err != nil {
+		return r.last
+	}
+	if cpu, err := bench.ProcessCPU(r.cmd.Process.Pid); err == nil {
+		select {
+		case <-r.done: // the pid may be another process's by now
+		default:
+			r.lastCPU = cpu
+		}
+	}
+	s.RxCPU = r.lastCPU
+	r.last = s
+	return s
+}
+
+func (r *serverRx) scrape() (snapshot, error) {
+	s := snapshot{Drops: map[string]uint64{}}
+	resp, err := r.client.Get(r.url + "/metrics")
+	if err != nil {
+		return s, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return s, err
+	}
+	// Frame bytes of what was delivered: the program counts the bytes of
+	// every frame it redirected, some of which AF_XDP then dropped, so
+	// the delivered packets are scaled by the redirected frames' mean size.
+	var redirPackets, redirBytes uint64
+	sc := bufio.NewScanner(bytes.NewReader(body))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil || v <= 0 {
+			continue
+		}
+		n := uint64(v)
+		name, labels, _ := strings.Cut(line[:i], "{")
+		switch name {
+		case "xdpingest_rx_packets_total":
+			s.Packets += n
+		case "xdpingest_xdp_bytes_total":
+			if strings.Contains(labels, `outcome="redirect"`) {
+				redirBytes += n
+			}
+		case "xdpingest_xdp_packets_total":
+			if strings.Contains(labels, `outcome="redirect"`) {
+				redirPackets += n
+			}
+			for _, o := range lossOutcomes {
+				if strings.Contains(labels, `outcome="`+o.String()+`"`) {
+					s.Drops["xdp_"+o.String()] += n
+				}
+			}
+		case "xdpingest_afxdp_socket_total":
+			for _, c := range []string{"rx_dropped", "rx_ring_full", "rx_fill_ring_empty_descs", "rx_invalid_descs"} {
+				if strings.Contains(labels, `counter="`+c+`"`) {
+					s.Drops["afxdp_"+strings.TrimSuffix(strings.TrimPrefix(c, "rx_"), "_descs")] += n
+				}
+			}
+		case "xdpingest_kernel_socket_overflows_total":
+			s.Drops["socket_overflows"] += n
+		case "xdpingest_rx_malformed_total":
+			s.Drops["malformed"] += n
+		case "xdpingest_sink_dropped_total":
+			s.Drops["sink_dropped"] += n
+		}
+	}
+	if redirPackets > 0 {
+		s.Bytes = uint64(float64(s.Packets) * float64(redirBytes) / float64(redirPackets))
+	}
+	return s, sc.Err()
+}
+
+// Stop reads the last counters, then stops the server with SIGTERM (it
+// drains and detaches) and waits for it.
+func (r *serverRx) Stop() (snapshot, *bench.SeqMeter, error) {
+	s := r.Snapshot()
+	select {
+	case <-r.done:
+		return s, nil, fmt.Errorf("xdpingest exited while measured (%v): %s", r.waitErr, r.out.String())
+	default:
+	}
+	r.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-r.done:
+	case <-time.After(serverStopTimeout):
+		r.kill()
+		return s, nil, fmt.Errorf("xdpingest did not stop within %v of SIGTERM; killed it", serverStopTimeout)
+	}
+	if r.waitErr != nil {
+		return s, nil, fmt.Errorf("xdpingest exited with %v: %s", r.waitErr, r.out.String())
+	}
+	return s, nil, nil
+}

@@ -78,8 +78,8 @@ func (s *genSpec) check() error {
 	if s.Flows <= 0 {
 		s.Flows = 1
 	}
-	if int(s.Src.Port())+s.Flows-1 > 65535 {
-		return fmt.Errorf("%d flows from source port %d run past 65535", s.Flows, s.Src.Port())
+	if int(s.Src.Port())+max(1, len(s.CPUs))*s.Flows-1 > 65535 {
+		return fmt.Errorf("%d generator(s) of %d flows from source port %d run past 65535", max(1, len(s.CPUs)), s.Flows, s.Src.Port())
 	}
 	v6 := !s.Dst.Addr().Is4()
 	if s.Size < bench.MinFrameSize(v6) {
@@ -201,10 +201,63 @@ func (g *genOne) runLive(ctx context.Context) (uint64, time.Duration, error) {
 	defer live.Close()
 	cfg := g.tpl.Config()
 	cfg.Ifindex = g.spec.Iface.Index
-	cfg.Flows, cfg.SportBase, cfg.Stream = g.spec.Flows, g.spec.Src.Port(), g.stream
-	cfg.Count, cfg.Duration, cfg.Rate = g.count, g.spec.Duration, g.rate
-	res, err := live.Run(ctx, cfg)
-	return res.Sent, res.Elapsed, err
+	cfg.Flows, cfg.SportBase, cfg.Stream = g.spec.Flows, g.sportBase(), g.stream
+	if g.rate <= 0 {
+		cfg.Count, cfg.Duration = g.count, g.spec.Duration
+		res, err := live.Run(ctx, cfg)
+		return res.Sent, res.Elapsed, err
+	}
+	return g.paceLive(ctx, live, cfg)
+}
+
+// liveCatchUp bounds how far a paced live generator catches up at once.
+const liveCatchUp = 100 * time.Millisecond
+
+// paceLive sends at g.rate by calling the generator for what is due. Each
+// BPF_PROG_RUN call ends in synchronize_rcu, which takes milliseconds (tens
+// on a loaded machine), so a fixed small chunk per call undershoots the
+// rate: the chunk here is whatever the schedule owes, so a slow call is
+// followed by a larger one. The program keeps its sequence counter from
+// call to call.
+func (g *genOne) paceLive(ctx context.Context, live *bench.Live, cfg bench.LiveConfig) (uint64, time.Duration, error) {
+	start := time.Now()
+	var sent uint64
+	for ctx.Err() == nil {
+		elapsed := time.Since(start)
+		if g.spec.Duration > 0 && elapsed >= g.spec.Duration {
+			break
+		}
+		if g.count > 0 && sent >= g.count {
+			break
+		}
+		due := g.rate * elapsed.Seconds()
+		if float64(sent)+1 > due {
+			wait := time.Duration((float64(sent) + 1 - due) / g.rate * float64(time.Second))
+			if g.spec.Duration > 0 {
+				wait = min(wait, g.spec.Duration-elapsed)
+			}
+			time.Sleep(max(wait, 50*time.Microsecond))
+			continue
+		}
+		n := uint64(min(due-float64(sent), g.rate*liveCatchUp.Seconds()))
+		n = max(n, 1)
+		if g.count > 0 {
+			n = min(n, g.count-sent)
+		}
+		cfg.Count = n
+		res, err := live.Run(ctx, cfg)
+		sent += res.Sent
+		if err != nil {
+			return sent, time.Since(start), err
+		}
+	}
+	return sent, time.Since(start), nil
+}
+
+// sportBase is the generator's first source port: generators of a set
+// use consecutive ranges of Flows ports.
+func (g *genOne) sportBase() uint16 {
+	return g.spec.Src.Port() + uint16(g.index*g.spec.Flows)
 }
 
 func (g *genOne) runSendmmsg(ctx context.Context) (uint64, time.Duration, error) {
@@ -212,7 +265,7 @@ func (g *genOne) runSendmmsg(ctx context.Context) (uint64, time.Duration, error)
 	size := g.spec.Size - hl
 	stream := g.stream
 	gen, err := bench.NewUDPGen(bench.UDPGenConfig{
-		Dst: g.spec.Dst, Src: g.spec.Src.Addr(), SrcPort: g.spec.Src.Port(), Flows: g.spec.Flows,
+		Dst: g.spec.Dst, Src: g.spec.Src.Addr(), SrcPort: g.sportBase(), Flows: g.spec.Flows,
 		Count: g.count, Duration: g.spec.Duration, Rate: g.rate, Size: size,
 		Payload: func(buf []byte, seq uint64) []byte {
 			p := buf[:size]
@@ -240,7 +293,7 @@ func cmdGen(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		dstMAC  = fs.String("dst-mac", "", "destination `MAC` for live and afxdp (default: from the neighbour table)")
 		src     = fs.String("src", "", "source `IP[:PORT]` (default: the interface's first address of the family, port 10000)")
 		size    = fs.Int("size", 64, "frame size in `bytes`, Ethernet header included, FCS excluded (64: 22-byte UDP payload over IPv4)")
-		flows   = fs.Int("flows", 1, "number of flows: source ports PORT..PORT+N-1, so that RSS spreads them")
+		flows   = fs.Int("flows", 1, "flows per generator: source ports PORT..PORT+N-1 (the next generator's follow), so that RSS spreads them")
 		rate    = fs.Float64("rate", 0, "total rate limit in `pps` (0: as fast as possible)")
 		count   = fs.Uint64("count", 0, "stop after this many frames in all")
 		dur     = fs.Duration("duration", 0, "stop after this long")

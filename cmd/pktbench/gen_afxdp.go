@@ -37,7 +37,7 @@ func (g *genOne) runAFXDP(ctx context.Context) (uint64, time.Duration, error) {
 		deadline time.Time
 		sent     uint64
 		flows    = uint64(g.spec.Flows)
-		base     = g.spec.Src.Port()
+		base     = g.sportBase()
 		done     = ctx.Done()
 		tokens   float64
 		burst    float64

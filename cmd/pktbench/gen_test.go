@@ -285,4 +285,3 @@ func TestGenSpecChecks(t *testing.T) {
 		t.Fatal(err)
 	}
 }
-

@@ -117,4 +117,3 @@ func requireRoot(t *testing.T) {
 	t.Helper()
 	testbed.RequireBPF(t)
 }
-

@@ -11,8 +11,9 @@
 // sockaddr storage and control buffers that every recvmmsg reuses; it never
 // makes a net.Addr. Each [datapath.Datagram] gets its payload (in place),
 // source (from the sockaddr, IPv4 as a 4-byte address: IPv6 sockets are
-// IPV6_V6ONLY), destination (the header's address from IP_PKTINFO or
-// IPV6_PKTINFO, and the socket's port), the kernel's receive time
+// IPV6_V6ONLY), destination (on a wildcard socket the header's address
+// from IP_PKTINFO or IPV6_PKTINFO, else the bound address; and the socket's
+// port), the kernel's receive time
 // (SO_TIMESTAMPNS) and, as Queue, the worker index. Frame stays nil: this
 // path sees no frame. The IPv6 source's zone is not set (making one would
 // allocate).

@@ -32,7 +32,7 @@ const testPort = 5000
 // machine, much longer on a busy one), the device has the noop qdisc, which
 // drops every packet without an error to the sender. A closed-loop test
 // would then wait forever for datagrams that were lost before it began.
-func newBed(t *testing.T, cfg testbed.Config) *testbed.Bed {
+func newBed(t testing.TB, cfg testbed.Config) *testbed.Bed {
 	t.Helper()
 	b := testbed.NewT(t, cfg)
 	start := time.Now()
@@ -72,7 +72,7 @@ func newBed(t *testing.T, cfg testbed.Config) *testbed.Bed {
 
 // openRx opens Receivers in the bed's receiving namespace and closes them at
 // cleanup.
-func openRx(t *testing.T, b *testbed.Bed, cfg Config) ([]*Receiver, []string) {
+func openRx(t testing.TB, b *testbed.Bed, cfg Config) ([]*Receiver, []string) {
 	t.Helper()
 	var rs []*Receiver
 	var warnings []string
@@ -91,7 +91,7 @@ func openRx(t *testing.T, b *testbed.Bed, cfg Config) ([]*Receiver, []string) {
 }
 
 // newGen makes a generator in the bed's generating namespace.
-func newGen(t *testing.T, b *testbed.Bed, cfg bench.UDPGenConfig) *bench.UDPGen {
+func newGen(t testing.TB, b *testbed.Bed, cfg bench.UDPGenConfig) *bench.UDPGen {
 	t.Helper()
 	var g *bench.UDPGen
 	if err := b.Gen.Do(func() (err error) {
@@ -565,6 +565,14 @@ func TestSteering(t *testing.T) {
 		mu.Lock()
 		queues[d.Queue]++
 		mu.Unlock()
+		// Sockets bound to an address report it without IP_PKTINFO.
+		want := netip.AddrPortFrom(testbed.RxIPv6, testPort)
+		if d.Src.Addr().Is4() {
+			want = netip.AddrPortFrom(testbed.RxIPv4, testPort)
+		}
+		if d.Dst != want {
+			return fmt.Errorf("datagram from %v to %v, want %v", d.Src, d.Dst, want)
+		}
 		return nil
 	})
 	defer rx.stop()

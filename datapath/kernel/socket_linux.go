@@ -52,11 +52,18 @@ func openSocket(addr netip.Addr, port uint16, cfg *Config) (fd int, opts sockOpt
 		if err := set(unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 1, "IPV6_V6ONLY"); err != nil {
 			return fd, opts, err
 		}
-		if err := set(unix.IPPROTO_IPV6, unix.IPV6_RECVPKTINFO, 1, "IPV6_RECVPKTINFO"); err != nil {
-			return fd, opts, err
+	}
+	// A socket bound to a wildcard learns each datagram's destination from
+	// a control message; one bound to an address only receives datagrams
+	// to that address, and saves the message (a put_cmsg per datagram).
+	if addr.IsUnspecified() {
+		var err error
+		if family == unix.AF_INET6 {
+			err = set(unix.IPPROTO_IPV6, unix.IPV6_RECVPKTINFO, 1, "IPV6_RECVPKTINFO")
+		} else {
+			err = set(unix.IPPROTO_IP, unix.IP_PKTINFO, 1, "IP_PKTINFO")
 		}
-	} else {
-		if err := set(unix.IPPROTO_IP, unix.IP_PKTINFO, 1, "IP_PKTINFO"); err != nil {
+		if err != nil {
 			return fd, opts, err
 		}
 	}

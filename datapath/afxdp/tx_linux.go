@@ -43,7 +43,6 @@ func (s *Socket) ReserveTx(bufs [][]byte) (int, error) {
 	top := len(free) - 1
 	for i := uint32(0); i < n; i++ {
 		h := free[top-int(i)]
-		s.state[h>>s.shift] = frameReserved
 		s.tx.at(idx + i).Addr = h
 		bufs[i] = s.umem[h : h+s.frameSize : h+s.frameSize]
 	}
@@ -72,9 +71,6 @@ func (s *Socket) SubmitTx(bufs [][]byte) error {
 		}
 		desc.Len = uint32(len(b))
 		desc.Options = 0
-	}
-	for i := range bufs {
-		s.state[s.tx.at(s.txResIdx+uint32(i)).Addr>>s.shift] = frameKernel
 	}
 	n := uint32(len(bufs))
 	s.txResN -= n
@@ -143,9 +139,7 @@ func (s *Socket) cancelTx() {
 		return
 	}
 	for i := s.txResN; i > 0; i-- {
-		h := s.tx.at(s.txResIdx + i - 1).Addr
-		s.state[h>>s.shift] = frameFree
-		s.txFree = append(s.txFree, h)
+		s.txFree = append(s.txFree, s.tx.at(s.txResIdx+i-1).Addr)
 	}
 	s.tx.cancel(s.txResN)
 	s.txResN = 0
@@ -191,9 +185,7 @@ func (s *Socket) complete() int {
 	}
 	mask := s.frameSize - 1
 	for i := uint32(0); i < n; i++ {
-		h := *s.comp.at(idx + i) &^ mask
-		s.state[h>>s.shift] = frameFree
-		s.txFree = append(s.txFree, h)
+		s.txFree = append(s.txFree, *s.comp.at(idx + i)&^mask)
 	}
 	s.comp.release()
 	s.txInFlight -= int(n)

@@ -1,0 +1,310 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/xdpingest/xdpingest/internal/testbed"
+)
+
+// A short sweep over every path produces a JSON report with every path and
+// size, a table, and charts that decode; the bed is gone afterwards.
+func TestCompareShort(t *testing.T) {
+	requireRoot(t)
+	bin := binaries(t)
+	dir := t.TempDir()
+	jsonF, svgF, pngF := filepath.Join(dir, "r.json"), filepath.Join(dir, "r.svg"), filepath.Join(dir, "r.png")
+	code, out, errs := runCmd(context.Background(), "compare", "--duration", "300ms", "--reps", "1", "--sizes", "64,512", "--queues", "1",
+		"--xdpingest", filepath.Join(bin, "xdpingest"), "--json", jsonF, "--svg", svgF, "--png", pngF)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errs)
+	}
+	t.Logf("\n%s", out)
+	requireNoBeds(t, os.Getpid())
+	if !strings.Contains(errs, "[10/10] 1 queue(s), 512 bytes, rep 1/1, server:") {
+		t.Errorf("no progress line for the last run:\n%s", errs)
+	}
+	for _, want := range []string{"1 queue(s), 64-byte frames", "1 queue(s), 512-byte frames", "xdp-drop", "x kernel"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q", want)
+		}
+	}
+	b, err := os.ReadFile(jsonF)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r report
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatal(err)
+	}
+	if !r.Complete || r.Reps != 1 || !slices.Equal(r.Sizes, []int{64, 512}) || !slices.Equal(r.Paths, allPaths) {
+		t.Fatalf("report header: %+v", r)
+	}
+	for _, size := range []int{64, 512} {
+		for _, p := range allPaths {
+			var g *group
+			for _, x := range r.Results {
+				if x.Size == size && x.Path == p && x.Queues == 1 {
+					g = x
+				}
+			}
+			if g == nil || len(g.Runs) != 1 {
+				t.Errorf("%s at %d bytes: %+v", p, size, g)
+				continue
+			}
+			run := g.Runs[0]
+			// Behaviour, not speed: every path received something of
+			// what was sent, and the books balance.
+			if run.Sent == 0 || run.Received == 0 || run.Received > run.Sent || g.MedianMpps <= 0 || run.Lost > run.Sent {
+				t.Errorf("%s at %d bytes: sent %d received %d lost %d, %v Mpps", p, size, run.Sent, run.Received, run.Lost, g.MedianMpps)
+			}
+			if p == pathAFXDP || p == pathKernel || p == pathStdnet {
+				// Sequence numbers: lost counts numbers never seen,
+				// so received + lost = sent (no duplicates here).
+				if run.Received+run.Lost != run.Sent || run.Dups != 0 {
+					t.Errorf("%s at %d bytes: received %d + lost %d != sent %d (dups %d)", p, size, run.Received, run.Lost, run.Sent, run.Dups)
+				}
+			}
+			if g.VsDrop == nil || g.VsKernel == nil || len(run.CPU) == 0 || g.Describe == "" {
+				t.Errorf("%s at %d bytes: ratios %v %v, cpu %v, describe %q", p, size, g.VsDrop, g.VsKernel, run.CPU, g.Describe)
+			}
+			if (p == pathDrop) != (g.RxCPUUsPerPkt == nil) {
+				t.Errorf("%s: rx CPU per packet %v", p, g.RxCPUUsPerPkt)
+			}
+		}
+	}
+	checkPNG(t, pngF)
+	checkSVG(t, svgF)
+}
+
+// An error after the bed was built (a server binary that exits at once)
+// ends the sweep with exit 1 and a clear message, removes the bed, and
+// still writes what was measured, marked incomplete.
+func TestCompareErrorRemovesBed(t *testing.T) {
+	requireRoot(t)
+	dir := t.TempDir()
+	jsonF := filepath.Join(dir, "r.json")
+	code, out, errs := runCmd(context.Background(), "compare", "--duration", "100ms", "--reps", "1", "--sizes", "64", "--queues", "1",
+		"--paths", "xdp-drop,server", "--xdpingest", "/bin/false", "--json", jsonF)
+	if code != exitFailure || !strings.Contains(errs, "xdpingest exited before it was ready") {
+		t.Fatalf("exit %d, stderr:\n%s", code, errs)
+	}
+	requireNoBeds(t, os.Getpid())
+	if !strings.Contains(out, "INCOMPLETE") {
+		t.Errorf("the table doesn't say it is incomplete:\n%s", out)
+	}
+	var r report
+	b, err := os.ReadFile(jsonF)
+	if err == nil {
+		err = json.Unmarshal(b, &r)
+	}
+	if err != nil || r.Complete || r.Error == "" || len(r.Results) == 0 {
+		t.Fatalf("partial report: %v %+v", err, r)
+	}
+}
+
+// Cancelling the context (what SIGINT does in main) in the middle of a run
+// stops the sweep promptly with exit 130 and removes the bed.
+func TestCompareCancelledRemovesBed(t *testing.T) {
+	requireRoot(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	type result struct {
+		code      int
+		out, errs string
+	}
+	done := make(chan result, 1)
+	go func() {
+		code, out, errs := runCmd(ctx, "compare", "--duration", "1m", "--reps", "1", "--sizes", "64", "--queues", "2", "--paths", "afxdp,kernel")
+		done <- result{code, out, errs}
+	}()
+	if !waitFor(10*time.Second, func() bool { return len(bedsOf(t, os.Getpid())) == 2 }) {
+		t.Fatal("no bed after 10 s")
+	}
+	time.Sleep(500 * time.Millisecond) // generators and receivers running
+	cancel()
+	select {
+	case r := <-done:
+		if r.code != exitInterrupted {
+			t.Fatalf("exit %d, want %d\n%s%s", r.code, exitInterrupted, r.out, r.errs)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("compare still running 15 s after the cancel")
+	}
+	requireNoBeds(t, os.Getpid())
+}
+
+// Ctrl-C on the command: SIGINT removes the bed and exits 130. SIGKILL
+// leaves no chance to clean up; the next run's Sweep removes what it left
+// (and the server it ran died with it).
+func TestCompareSignals(t *testing.T) {
+	requireRoot(t)
+	bin := binaries(t)
+	start := func() *exec.Cmd {
+		cmd := exec.Command(filepath.Join(bin, "pktbench"), "compare", "--duration", "1m", "--reps", "1", "--sizes", "64", "--queues", "1", "--paths", "server")
+		cmd.Stderr, cmd.Stdout = &syncBuffer{}, &syncBuffer{}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		if !waitFor(15*time.Second, func() bool { return len(bedsOf(t, cmd.Process.Pid)) == 2 && serverRunning(t) }) {
+			t.Fatalf("no bed and server after 15 s: %s", cmd.Stderr)
+		}
+		return cmd
+	}
+
+	cmd := start()
+	cmd.Process.Signal(syscall.SIGINT)
+	waitDone := make(chan error, 1)
+	go func() { waitDone <- cmd.Wait() }()
+	select {
+	case <-waitDone:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("pktbench still running 20 s after SIGINT: %s", cmd.Stderr)
+	}
+	if code := cmd.ProcessState.ExitCode(); code != exitInterrupted {
+		t.Errorf("exit %d after SIGINT, want %d: %s", code, exitInterrupted, cmd.Stderr)
+	}
+	requireNoBeds(t, cmd.Process.Pid)
+	if !waitFor(5*time.Second, func() bool { return !serverRunning(t) }) {
+		t.Error("xdpingest still runs after pktbench exited")
+	}
+
+	cmd = start()
+	pid := cmd.Process.Pid
+	cmd.Process.Kill()
+	cmd.Wait()
+	if !waitFor(5*time.Second, func() bool { return !serverRunning(t) }) {
+		t.Error("xdpingest still runs after pktbench was killed")
+	}
+	if len(bedsOf(t, pid)) == 0 {
+		t.Fatal("SIGKILL left no bed: nothing to sweep")
+	}
+	removed, err := testbed.Sweep()
+	if err != nil {
+		t.Fatal(err)
+	}
+	requireNoBeds(t, pid)
+	t.Logf("swept %v", removed)
+}
+
+// serverRunning says whether an xdpingest built by this test runs.
+func serverRunning(t *testing.T) bool {
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && strings.HasPrefix(string(b), filepath.Join(binDir, "xdpingest")+"\x00") {
+			return true
+		}
+	}
+	return false
+}
+
+// pktbench rx and pktbench gen work as a pair: rx prints a line per
+// interval and, at Ctrl-C (a cancelled context), a summary in which every
+// sequence number gen sent arrived.
+func TestRxGenPair(t *testing.T) {
+	requireRoot(t)
+	for _, path := range []string{pathAFXDP, pathKernel, pathStdnet, pathDrop} {
+		t.Run(path, func(t *testing.T) {
+			b := testbed.NewT(t, testbed.Config{Queues: 2})
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var out, errs syncBuffer
+			done := make(chan int, 1)
+			go func() {
+				done <- run(ctx, []string{"rx", "--path", path, "--netns", b.Rx.Netns, "--iface", b.Rx.Link, "--port", "9100", "--interval", "200ms"}, &out, &errs)
+			}()
+			if !waitFor(10*time.Second, func() bool { return strings.Contains(out.String(), "time") }) {
+				t.Fatalf("rx did not start: %s%s", out.String(), errs.String())
+			}
+			// The afxdp generator's token bucket bursts at most 20 ms of
+			// traffic; the live one sends what is due per BPF_PROG_RUN
+			// call, which on a loaded machine is a burst of tens of ms.
+			const n = 10000
+			code, gout, gerrs := runCmd(context.Background(), "gen", "--gen", "afxdp", "--netns", b.Gen.Netns, "--iface", b.Gen.Link,
+				"--dst", netip.AddrPortFrom(b.Rx.IPv4, 9100).String(), "--count", fmt.Sprint(n), "--rate", "20000", "--cpus", "0,1")
+			if code != 0 {
+				t.Fatalf("gen: exit %d\n%s%s", code, gout, gerrs)
+			}
+			time.Sleep(500 * time.Millisecond)
+			cancel()
+			if code := <-done; code != 0 {
+				t.Fatalf("rx: exit %d\n%s%s", code, out.String(), errs.String())
+			}
+			o := out.String()
+			lines := 0
+			sc := bufio.NewScanner(strings.NewReader(o))
+			for sc.Scan() {
+				if strings.HasSuffix(strings.Fields(sc.Text() + " x")[0], "s") && strings.Contains(sc.Text(), "cpu") {
+					lines++
+				}
+			}
+			var got, distinct, streams, missing, dups uint64
+			if i := strings.Index(o, "summary: "); i >= 0 {
+				fmt.Sscanf(o[i:], "summary: %d packets", &got)
+			}
+			if i := strings.Index(o, "sequence numbers: "); i >= 0 {
+				fmt.Sscanf(o[i:], "sequence numbers: %d distinct in %d stream(s), %d missing below the highest of each, %d duplicates", &distinct, &streams, &missing, &dups)
+			}
+			t.Logf("%d interval lines, %d of %d packets", lines, got, n)
+			// Behaviour, with room for a receiver starved by other
+			// processes for longer than its buffers last: everything
+			// received is counted once, and almost everything arrives.
+			if lines < 2 || got < n*98/100 || got > n {
+				t.Fatalf("want interval lines and a summary of about %d packets:\n%s", n, o)
+			}
+			if path != pathDrop && (distinct != got || streams != 2 || dups != 0) {
+				t.Fatalf("sequence numbers: %d distinct in %d streams, %d duplicates, for %d packets:\n%s", distinct, streams, dups, got, o)
+			}
+		})
+	}
+}
+
+func TestCompareFlagErrors(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"compare", "--sizes", "64,x"}, `"x" is not a number`},
+		{[]string{"compare", "--sizes", "20"}, "frame size 20"},
+		{[]string{"compare", "--queues", "0"}, "queue count 0"},
+		{[]string{"compare", "--paths", "xdp-drop,bogus"}, `unknown path "bogus"`},
+		{[]string{"compare", "--paths", "kernel,kernel"}, "named twice"},
+		{[]string{"compare", "--reps", "0"}, "--reps 0"},
+		{[]string{"compare", "--gen", "pktgen"}, "unknown generator"},
+		{[]string{"compare", "--xdpingest", "/nonexistent/xdpingest"}, "can't use --xdpingest /nonexistent/xdpingest"},
+		{[]string{"rx", "--iface", "x"}, "--path and --iface are required"},
+		{[]string{"rx", "--iface", "x", "--path", "dpdk"}, `unknown path "dpdk"`},
+		{[]string{"rx", "--iface", "x", "--path", "afxdp", "--xdp-mode", "turbo"}, "unknown XDP mode"},
+	} {
+		code, _, errs := runCmd(context.Background(), c.args...)
+		if code != exitUsage || !strings.Contains(errs, c.want) {
+			t.Errorf("%v: exit %d, stderr %q; want 2 and %q", c.args, code, errs, c.want)
+		}
+	}
+}
+
+// Without --xdpingest, the server path looks next to pktbench and says
+// what to do when the binary isn't there.
+func TestFindXdpingest(t *testing.T) {
+	// The test binary's directory has no xdpingest.
+	_, err := findXdpingest("")
+	if err == nil || !strings.Contains(err.Error(), "make build") || !strings.Contains(err.Error(), "--xdpingest") {
+		t.Fatalf("%v", err)
+	}
+	if _, err := findXdpingest(t.TempDir()); err == nil || !strings.Contains(err.Error(), "not an executable") {
+		t.Fatalf("a directory: %v", err)
+	}
+}

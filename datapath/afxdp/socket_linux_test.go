@@ -318,3 +318,32 @@ func (r *recordingRegistrar) live() map[int]int {
 	}
 	return out
 }
+
+// A socket dropped without Close is closed by the runtime once collected,
+// so that the kernel stops writing into a UMEM Go may reuse.
+func TestDroppedSocketIsClosed(t *testing.T) {
+	b := bedT(t, 1)
+	fds := openFDs(t)
+	if err := b.Rx.Do(func() error {
+		_, err := NewSocket(Config{Ifindex: b.Rx.Index, NumFrames: 64}, 0)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got := openFDs(t); got <= fds {
+		t.Fatalf("%d descriptors with the socket open, %d before", got, fds)
+	}
+	for deadline := time.Now().Add(5 * time.Second); openFDs(t) > fds; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d descriptors 5 s after the socket was dropped, %d before", openFDs(t), fds)
+		}
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
+	}
+	// The queue is free again.
+	var s *Socket
+	if err := b.Rx.Do(func() (err error) { s, err = NewSocket(Config{Ifindex: b.Rx.Index, NumFrames: 64}, 0); return err }); err != nil {
+		t.Fatalf("rebinding after the cleanup: %v", err)
+	}
+	s.Close()
+}

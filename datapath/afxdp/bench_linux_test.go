@@ -164,9 +164,15 @@ func benchReceive(b *testing.B, mode string, queues int) {
 			b.ReportMetric(float64(ms1.Mallocs-ms0.Mallocs)/float64(got), "allocs/datagram")
 			b.ReportMetric(float64(got)/float64(st.Batches-st0.Batches), "datagrams/batch")
 		}
-		x := st.XDP
-		lost := x.RxDropped + x.RxRingFull + x.RxFillRingEmptyDescs - (st0.XDP.RxDropped + st0.XDP.RxRingFull + st0.XDP.RxFillRingEmptyDescs)
-		b.ReportMetric(float64(lost)/secs, "kernel-lost/s")
+		x, x0 := st.XDP, st0.XDP
+		b.ReportMetric(float64(x.RxRingFull-x0.RxRingFull)/secs, "rx-ring-full/s")
+		b.ReportMetric(float64(x.RxFillRingEmptyDescs-x0.RxFillRingEmptyDescs)/secs, "fill-empty/s")
+		b.ReportMetric(float64(x.RxDropped-x0.RxDropped)/secs, "rx-dropped/s")
+		var polls uint64
+		for _, s := range path.Sockets() {
+			polls += s.LoopStats().Polls
+		}
+		b.ReportMetric(float64(polls)/secs, "polls/s")
 		if err := path.Close(); err != nil {
 			b.Error(err)
 		}

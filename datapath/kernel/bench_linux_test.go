@@ -29,6 +29,8 @@ import (
 //   - kernel: this package, 1 worker, default addresses (an IPv4 and an IPv6
 //     wildcard socket, so poll and the ready-set bookkeeping are exercised).
 //   - kernel-v4: this package, 1 worker, one IPv4 socket.
+//   - kernel-v4-nocoalesce: the same with Config.Coalesce off: the worker
+//     sleeps in poll(2) as soon as its socket is drained.
 //   - recvmmsg: one blocking socket read with recvmmsg(MSG_WAITFORONE) into
 //     preallocated buffers, source addresses but no control messages.
 //   - readfromudp: net.UDPConn.ReadFromUDP, one datagram per call.
@@ -36,7 +38,7 @@ import (
 // Run them alternately (see docs/BENCHMARKS.md), e.g.
 //
 //	go test -c -o /tmp/kernel.test ./datapath/kernel
-//	for i in 1 2 3 4 5; do for p in kernel kernel-v4 recvmmsg readfromudp; do
+//	for i in 1 2 3 4 5; do for p in kernel kernel-v4 kernel-v4-nocoalesce recvmmsg readfromudp; do
 //	  /tmp/kernel.test -test.run '^$' -test.bench "Receive/$p\$" -test.benchtime 2000000x
 //	done; done
 func BenchmarkReceive(b *testing.B) {
@@ -46,10 +48,18 @@ func BenchmarkReceive(b *testing.B) {
 	b.Run("kernel", func(b *testing.B) {
 		rs, _ := openRx(b, bed, Config{Ports: []uint16{port}, RcvBuf: 4 << 20, ForceRcvBuf: true})
 		benchLoop(b, bed, dst, kernelLoop(rs[0]))
+		b.ReportMetric(float64(rs[0].Stats().Packets)/float64(rs[0].Stats().Batches), "dgrams/batch")
 	})
 	b.Run("kernel-v4", func(b *testing.B) {
 		rs, _ := openRx(b, bed, Config{Ports: []uint16{port}, Addrs: []netip.Addr{testbed.RxIPv4}, RcvBuf: 4 << 20, ForceRcvBuf: true})
 		benchLoop(b, bed, dst, kernelLoop(rs[0]))
+		b.ReportMetric(float64(rs[0].Stats().Packets)/float64(rs[0].Stats().Batches), "dgrams/batch")
+	})
+	b.Run("kernel-v4-nocoalesce", func(b *testing.B) {
+		rs, _ := openRx(b, bed, Config{Ports: []uint16{port}, Addrs: []netip.Addr{testbed.RxIPv4}, RcvBuf: 4 << 20, ForceRcvBuf: true,
+			Coalesce: -1})
+		benchLoop(b, bed, dst, kernelLoop(rs[0]))
+		b.ReportMetric(float64(rs[0].Stats().Packets)/float64(rs[0].Stats().Batches), "dgrams/batch")
 	})
 	b.Run("recvmmsg", func(b *testing.B) {
 		benchLoop(b, bed, dst, plainRecvmmsgLoop(b, bed, dst, 4<<20))

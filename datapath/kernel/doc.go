@@ -47,6 +47,18 @@
 // Receive has left them; a blocked Receive returns net.ErrClosed within
 // microseconds.
 //
+// Waking a sleeping worker is work for the CPU that queues the datagram
+// (try_to_wake_up and, on a VM, an inter-processor interrupt that exits to
+// the hypervisor), and a worker that keeps up sleeps after every few
+// datagrams. So after a read that found datagrams, Receive first sleeps a
+// fixed Config.Coalesce (20µs) in nanosleep(2), on no socket's wait queue,
+// and reads again; only when that read finds nothing does it sleep in poll.
+// On the test bed this grew batches from about 18 to about 52 datagrams and
+// raised the rate a sendmmsg generator reaches by a third or more (noisy;
+// BenchmarkReceive kernel-v4 against kernel-v4-nocoalesce). The cost is up
+// to Coalesce of latency while traffic flows; an idle worker sleeps in poll
+// and uses no CPU.
+//
 // # Losses
 //
 // Datagrams the kernel dropped because a socket's receive buffer was full

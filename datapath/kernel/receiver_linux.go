@@ -71,6 +71,9 @@ type Receiver struct {
 	meminfoLen uint32
 	noReadback bool // tests: count drops from SO_RXQ_OVFL messages alone
 
+	coalesce time.Duration // Config.Coalesce, 0 when off
+	recent   bool          // the last read found datagrams
+
 	packets, bytes, batches, overflows, malformed atomic.Uint64
 }
 
@@ -165,7 +168,7 @@ func newReceiver(w int, cfg *Config) (*Receiver, error) {
 	// buffer would map to the same cache set.
 	stride := (cfg.MaxPayload+63)&^63 + 64
 	n := cfg.Batch
-	r := &Receiver{queue: w, efd: efd, stride: stride,
+	r := &Receiver{queue: w, efd: efd, stride: stride, coalesce: cfg.Coalesce,
 		hdrs:  make([]unix.Mmsghdr, n),
 		iovs:  make([]unix.Iovec, n),
 		names: make([]byte, n*nameSize),
@@ -303,6 +306,7 @@ func (r *Receiver) read(batch []datapath.Datagram) (int, error) {
 	}
 	if used > 0 {
 		r.dropsDirty = true
+		r.recent = true
 	}
 	if n > 0 {
 		r.packets.Add(uint64(n))
@@ -345,9 +349,28 @@ func (r *Receiver) refreshReady() {
 	}
 }
 
-// wait sleeps in poll(2) until a socket is readable or Close writes the
-// eventfd.
+// wait sleeps until a socket may be readable: for Config.Coalesce right
+// after datagrams were read, else in poll(2) until a socket is readable or
+// Close writes the eventfd.
 func (r *Receiver) wait() error {
+	if r.coalesce > 0 && r.recent {
+		// Datagrams were flowing: sleep a fixed short time, registered on
+		// no socket's wait queue, so that the CPU queueing datagrams wakes
+		// no one; then read everything again. If that read finds nothing,
+		// recent is false and the next wait sleeps in poll.
+		r.recent = false
+		ts := unix.NsecToTimespec(int64(r.coalesce))
+		if err := unix.Nanosleep(&ts, nil); err != nil && !errors.Is(err, unix.EINTR) {
+			return fmt.Errorf("kernel path: can't sleep (worker %d): %w", r.queue, err)
+		}
+		if r.closed.Load() {
+			return net.ErrClosed
+		}
+		for i := range r.ready {
+			r.ready[i] = true
+		}
+		return nil
+	}
 	timeout := -1
 	if r.dropsDirty && !r.noReadback {
 		if since := time.Since(r.dropsLast); since >= dropsRefresh {

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -17,11 +18,14 @@ func TestConfigDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Workers != 1 || cfg.Batch != defaultBatch || cfg.MaxPayload != defaultMaxPayload {
+	if cfg.Workers != 1 || cfg.Batch != defaultBatch || cfg.MaxPayload != defaultMaxPayload || cfg.Coalesce != defaultCoalesce {
 		t.Errorf("defaults: %+v", cfg)
 	}
 	if len(cfg.Addrs) != 2 || cfg.Addrs[0] != netip.IPv4Unspecified() || cfg.Addrs[1] != netip.IPv6Unspecified() {
 		t.Errorf("default addresses %v, want 0.0.0.0 and ::", cfg.Addrs)
+	}
+	if cfg, _ := (Config{Ports: []uint16{1}, Coalesce: -1}).withDefaults(); cfg.Coalesce != 0 {
+		t.Errorf("negative Coalesce: %v, want off (0)", cfg.Coalesce)
 	}
 	cfg, err = Config{Ports: []uint16{1}, Addrs: []netip.Addr{netip.MustParseAddr("::ffff:198.18.0.2")}}.withDefaults()
 	if err != nil || cfg.Addrs[0] != netip.MustParseAddr("198.18.0.2") {
@@ -45,6 +49,7 @@ func TestConfigRefused(t *testing.T) {
 		{Config{Ports: []uint16{1}, Workers: 2, CPUs: []int{1, 1}}, "two workers"},
 		{Config{Ports: []uint16{1}, CPUs: []int{-1}}, "out of range"},
 		{Config{Ports: []uint16{1}, RcvBuf: -1}, "negative"},
+		{Config{Ports: []uint16{1}, Coalesce: 2 * time.Second}, "coalescing"},
 	} {
 		_, err := tc.cfg.withDefaults()
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -2,17 +2,23 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
 	"github.com/xdpingest/xdpingest/bench"
@@ -349,4 +355,120 @@ func dump(m map[string]float64) string {
 	}
 	sort.Strings(lines)
 	return strings.Join(lines, "\n")
+}
+
+// The UDP relay delivers every datagram to a collector in the other
+// namespace.
+func TestUDPRelay(t *testing.T) {
+	testbed.RequireBPF(t)
+	b := testbed.NewT(t, testbed.Config{MTU: 1600})
+	var coll *net.UDPConn
+	if err := b.Gen.Do(func() (err error) {
+		coll, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(b.Gen.IPv4, 7777)))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer coll.Close()
+	coll.SetReadBuffer(8 << 20)
+	const n = 30000
+	tr := bench.NewTracker(n)
+	got := make(chan struct{})
+	var relayed atomicCount
+	go func() {
+		defer close(got)
+		buf := make([]byte, 2048)
+		for relayed.load() < n {
+			coll.SetReadDeadline(time.Now().Add(10 * time.Second))
+			k, _, err := coll.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			tr.Mark(bench.DecodeSized(buf[:k]))
+			relayed.add(1)
+		}
+	}()
+	srv := startServer(t, b, "--ports", "9000", "--sink", "udp://198.18.0.1:7777")
+	snd := newSender(t, b, 9000)
+	if err := paced(0, n, 512, snd.send, relayed.load); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-got:
+	case <-time.After(15 * time.Second):
+	}
+	if err := tr.Check(); err != nil {
+		t.Fatalf("relayed: %v\n%s", err, dump(srv.scrape()))
+	}
+	if code := srv.stop(syscall.SIGTERM, 5*time.Second); code != 0 {
+		t.Fatalf("exit status %d", code)
+	}
+}
+
+type atomicCount struct{ v atomic.Uint64 }
+
+func (a *atomicCount) add(n uint64) { a.v.Add(n) }
+func (a *atomicCount) load() uint64 { return a.v.Load() }
+
+// Bad settings exit with status 2 and one clear line, before anything is
+// attached.
+func TestBadConfigExits2(t *testing.T) {
+	testbed.RequireBPF(t)
+	b := testbed.NewT(t, testbed.Config{})
+	dir := t.TempDir()
+	unknownKey := dir + "/unknown.yaml"
+	os.WriteFile(unknownKey, []byte("iface: "+b.Rx.Link+"\nports: \"9000\"\nport: 9001\n"), 0o644)
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"port 0", []string{"run", "--iface", b.Rx.Link, "--ports", "0"}, "out of range"},
+		{"port above 65535", []string{"run", "--iface", b.Rx.Link, "--ports", "65536"}, "out of range"},
+		{"bad CIDR", []string{"run", "--iface", b.Rx.Link, "--ports", "9000", "--deny", "198.18.0.0/40"}, "invalid CIDR"},
+		{"unknown sink", []string{"run", "--iface", b.Rx.Link, "--ports", "9000", "--sink", "kafka://x:9092/t"}, "unknown scheme"},
+		{"missing interface", []string{"run", "--iface", "nosuch0", "--ports", "9000"}, "no interface nosuch0"},
+		{"no interface flag", []string{"run", "--ports", "9000"}, "no interface"},
+		{"unknown config key", []string{"run", "--config", unknownKey}, "port"},
+		{"check unknown key", []string{"check", "--config", unknownKey}, `unknown key "port"`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := b.Rx.Command(binary, tc.args...).CombinedOutput()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+				t.Fatalf("exit %v, want status 2; output:\n%s", err, out)
+			}
+			if !strings.Contains(string(out), tc.want) || strings.Count(strings.TrimSpace(string(out)), "\n") > 0 {
+				t.Errorf("output %q: want one line containing %q", out, tc.want)
+			}
+		})
+	}
+
+	// A foreign XDP program on the interface: refused without --replace,
+	// and left in place.
+	foreign, err := ebpf.NewProgram(&ebpf.ProgramSpec{Name: "other_tool", Type: ebpf.XDP, License: "MIT",
+		Instructions: asm.Instructions{asm.LoadImm(asm.R0, 2, asm.DWord), asm.Return()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer foreign.Close()
+	var l link.Link
+	if err := b.Rx.Do(func() (err error) {
+		l, err = link.AttachXDP(link.XDPOptions{Program: foreign, Interface: b.Rx.Index})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	out, err := b.Rx.Command(binary, "run", "--iface", b.Rx.Link, "--ports", "9000", "--sink", "discard").CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), "other_tool") || !strings.Contains(string(out), "--replace") {
+		t.Fatalf("over a foreign program: %v\n%s", err, out)
+	}
+	var e *xdp.Existing
+	b.Rx.Do(func() (err error) { e, err = xdp.Inspect(b.Rx.Index); return err })
+	if e == nil || e.Name != "other_tool" {
+		t.Fatalf("the interface now carries %v, want other_tool untouched", e)
+	}
 }

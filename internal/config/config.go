@@ -102,6 +102,20 @@ func decode(r io.Reader, cfg *Config) error {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(cfg); err != nil {
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			msgs := make([]string, len(te.Errors))
+			for i, m := range te.Errors {
+				// "line 3: field port not found in type config.Config"
+				if line, rest, ok := strings.Cut(m, ": field "); ok {
+					if key, _, ok := strings.Cut(rest, " not found"); ok {
+						m = fmt.Sprintf("%s: unknown key %q", line, key)
+					}
+				}
+				msgs[i] = m
+			}
+			return errors.New(strings.Join(msgs, "; "))
+		}
 		return errors.New(strings.TrimPrefix(err.Error(), "yaml: "))
 	}
 	return nil

@@ -265,10 +265,12 @@ func BenchmarkDrain(b *testing.B) {
 	b.Run("kernel", func(b *testing.B) {
 		rs, _ := openRx(b, bed, Config{Ports: []uint16{port}, RcvBuf: drainRcvBuf, ForceRcvBuf: true})
 		drainLoop(b, bed, dst, kernelLoop(rs[0]))
+		b.ReportMetric(float64(rs[0].Stats().Packets)/float64(rs[0].Stats().Batches), "dgrams/batch")
 	})
 	b.Run("kernel-v4", func(b *testing.B) {
 		rs, _ := openRx(b, bed, Config{Ports: []uint16{port}, Addrs: []netip.Addr{testbed.RxIPv4}, RcvBuf: drainRcvBuf, ForceRcvBuf: true})
 		drainLoop(b, bed, dst, kernelLoop(rs[0]))
+		b.ReportMetric(float64(rs[0].Stats().Packets)/float64(rs[0].Stats().Batches), "dgrams/batch")
 	})
 	b.Run("recvmmsg", func(b *testing.B) {
 		drainLoop(b, bed, dst, plainRecvmmsgLoop(b, bed, dst, drainRcvBuf))

@@ -45,7 +45,9 @@
 // sets a flag, writes the eventfd (which stays readable), then takes the
 // mutex a running Receive holds, so it closes descriptors only after
 // Receive has left them; a blocked Receive returns net.ErrClosed within
-// microseconds.
+// microseconds. Drain writes the same eventfd, and from then on Receive
+// reads every socket once more whenever it finds nothing, and returns
+// io.EOF instead of sleeping.
 //
 // Waking a sleeping worker is work for the CPU that queues the datagram
 // (try_to_wake_up and, on a VM, an inter-processor interrupt that exits to

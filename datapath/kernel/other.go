@@ -20,6 +20,7 @@ func Open(cfg Config) ([]*Receiver, []string, error) {
 
 func (*Receiver) Receive([]datapath.Datagram) (int, error) { return 0, datapath.ErrNotSupported }
 func (*Receiver) Release([]datapath.Datagram)              {}
+func (*Receiver) Drain()                                   {}
 func (*Receiver) Queue() int                               { return 0 }
 func (*Receiver) Stats() datapath.Stats                    { return datapath.Stats{} }
 func (*Receiver) Close() error                             { return nil }

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"slices"
@@ -46,9 +47,13 @@ type Receiver struct {
 	// under a running recvmmsg or poll.
 	mu        sync.Mutex
 	closed    atomic.Bool
+	draining  atomic.Bool
 	closeOnce sync.Once
 	closeErr  error
-	efd       int
+	// fdMu guards efd (-1 once closed) between Drain, which writes it from
+	// any goroutine, and Close.
+	fdMu sync.RWMutex
+	efd  int
 
 	socks []sock
 	// pfds holds one entry per socket, then the eventfd.
@@ -209,7 +214,8 @@ func (r *Receiver) Release([]datapath.Datagram) {}
 
 // Receive fills batch with up to min(len(batch), Config.Batch) datagrams,
 // blocking until there is at least one. It blocks the calling OS thread in
-// poll(2) while every socket is empty.
+// poll(2) while every socket is empty. After Drain it does not block: it
+// returns io.EOF once every socket is empty.
 func (r *Receiver) Receive(batch []datapath.Datagram) (int, error) {
 	if len(batch) == 0 {
 		return 0, errors.New("kernel path: Receive needs a batch of at least one datagram")
@@ -228,10 +234,49 @@ func (r *Receiver) Receive(batch []datapath.Datagram) (int, error) {
 		if err != nil {
 			return 0, err
 		}
+		if r.draining.Load() {
+			// Look at every socket, not only those believed ready,
+			// before saying nothing is left.
+			for i := range r.ready {
+				r.ready[i] = true
+			}
+			if n, err := r.read(batch); n > 0 || err != nil {
+				return n, err
+			}
+			if r.closed.Load() {
+				return 0, net.ErrClosed
+			}
+			return 0, io.EOF
+		}
 		if err := r.wait(); err != nil {
 			return 0, err
 		}
 	}
+}
+
+// Drain makes Receive stop blocking: it returns what the sockets still hold,
+// then io.EOF. It wakes a Receive blocked in poll. Safe from any goroutine.
+func (r *Receiver) Drain() {
+	if r.draining.Swap(true) {
+		return
+	}
+	r.wake()
+}
+
+// wake makes the eventfd readable, which ends a poll in wait; it stays
+// readable for good (nobody reads it), so every later poll returns at once.
+func (r *Receiver) wake() error {
+	var one [8]byte
+	binary.NativeEndian.PutUint64(one[:], 1)
+	r.fdMu.RLock()
+	defer r.fdMu.RUnlock()
+	if r.efd < 0 {
+		return nil
+	}
+	if _, err := unix.Write(r.efd, one[:]); err != nil && !errors.Is(err, unix.EAGAIN) {
+		return fmt.Errorf("kernel path: can't wake worker %d: %w", r.queue, err)
+	}
+	return nil
 }
 
 // read reads the sockets believed ready, from the cursor on, until batch is
@@ -353,7 +398,7 @@ func (r *Receiver) refreshReady() {
 // after datagrams were read, else in poll(2) until a socket is readable or
 // Close writes the eventfd.
 func (r *Receiver) wait() error {
-	if r.coalesce > 0 && r.recent {
+	if r.coalesce > 0 && r.recent && !r.draining.Load() {
 		// Datagrams were flowing: sleep a fixed short time, registered on
 		// no socket's wait queue, so that the CPU queueing datagrams wakes
 		// no one; then read everything again. If that read finds nothing,
@@ -390,8 +435,11 @@ func (r *Receiver) wait() error {
 			return fmt.Errorf("kernel path: can't wait for datagrams (worker %d): %w", r.queue, err)
 		}
 	}
-	if r.closed.Load() || r.pfds[len(r.socks)].Revents != 0 {
+	if r.closed.Load() {
 		return net.ErrClosed
+	}
+	if r.pfds[len(r.socks)].Revents != 0 {
+		return nil // Drain: Receive reads everything once more, then says io.EOF
 	}
 	if n == 0 {
 		r.refreshDrops() // the timeout above
@@ -434,13 +482,11 @@ func (r *Receiver) refreshDrops() {
 func (r *Receiver) Close() error {
 	r.closeOnce.Do(func() {
 		r.closed.Store(true)
-		var one [8]byte
-		binary.NativeEndian.PutUint64(one[:], 1)
-		if _, err := unix.Write(r.efd, one[:]); err != nil && !errors.Is(err, unix.EAGAIN) {
-			r.closeErr = fmt.Errorf("kernel path: can't wake worker %d: %w", r.queue, err)
-		}
+		r.closeErr = r.wake()
 		r.mu.Lock()
 		defer r.mu.Unlock()
+		r.fdMu.Lock()
+		defer r.fdMu.Unlock()
 		var errs []error
 		for _, s := range r.socks {
 			if err := unix.Close(s.fd); err != nil {
@@ -450,6 +496,7 @@ func (r *Receiver) Close() error {
 		if err := unix.Close(r.efd); err != nil {
 			errs = append(errs, fmt.Errorf("can't close eventfd: %w", err))
 		}
+		r.efd = -1
 		if err := errors.Join(errs...); err != nil {
 			r.closeErr = errors.Join(r.closeErr, fmt.Errorf("kernel path, worker %d: %w", r.queue, err))
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -642,5 +643,79 @@ func TestIdle(t *testing.T) {
 	t.Logf("idle: %v of CPU in %v (%.2f%%)", used, wall, 100*used.Seconds()/wall.Seconds())
 	if used > wall/20 {
 		t.Errorf("idle receivers used %v of CPU in %v", used, wall)
+	}
+}
+
+// TestDrain sends datagrams to Receivers nobody reads, drains them, and
+// checks that Receive hands out every datagram and then io.EOF; and that
+// Drain wakes a Receive blocked without traffic.
+func TestDrain(t *testing.T) {
+	b := newBed(t, testbed.Config{Queues: 2})
+	const per = 2000
+	rs, _ := openRx(t, b, Config{Ports: []uint16{testPort}, Workers: 2, RcvBuf: 16 << 20, ForceRcvBuf: true})
+	trs := map[bool]*bench.Tracker{true: bench.NewTracker(per), false: bench.NewTracker(per)}
+	for _, fam := range families {
+		g := newGen(t, b, bench.UDPGenConfig{Dst: netip.AddrPortFrom(fam.rx, testPort), Count: per, Flows: 16, Size: 32})
+		if _, err := g.Run(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(50 * time.Millisecond) // let the softirqs queue the last ones
+	var wg sync.WaitGroup
+	for _, r := range rs {
+		r.Drain()
+		r.Drain() // harmless
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			batch := make([]datapath.Datagram, 64)
+			for {
+				n, err := r.Receive(batch)
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				if err != nil {
+					t.Errorf("worker %d: %v", r.Queue(), err)
+					return
+				}
+				for _, d := range batch[:n] {
+					trs[d.Src.Addr().Is4()].Mark(bench.DecodeWide(d.Payload))
+				}
+			}
+			if _, err := r.Receive(batch); !errors.Is(err, io.EOF) {
+				t.Errorf("worker %d: Receive after io.EOF: %v, want io.EOF again", r.Queue(), err)
+			}
+			r.Close()
+			if _, err := r.Receive(batch); !errors.Is(err, net.ErrClosed) {
+				t.Errorf("worker %d: Receive after Drain and Close: %v, want net.ErrClosed", r.Queue(), err)
+			}
+		}()
+	}
+	wg.Wait()
+	for v4, tr := range trs {
+		if err := tr.Check(); err != nil {
+			t.Errorf("IPv4 %v: %v", v4, err)
+		}
+	}
+	if st := statsOf(rs); st.SocketOverflows != 0 {
+		t.Errorf("overflows: %+v", st)
+	}
+
+	// A Receive blocked in poll wakes up.
+	rs, _ = openRx(t, b, Config{Ports: []uint16{testPort + 1}})
+	errc := make(chan error, 1)
+	go func() {
+		_, err := rs[0].Receive(make([]datapath.Datagram, 8))
+		errc <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	rs[0].Drain()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, io.EOF) {
+			t.Errorf("blocked Receive after Drain: %v, want io.EOF", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("Receive still blocked 2s after Drain")
 	}
 }

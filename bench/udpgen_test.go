@@ -243,7 +243,9 @@ func TestUDPGenRate(t *testing.T) {
 		if pps > 1.05*tc.rate || pps < 0.5*tc.rate {
 			t.Errorf("asked %.0f datagrams/s, got %.0f", tc.rate, pps)
 		}
-		if tc.duration > 0 && (res.Elapsed < tc.duration || res.Elapsed > tc.duration+500*time.Millisecond) {
+		// The run ends at the first check after Duration; on a machine
+		// busy with other tests that check can come late.
+		if tc.duration > 0 && (res.Elapsed < tc.duration || res.Elapsed > tc.duration+3*time.Second) {
 			t.Errorf("a %v run took %v", tc.duration, res.Elapsed)
 		}
 		if tc.count > 0 && res.Sent != tc.count {

@@ -36,8 +36,9 @@ const (
 //
 // Receive reads with recvmmsg(2) (MSG_DONTWAIT) into preallocated headers,
 // buffers, address and control areas, and when every socket is drained it
-// sleeps in poll(2) on the sockets and an eventfd on the calling OS thread;
-// Close writes the eventfd to wake it. See the package documentation for why.
+// sleeps (Config.Coalesce in nanosleep(2), then in poll(2) on the sockets
+// and an eventfd) on the calling OS thread; Close and Drain write the
+// eventfd to wake it. See the package documentation for why.
 type Receiver struct {
 	queue int
 

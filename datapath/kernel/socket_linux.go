@@ -12,9 +12,6 @@ import (
 
 // sockOpts is what openSocket learned while setting a socket up.
 type sockOpts struct {
-	// tsNew says the socket reports SO_TIMESTAMPNS_NEW (64-bit time on every
-	// architecture); old kernels only have SO_TIMESTAMPNS.
-	tsNew bool
 	// warnings about the receive buffer, deduplicated by Open.
 	warnings []string
 }
@@ -67,10 +64,12 @@ func openSocket(addr netip.Addr, port uint16, cfg *Config) (fd int, opts sockOpt
 			return fd, opts, err
 		}
 	}
-	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS_NEW, 1); err == nil {
-		opts.tsNew = true
-	} else if err := set(unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1, "SO_TIMESTAMPNS"); err != nil {
-		return fd, opts, err
+	// SO_TIMESTAMPNS_NEW has 64-bit seconds on every architecture; kernels
+	// before 5.1 only have SO_TIMESTAMPNS. parseCmsgs reads either.
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS_NEW, 1); err != nil {
+		if err := set(unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1, "SO_TIMESTAMPNS"); err != nil {
+			return fd, opts, err
+		}
 	}
 	if err := set(unix.SOL_SOCKET, unix.SO_RXQ_OVFL, 1, "SO_RXQ_OVFL"); err != nil {
 		return fd, opts, err

@@ -280,6 +280,22 @@ func TestUDPGenStops(t *testing.T) {
 	}
 }
 
+// TestUDPGenPortUnreachable sends to a port nobody listens on: the ICMP
+// port unreachable that comes back makes a connected socket's next send
+// fail with ECONNREFUSED, which the generator counts and retries.
+func TestUDPGenPortUnreachable(t *testing.T) {
+	b := newGenBed(t)
+	g := newTestGen(t, b, UDPGenConfig{Dst: netip.AddrPortFrom(testbed.RxIPv4, 9), Count: 2000, Rate: 20_000, Batch: 8})
+	res, err := g.Run(context.Background())
+	if err != nil || res.Sent != 2000 {
+		t.Fatalf("%+v %v, want all 2000 sent", res, err)
+	}
+	if res.Refused == 0 {
+		t.Errorf("no ECONNREFUSED counted: %+v", res)
+	}
+	t.Logf("%+v", res)
+}
+
 func TestUDPGenConfigRefused(t *testing.T) {
 	dst := netip.MustParseAddrPort("198.18.0.2:9")
 	for _, tc := range []struct {

@@ -256,7 +256,8 @@ func readFromUDPLoop(b *testing.B, bed *testbed.Bed, dst netip.AddrPort, rcvbuf 
 // datagrams, then the loop reads them all, timed, and again until b.N have
 // been read. Every read finds a full queue, so batches are full and no loop
 // ever sleeps; "pps" is the drain rate, "rx-cpu-ns/op" the receiving
-// thread's CPU time per datagram. Unlike BenchmarkReceive, where the
+// thread's CPU time per datagram. kernel-v4-readts is kernel-v4 with
+// Config.ReadTimestamps (no SO_TIMESTAMPNS). Unlike BenchmarkReceive, where the
 // generator's CPU is the limit, this is bound by the receiver alone.
 func BenchmarkDrain(b *testing.B) {
 	bed := newBed(b, testbed.Config{})
@@ -269,6 +270,12 @@ func BenchmarkDrain(b *testing.B) {
 	})
 	b.Run("kernel-v4", func(b *testing.B) {
 		rs, _ := openRx(b, bed, Config{Ports: []uint16{port}, Addrs: []netip.Addr{testbed.RxIPv4}, RcvBuf: drainRcvBuf, ForceRcvBuf: true})
+		drainLoop(b, bed, dst, kernelLoop(rs[0]))
+		b.ReportMetric(float64(rs[0].Stats().Packets)/float64(rs[0].Stats().Batches), "dgrams/batch")
+	})
+	b.Run("kernel-v4-readts", func(b *testing.B) {
+		rs, _ := openRx(b, bed, Config{Ports: []uint16{port}, Addrs: []netip.Addr{testbed.RxIPv4}, RcvBuf: drainRcvBuf, ForceRcvBuf: true,
+			ReadTimestamps: true})
 		drainLoop(b, bed, dst, kernelLoop(rs[0]))
 		b.ReportMetric(float64(rs[0].Stats().Packets)/float64(rs[0].Stats().Batches), "dgrams/batch")
 	})

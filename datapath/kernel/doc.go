@@ -13,10 +13,11 @@
 // source (from the sockaddr, IPv4 as a 4-byte address: IPv6 sockets are
 // IPV6_V6ONLY), destination (on a wildcard socket the header's address
 // from IP_PKTINFO or IPV6_PKTINFO, else the bound address; and the socket's
-// port), the kernel's receive time
-// (SO_TIMESTAMPNS) and, as Queue, the worker index. Frame stays nil: this
-// path sees no frame. The IPv6 source's zone is not set (making one would
-// allocate).
+// port), the kernel's receive time (SO_TIMESTAMPNS; with
+// Config.ReadTimestamps the time the batch was read, which costs the kernel
+// and the worker less) and, as Queue, the worker index. Frame stays nil:
+// this path sees no frame. The IPv6 source's zone is not set (making one
+// would allocate).
 //
 // Queue on this path is the worker index, not a NIC queue: the kernel picks
 // the socket of a SO_REUSEPORT group by its flow hash, or by the CPU that

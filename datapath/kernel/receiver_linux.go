@@ -79,6 +79,7 @@ type Receiver struct {
 
 	coalesce time.Duration // Config.Coalesce, 0 when off
 	recent   bool          // the last read found datagrams
+	readTime bool          // Config.ReadTimestamps
 
 	packets, bytes, batches, overflows, malformed atomic.Uint64
 }
@@ -174,7 +175,7 @@ func newReceiver(w int, cfg *Config) (*Receiver, error) {
 	// buffer would map to the same cache set.
 	stride := (cfg.MaxPayload+63)&^63 + 64
 	n := cfg.Batch
-	r := &Receiver{queue: w, efd: efd, stride: stride, coalesce: cfg.Coalesce,
+	r := &Receiver{queue: w, efd: efd, stride: stride, coalesce: cfg.Coalesce, readTime: cfg.ReadTimestamps,
 		hdrs:  make([]unix.Mmsghdr, n),
 		iovs:  make([]unix.Iovec, n),
 		names: make([]byte, n*nameSize),
@@ -318,6 +319,10 @@ func (r *Receiver) read(batch []datapath.Datagram) (int, error) {
 		if used+k < want {
 			r.ready[i] = false // recvmmsg stopped short: the socket is drained
 		}
+		var now int64
+		if r.readTime {
+			now = time.Now().UnixNano()
+		}
 		var drops uint32
 		var hasDrops bool
 		for slot := used; slot < used+k; slot++ {
@@ -334,6 +339,7 @@ func (r *Receiver) read(batch []datapath.Datagram) (int, error) {
 					Payload: r.bufs[off : off+ln : off+ln],
 					Src:     parseSockaddr(r.names[slot*nameSize:(slot+1)*nameSize], h.Hdr.Namelen),
 					Dst:     s.local,
+					RxTime:  now,
 					Queue:   uint32(r.queue),
 				}
 				parseCmsgs(r.ctrl[slot*ctrlSize:slot*ctrlSize+int(h.Hdr.Controllen)], d, &drops, &hasDrops)

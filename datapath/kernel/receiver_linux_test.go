@@ -307,8 +307,9 @@ func TestExactlyOnce(t *testing.T) {
 func TestPortsAndFamilies(t *testing.T) {
 	b := newBed(t, testbed.Config{})
 	ports := []uint16{5001, 5002}
-	// Without coalescing: Receive sleeps in poll whenever it is drained.
-	rs, _ := openRx(t, b, Config{Ports: ports, RcvBuf: 1 << 20, ForceRcvBuf: true, Coalesce: -1})
+	// Without coalescing (Receive sleeps in poll whenever it is drained),
+	// and with the time of the read as RxTime.
+	rs, _ := openRx(t, b, Config{Ports: ports, RcvBuf: 1 << 20, ForceRcvBuf: true, Coalesce: -1, ReadTimestamps: true})
 	if got := len(rs[0].socks); got != 4 {
 		t.Fatalf("%d sockets, want 4 (2 ports x 2 families)", got)
 	}
@@ -326,6 +327,9 @@ func TestPortsAndFamilies(t *testing.T) {
 		mu.Unlock()
 		if tr == nil {
 			return fmt.Errorf("datagram to unexpected %v", d.Dst)
+		}
+		if now := time.Now().UnixNano(); d.RxTime > now || d.RxTime < now-int64(10*time.Second) {
+			return fmt.Errorf("read time %v, now %v", time.Unix(0, d.RxTime), time.Unix(0, now))
 		}
 		tr.Mark(bench.DecodeWide(d.Payload))
 		return nil

@@ -66,9 +66,11 @@ func openSocket(addr netip.Addr, port uint16, cfg *Config) (fd int, opts sockOpt
 	}
 	// SO_TIMESTAMPNS_NEW has 64-bit seconds on every architecture; kernels
 	// before 5.1 only have SO_TIMESTAMPNS. parseCmsgs reads either.
-	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS_NEW, 1); err != nil {
-		if err := set(unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1, "SO_TIMESTAMPNS"); err != nil {
-			return fd, opts, err
+	if !cfg.ReadTimestamps {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS_NEW, 1); err != nil {
+			if err := set(unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1, "SO_TIMESTAMPNS"); err != nil {
+				return fd, opts, err
+			}
 		}
 	}
 	if err := set(unix.SOL_SOCKET, unix.SO_RXQ_OVFL, 1, "SO_RXQ_OVFL"); err != nil {

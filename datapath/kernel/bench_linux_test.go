@@ -23,8 +23,10 @@ import (
 // received; "pps" is datagrams received per second, "rx/sent" the share of
 // what the generator sent that the loop read (the rest overflowed the
 // socket), "rx-cpu-ns/op" the receiving thread's CPU time per datagram
-// (steadier than wall time when other processes share the CPUs). With two CPUs allowed the generator is pinned to the first and
-// the receiver to the second.
+// (steadier than wall time when other processes share the CPUs). With two
+// CPUs allowed the generator is pinned to the first and the receiver to the
+// second. The generator's CPU, which also runs the receive softirq, is
+// usually the limit.
 //
 //   - kernel: this package, 1 worker, default addresses (an IPv4 and an IPv6
 //     wildcard socket, so poll and the ready-set bookkeeping are exercised).
@@ -35,12 +37,18 @@ import (
 //     preallocated buffers, source addresses but no control messages.
 //   - readfromudp: net.UDPConn.ReadFromUDP, one datagram per call.
 //
-// Run them alternately (see docs/BENCHMARKS.md), e.g.
+// Run them alternately, one process per run (the figures in
+// docs/BENCHMARKS.md came from this):
 //
 //	go test -c -o /tmp/kernel.test ./datapath/kernel
-//	for i in 1 2 3 4 5; do for p in kernel kernel-v4 kernel-v4-nocoalesce recvmmsg readfromudp; do
-//	  /tmp/kernel.test -test.run '^$' -test.bench "Receive/$p\$" -test.benchtime 2000000x
-//	done; done
+//	for i in 1 2 3 4 5 6 7 8; do
+//	  for p in kernel kernel-v4 kernel-v4-nocoalesce recvmmsg readfromudp; do
+//	    /tmp/kernel.test -test.run '^$' -test.bench "Receive/$p\$" -test.benchtime 1000000x
+//	  done
+//	  for p in kernel kernel-v4 kernel-v4-readts recvmmsg readfromudp; do
+//	    /tmp/kernel.test -test.run '^$' -test.bench "Drain/$p\$" -test.benchtime 400000x
+//	  done
+//	done
 func BenchmarkReceive(b *testing.B) {
 	bed := newBed(b, testbed.Config{})
 	const port = 6000

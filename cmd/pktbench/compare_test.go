@@ -72,8 +72,8 @@ func TestCompareShort(t *testing.T) {
 			if p == pathAFXDP || p == pathKernel || p == pathStdnet {
 				// Sequence numbers: lost counts numbers never seen,
 				// so received + lost = sent (no duplicates here).
-				if run.Received+run.Lost != run.Sent || run.Dups != 0 {
-					t.Errorf("%s at %d bytes: received %d + lost %d != sent %d (dups %d)", p, size, run.Received, run.Lost, run.Sent, run.Dups)
+				if run.Received+run.Lost != run.Sent || run.Dups != 0 || run.Unexpected != 0 {
+					t.Errorf("%s at %d bytes: received %d + lost %d != sent %d (dups %d, unexpected %d)", p, size, run.Received, run.Lost, run.Sent, run.Dups, run.Unexpected)
 				}
 			}
 			if g.VsDrop == nil || g.VsKernel == nil || len(run.CPU) == 0 || g.Describe == "" {

@@ -183,6 +183,9 @@ func (g *genOne) run(ctx context.Context) (uint64, time.Duration, error) {
 			return 0, 0, err
 		}
 	}
+	if err := blockAsyncSignals(); err != nil {
+		return 0, 0, fmt.Errorf("can't block signals on the generator's thread: %w", err)
+	}
 	switch g.spec.Kind {
 	case genLive:
 		return g.runLive(ctx)

@@ -86,6 +86,9 @@ type runResult struct {
 	Gbps     float64 `json:"gbps"`
 	Lost     uint64  `json:"lost"`
 	Dups     uint64  `json:"duplicates,omitempty"`
+	// Unexpected counts sequence numbers received that no generator
+	// reported sending (beyond its count): a generator that undercounted.
+	Unexpected uint64 `json:"unexpected,omitempty"`
 	// RxCPU is the receiving threads' CPU time in seconds.
 	RxCPU        float64           `json:"rx_cpu_seconds"`
 	BusyUsPerPkt float64           `json:"busy_cpu_us_per_packet"`

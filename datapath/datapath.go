@@ -43,8 +43,8 @@ type Datagram struct {
 //
 // The contract, which every implementation keeps and the tests check:
 //
-//   - A Receiver is used by one goroutine at a time, except Close and Stats,
-//     which may be called from any goroutine.
+//   - A Receiver is used by one goroutine at a time, except Close, Drain
+//     and Stats, which may be called from any goroutine.
 //   - Receive fills batch[0:n] with up to len(batch) datagrams and returns n.
 //     It blocks until at least one datagram is available, so n > 0 when err
 //     is nil. The batch is the caller's and is reused from call to call.
@@ -53,6 +53,11 @@ type Datagram struct {
 //     with that batch, or calls Receive again (which releases what the
 //     previous call returned and was not yet released). Releasing twice is
 //     harmless.
+//   - After Drain, Receive no longer blocks: it returns the datagrams the
+//     path holds (ring, socket buffers) and then io.EOF, also when it was
+//     blocked when Drain was called. Drain may be called from any goroutine,
+//     more than once. It is how a consumer shuts down without losing what
+//     was received: stop new traffic, Drain, Receive until io.EOF, Close.
 //   - After Close, Receive returns net.ErrClosed (wrapped or not; test with
 //     errors.Is), promptly, also when it was blocked when Close was called.
 //     Close releases every kernel resource of the Receiver and may be called
@@ -60,6 +65,9 @@ type Datagram struct {
 type Receiver interface {
 	Receive(batch []Datagram) (n int, err error)
 	Release(batch []Datagram)
+	// Drain makes Receive return io.EOF once nothing is left; safe from
+	// any goroutine.
+	Drain()
 	// Queue is the receive queue (or worker index) this Receiver serves.
 	Queue() int
 	// Stats returns the Receiver's counters; safe from any goroutine.

@@ -1,6 +1,7 @@
 package datapath
 
 import (
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -43,6 +44,8 @@ type Fake struct {
 
 	done      chan struct{}
 	closeOnce sync.Once
+	drain     chan struct{}
+	drainOnce sync.Once
 
 	// Owned by the receiving goroutine.
 	bufs [][]byte // per batch slot: the copy of its frame or payload
@@ -64,13 +67,13 @@ const fakeSlotBits = 24
 
 // NewFake returns a Fake for queue that delivers datagrams in order.
 func NewFake(queue int, datagrams []Datagram) *Fake {
-	return &Fake{queue: queue, slice: datagrams, done: make(chan struct{})}
+	return &Fake{queue: queue, slice: datagrams, done: make(chan struct{}), drain: make(chan struct{})}
 }
 
 // NewFakeChan returns a Fake for queue that delivers what arrives on ch.
 // Closing ch exhausts the source.
 func NewFakeChan(queue int, ch <-chan Datagram) *Fake {
-	return &Fake{queue: queue, ch: ch, done: make(chan struct{})}
+	return &Fake{queue: queue, ch: ch, done: make(chan struct{}), drain: make(chan struct{})}
 }
 
 // Receive implements Receiver.
@@ -149,6 +152,17 @@ func (f *Fake) next(wait bool) (Datagram, bool, error) {
 		return Datagram{}, false, f.exhausted()
 	case <-f.done:
 		return Datagram{}, false, net.ErrClosed
+	case <-f.drain:
+		// Take what is ready; once nothing is, the drain is over.
+		select {
+		case d, ok := <-f.ch:
+			if ok {
+				return d, true, nil
+			}
+			f.ch = nil
+		default:
+		}
+		return Datagram{}, false, io.EOF
 	}
 }
 
@@ -156,9 +170,17 @@ func (f *Fake) exhausted() error {
 	if f.AtEnd != nil {
 		return f.AtEnd
 	}
-	<-f.done
-	return net.ErrClosed
+	select {
+	case <-f.done:
+		return net.ErrClosed
+	case <-f.drain:
+		return io.EOF
+	}
 }
+
+// Drain implements Receiver: once the source has nothing ready, Receive
+// returns io.EOF instead of blocking.
+func (f *Fake) Drain() { f.drainOnce.Do(func() { close(f.drain) }) }
 
 // deliver copies d into slot i and describes it in out. It reports false
 // when the frame was malformed and nothing was delivered.

@@ -232,3 +232,42 @@ func TestFakeNoAllocs(t *testing.T) {
 		t.Fatalf("Receive allocates %.1f times per batch, want 0", allocs)
 	}
 }
+
+func TestFakeDrain(t *testing.T) {
+	ch := make(chan Datagram, 4)
+	f := NewFakeChan(0, ch)
+	ch <- Datagram{Payload: []byte("a")}
+	ch <- Datagram{Payload: []byte("b")}
+	batch := make([]Datagram, 1)
+	if n, err := f.Receive(batch); n != 1 || err != nil {
+		t.Fatalf("Receive = %d, %v", n, err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		// Takes "b", then blocks on the empty channel until Drain.
+		if _, err := f.Receive(batch); err != nil {
+			done <- err
+			return
+		}
+		_, err := f.Receive(batch)
+		done <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	f.Drain()
+	select {
+	case err := <-done:
+		if !errors.Is(err, io.EOF) {
+			t.Fatalf("after Drain: %v, want io.EOF", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("Drain did not wake a blocked Receive")
+	}
+	f.Drain() // twice is harmless
+	if _, err := f.Receive(batch); !errors.Is(err, io.EOF) {
+		t.Fatalf("drained Receive: %v", err)
+	}
+	f.Close()
+	if _, err := f.Receive(batch); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("closed Receive: %v", err)
+	}
+}

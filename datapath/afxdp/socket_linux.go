@@ -3,6 +3,7 @@ package afxdp
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -43,7 +44,10 @@ type Socket struct {
 	// Receive in progress to notice and leave.
 	mu     sync.Mutex
 	closed atomic.Bool // set first by Close, read by the loops
-	torn   bool        // under mu: Close released everything
+	// draining is set by Drain: Receive returns io.EOF instead of sleeping
+	// once the RX ring is empty.
+	draining atomic.Bool
+	torn     bool // under mu: Close released everything
 
 	// The rings and the bookkeeping of frames, under mu.
 	fill prodRing[uint64]
@@ -460,6 +464,9 @@ func (s *Socket) Receive(batch []datapath.Datagram) (int, error) {
 		if s.closed.Load() {
 			return 0, net.ErrClosed
 		}
+		if s.draining.Load() {
+			return 0, io.EOF
+		}
 		// Only a zero-copy driver sets the flag on the fill ring; busy
 		// polling wants the syscall on every check.
 		if s.busyPoll || s.fill.needsWakeup() {
@@ -773,6 +780,22 @@ func (s *Socket) Close() error {
 	errs = append(errs, s.res.release())
 	s.statsMu.Unlock()
 	return errors.Join(errs...)
+}
+
+// Drain implements datapath.Receiver: from now on Receive returns what the
+// RX ring holds and then io.EOF instead of sleeping. It wakes a Receive
+// sleeping in poll(). The caller stops new frames first (the server switches
+// the XDP program away from redirecting), so that the ring only empties.
+func (s *Socket) Drain() {
+	if !s.draining.CompareAndSwap(false, true) {
+		return
+	}
+	s.statsMu.Lock()
+	defer s.statsMu.Unlock()
+	if s.res.efd >= 0 {
+		one := [8]byte{1}
+		unix.Write(s.res.efd, one[:])
+	}
 }
 
 // shutdown marks the socket closed and wakes a Receive sleeping in poll();

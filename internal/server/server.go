@@ -503,9 +503,7 @@ func (s *server) shutdown(why string) error {
 		time.Sleep(20 * time.Millisecond)
 	}
 	for _, rx := range s.rxs {
-		if d, ok := rx.(drainer); ok {
-			d.Drain()
-		}
+		rx.Drain()
 	}
 	done := make(chan error, 1)
 	go func() { done <- s.pipe.Wait() }()
@@ -526,10 +524,6 @@ func (s *server) shutdown(why string) error {
 	s.log.Info("drained", "took", time.Since(start).Round(time.Millisecond))
 	return err
 }
-
-// drainer is a receiver that can be drained: after Drain, Receive returns
-// what is buffered, then io.EOF instead of blocking.
-type drainer interface{ Drain() }
 
 // close releases everything, in the reverse order of start: sinks (flush,
 // fsync, acks), receivers, the program (detaches it), tuning, metrics.

@@ -21,6 +21,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -196,6 +197,29 @@ func (b *Bed) makeVeth(cfg Config) error {
 			if err := x.h.NeighSet(n); err != nil {
 				return fmt.Errorf("add neighbour %s on %s: %w", ip, x.self.Link, err)
 			}
+		}
+	}
+	// Wait until both ends are operationally up and have their real
+	// queueing discipline: a datagram sent while the kernel's link watch
+	// has not yet replaced noop (a moment after "up") is lost silently, and
+	// a closed-loop test then stalls.
+	deadline := time.Now().Add(5 * time.Second)
+	for _, x := range []struct {
+		h *netlink.Handle
+		s *Side
+	}{{hg, b.Gen}, {hr, b.Rx}} {
+		for {
+			l, err := x.h.LinkByIndex(x.s.Index)
+			if err != nil {
+				return fmt.Errorf("can't read %s: %w", x.s.Link, err)
+			}
+			if l.Attrs().OperState == netlink.OperUp && l.Attrs().RawFlags&unix.IFF_RUNNING != 0 && l.Attrs().Qdisc != "noop" {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%s is not up after 5 s (operstate %v)", x.s.Link, l.Attrs().OperState)
+			}
+			time.Sleep(5 * time.Millisecond)
 		}
 	}
 	if cfg.GROOnGen {

@@ -213,7 +213,7 @@ func (b *Bed) makeVeth(cfg Config) error {
 			if err != nil {
 				return fmt.Errorf("can't read %s: %w", x.s.Link, err)
 			}
-			if l.Attrs().OperState == netlink.OperUp && l.Attrs().RawFlags&unix.IFF_RUNNING != 0 && l.Attrs().Qdisc != "noop" {
+			if l.Attrs().OperState == netlink.OperUp && l.Attrs().RawFlags&unix.IFF_RUNNING != 0 && !noopQdisc(x.h, l) {
 				break
 			}
 			if time.Now().After(deadline) {
@@ -353,4 +353,19 @@ func Lookup(netnsName string) *Side {
 		s.ns = h
 	}
 	return s
+}
+
+// noopQdisc reports whether the link still has the noop qdisc, which drops
+// everything: the state between "up" and the link watch activating it.
+func noopQdisc(h *netlink.Handle, l netlink.Link) bool {
+	qs, err := h.QdiscList(l)
+	if err != nil {
+		return false
+	}
+	for _, q := range qs {
+		if q.Type() == "noop" {
+			return true
+		}
+	}
+	return false
 }

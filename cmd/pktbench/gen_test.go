@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,6 +27,7 @@ type capture struct {
 	frames [][]byte
 	mu     sync.Mutex
 	done   chan struct{}
+	quit   atomic.Bool
 }
 
 func startCapture(t *testing.T, b *testbed.Bed, port uint16) *capture {
@@ -43,11 +45,15 @@ func startCapture(t *testing.T, b *testbed.Bed, port uint16) *capture {
 	}); err != nil {
 		t.Fatal(err)
 	}
+	fd := c.fd
 	go func() {
 		defer close(c.done)
 		buf := make([]byte, 4096)
 		for {
-			n, from, err := unix.Recvfrom(c.fd, buf, 0)
+			n, from, err := unix.Recvfrom(fd, buf, 0)
+			if c.quit.Load() {
+				return
+			}
 			if err == unix.EAGAIN || err == unix.EINTR {
 				continue
 			}
@@ -77,10 +83,13 @@ func (c *capture) count() int {
 
 func (c *capture) stop() {
 	if c.fd >= 0 {
-		unix.Shutdown(c.fd, unix.SHUT_RDWR)
+		// Stop the reader (its reads time out every 100 ms), then
+		// close: closing under a blocked recvfrom could hand the number
+		// to another descriptor.
+		c.quit.Store(true)
+		<-c.done
 		unix.Close(c.fd)
 		c.fd = -1
-		<-c.done
 	}
 }
 

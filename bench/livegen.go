@@ -100,6 +100,10 @@ func (l *Live) Run(ctx context.Context, cfg LiveConfig) (LiveResult, error) {
 		return LiveResult{}, fmt.Errorf("can't configure the generator: %w", err)
 	}
 
+	first, err := l.sequence()
+	if err != nil {
+		return LiveResult{}, err
+	}
 	start := time.Now()
 	var res LiveResult
 	// Calls start small to learn the rate, then grow towards a second each
@@ -114,19 +118,24 @@ func (l *Live) Run(ctx context.Context, cfg LiveConfig) (LiveResult, error) {
 			n = min(n, cfg.Count-res.Sent)
 		}
 		elapsed := time.Since(start)
-		if cfg.Duration > 0 {
-			if elapsed >= cfg.Duration {
-				break
-			}
+		if cfg.Duration > 0 && elapsed >= cfg.Duration {
+			break
 		}
 		if cfg.Rate > 0 {
-			// Sleep until the schedule allows the next frame, then send
-			// what the next 10 ms allow.
-			due := time.Duration(float64(res.Sent) / cfg.Rate * float64(time.Second))
-			if due > elapsed {
-				time.Sleep(due - elapsed)
+			// Send what the schedule owes. Each call ends in
+			// synchronize_rcu (milliseconds, tens on a loaded machine), so a
+			// fixed small chunk per call would fall behind: a slow call is
+			// followed by a larger one, up to 100 ms worth.
+			owed := cfg.Rate*elapsed.Seconds() - float64(res.Sent)
+			if owed < 1 {
+				wait := time.Duration((1 - owed) / cfg.Rate * float64(time.Second))
+				if cfg.Duration > 0 {
+					wait = min(wait, cfg.Duration-elapsed)
+				}
+				time.Sleep(max(wait, 50*time.Microsecond))
+				continue
 			}
-			n = min(n, max(1, uint64(cfg.Rate/100)))
+			n = min(n, uint64(min(owed, cfg.Rate/10)))
 		}
 		if cfg.Duration > 0 && cfg.Rate == 0 && res.Sent > 0 {
 			// Don't overshoot the duration by more than ~10%.
@@ -134,18 +143,37 @@ func (l *Live) Run(ctx context.Context, cfg LiveConfig) (LiveResult, error) {
 			left := (cfg.Duration - elapsed).Seconds()
 			n = min(n, max(1024, uint64(pps*left)+1))
 		}
+		n = max(n, 1)
 		t0 := time.Now()
-		if err := l.run(cfg, uint32(n)); err != nil {
+		err := l.run(cfg, uint32(n))
+		// Count from the program's own sequence counter: when a signal
+		// interrupts a call, the kernel's partial run has sent frames and
+		// cilium/ebpf reruns the call whole, so n would under-count.
+		if seq, serr := l.sequence(); serr == nil {
+			res.Sent = seq - first
+		} else if err == nil {
+			res.Sent += n
+		}
+		if err != nil {
 			res.Elapsed = time.Since(start)
 			return res, err
 		}
-		res.Sent += n
 		if d := time.Since(t0); d < 500*time.Millisecond && repeat < maxRepeat {
 			repeat = min(repeat*4, maxRepeat)
 		}
 	}
 	res.Elapsed = time.Since(start)
 	return res, nil
+}
+
+// sequence reads the program's next sequence number (frames sent since it
+// was loaded).
+func (l *Live) sequence() (uint64, error) {
+	var v uint64
+	if err := l.objs.GenSeq.Lookup(uint32(0), &v); err != nil {
+		return 0, fmt.Errorf("can't read the generator's sequence counter: %w", err)
+	}
+	return v, nil
 }
 
 func (l *Live) run(cfg LiveConfig, repeat uint32) error {

@@ -111,3 +111,36 @@ func TestBuildTemplateChecks(t *testing.T) {
 		t.Error("IPv4 header checksum")
 	}
 }
+
+// A rate-limited run stays near its rate (a generous bound: this is a
+// behaviour check, not a speed target) and counts exactly what it sent.
+func TestLiveGenRate(t *testing.T) {
+	testbed.RequireBPF(t)
+	b := testbed.NewT(t, testbed.Config{})
+	if err := b.Rx.Run("ethtool", "-K", b.Rx.Link, "gro", "on"); err != nil {
+		t.Fatal(err)
+	}
+	tpl, err := BuildTemplate(FrameSpec{SrcMAC: b.Gen.MAC, DstMAC: b.Rx.MAC, Src: netip.AddrPortFrom(testbed.GenIPv4, 1), Dst: netip.AddrPortFrom(testbed.RxIPv4, 9), Size: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	live, err := LoadLive()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close()
+	cfg := tpl.Config()
+	cfg.Ifindex, cfg.Rate, cfg.Duration = b.Gen.Index, 20000, 2*time.Second
+	var res LiveResult
+	if err := b.Gen.Do(func() (err error) { res, err = live.Run(context.Background(), cfg); return err }); err != nil {
+		t.Fatal(err)
+	}
+	rate := float64(res.Sent) / res.Elapsed.Seconds()
+	if rate < 20000*0.9 || rate > 20000*1.1 {
+		t.Fatalf("%d frames in %v: %.0f/s, asked 20000/s", res.Sent, res.Elapsed, rate)
+	}
+	seq, err := live.sequence()
+	if err != nil || seq != res.Sent {
+		t.Fatalf("the program numbered %d frames, Run says %d sent (%v)", seq, res.Sent, err)
+	}
+}

@@ -205,56 +205,9 @@ func (g *genOne) runLive(ctx context.Context) (uint64, time.Duration, error) {
 	cfg := g.tpl.Config()
 	cfg.Ifindex = g.spec.Iface.Index
 	cfg.Flows, cfg.SportBase, cfg.Stream = g.spec.Flows, g.sportBase(), g.stream
-	if g.rate <= 0 {
-		cfg.Count, cfg.Duration = g.count, g.spec.Duration
-		res, err := live.Run(ctx, cfg)
-		return res.Sent, res.Elapsed, err
-	}
-	return g.paceLive(ctx, live, cfg)
-}
-
-// liveCatchUp bounds how far a paced live generator catches up at once.
-const liveCatchUp = 100 * time.Millisecond
-
-// paceLive sends at g.rate by calling the generator for what is due. Each
-// BPF_PROG_RUN call ends in synchronize_rcu, which takes milliseconds (tens
-// on a loaded machine), so a fixed small chunk per call undershoots the
-// rate: the chunk here is whatever the schedule owes, so a slow call is
-// followed by a larger one. The program keeps its sequence counter from
-// call to call.
-func (g *genOne) paceLive(ctx context.Context, live *bench.Live, cfg bench.LiveConfig) (uint64, time.Duration, error) {
-	start := time.Now()
-	var sent uint64
-	for ctx.Err() == nil {
-		elapsed := time.Since(start)
-		if g.spec.Duration > 0 && elapsed >= g.spec.Duration {
-			break
-		}
-		if g.count > 0 && sent >= g.count {
-			break
-		}
-		due := g.rate * elapsed.Seconds()
-		if float64(sent)+1 > due {
-			wait := time.Duration((float64(sent) + 1 - due) / g.rate * float64(time.Second))
-			if g.spec.Duration > 0 {
-				wait = min(wait, g.spec.Duration-elapsed)
-			}
-			time.Sleep(max(wait, 50*time.Microsecond))
-			continue
-		}
-		n := uint64(min(due-float64(sent), g.rate*liveCatchUp.Seconds()))
-		n = max(n, 1)
-		if g.count > 0 {
-			n = min(n, g.count-sent)
-		}
-		cfg.Count = n
-		res, err := live.Run(ctx, cfg)
-		sent += res.Sent
-		if err != nil {
-			return sent, time.Since(start), err
-		}
-	}
-	return sent, time.Since(start), nil
+	cfg.Count, cfg.Duration, cfg.Rate = g.count, g.spec.Duration, max(g.rate, 0)
+	res, err := live.Run(ctx, cfg)
+	return res.Sent, res.Elapsed, err
 }
 
 // sportBase is the generator's first source port: generators of a set

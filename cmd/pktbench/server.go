@@ -122,6 +122,15 @@ func startServer(o pathOpts) (receiver, error) {
 		}
 		args = append(args, "--queues", strings.Join(qs, ","))
 	}
+	if len(o.CPUs) > 0 {
+		// The CPUs the generators leave: on the bed, every queue's traffic
+		// is processed on its generator's CPU.
+		cs := make([]string, len(o.CPUs))
+		for i, c := range o.CPUs {
+			cs[i] = strconv.Itoa(c)
+		}
+		args = append(args, "--cpus", strings.Join(cs, ","))
+	}
 	if o.MaxFrame > 2048-256 {
 		args = append(args, "--frame-size", "4096")
 	}

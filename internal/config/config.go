@@ -19,6 +19,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/xdpingest/xdpingest/sink"
+	"github.com/xdpingest/xdpingest/tuning"
 )
 
 // Config is everything `xdpingest run` can be told. The YAML keys are the
@@ -37,6 +38,7 @@ type Config struct {
 	LogFormat   string   `yaml:"log_format"` // text | json
 	Replace     bool     `yaml:"replace"`
 	Tune        string   `yaml:"tune"`
+	CPUs        string   `yaml:"cpus"` // CPUs the workers may use, e.g. 2-7 (default: every CPU the process may use)
 
 	// Tuning of the pipeline; the defaults suit most hosts.
 	QueueMB   int `yaml:"queue_mb"`   // memory of each worker's queue to each sink, MiB
@@ -136,6 +138,7 @@ type Resolved struct {
 	BlockOnFull  bool
 	JSONLogs     bool
 	XDPModeValue string // native | generic | auto
+	CPUSet       tuning.CPUSet // empty: no restriction beyond the process's own
 }
 
 // Validate checks every setting that can be checked without touching the
@@ -222,6 +225,13 @@ func (c Config) Validate() (*Resolved, error) {
 		r.JSONLogs = true
 	default:
 		return nil, fmt.Errorf("unknown --log-format %q: want text or json", c.LogFormat)
+	}
+	if c.CPUs != "" {
+		set, err := tuning.ParseCPUList(c.CPUs)
+		if err != nil || set.IsEmpty() {
+			return nil, fmt.Errorf("invalid --cpus %q: want a CPU list such as 2-7 or 1,3", c.CPUs)
+		}
+		r.CPUSet = set
 	}
 	if c.QueueMB < 1 || c.QueueMB > 4096 {
 		return nil, fmt.Errorf("queue_mb %d out of range 1..4096", c.QueueMB)

@@ -147,6 +147,11 @@ func (s *server) preflight() error {
 			}
 		}
 	}
+	if !c.CPUSet.IsEmpty() {
+		if _, err := s.allowedCPUs(); err != nil {
+			return configErr("%v", err)
+		}
+	}
 	if c.Tune != "" {
 		p, err := tuning.LoadProfile(c.Tune)
 		if err != nil {
@@ -326,7 +331,7 @@ func (s *server) openPath() error {
 		if c.QueueList != nil {
 			n = len(c.QueueList)
 		}
-		if allowed, err := tuning.AllowedCPUs(); err == nil {
+		if allowed, err := s.allowedCPUs(); err == nil {
 			n = min(n, allowed.Len())
 		}
 	}
@@ -355,10 +360,25 @@ func (s *server) openPath() error {
 	return nil
 }
 
+// allowedCPUs is the process's CPU set, narrowed by --cpus.
+func (s *server) allowedCPUs() (tuning.CPUSet, error) {
+	allowed, err := tuning.AllowedCPUs()
+	if err != nil {
+		return allowed, err
+	}
+	if !s.cfg.CPUSet.IsEmpty() {
+		allowed = allowed.Intersect(s.cfg.CPUSet)
+		if allowed.IsEmpty() {
+			return allowed, fmt.Errorf("--cpus %s leaves no CPU this process may use", s.cfg.CPUs)
+		}
+	}
+	return allowed, nil
+}
+
 // planWorkers chooses a CPU per queue from the IRQ affinities, or spreads
 // them when discovery fails.
 func (s *server) planWorkers(queues []int) {
-	allowed, err := tuning.AllowedCPUs()
+	allowed, err := s.allowedCPUs()
 	if err != nil {
 		s.log.Warn("can't read the allowed CPUs; workers run unpinned", "err", err)
 		return
@@ -391,7 +411,7 @@ func (s *server) planWorkers(queues []int) {
 // planSpread puts n workers round-robin over the allowed CPUs.
 func (s *server) planSpread(n int) {
 	s.workers = nil
-	allowed, err := tuning.AllowedCPUs()
+	allowed, err := s.allowedCPUs()
 	list := allowed.List()
 	for i := 0; i < n; i++ {
 		w := tuning.WorkerCPU{Queue: i, CPU: -1, Reason: "unpinned", Node: -1}

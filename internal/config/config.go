@@ -137,7 +137,7 @@ type Resolved struct {
 	ForceKernel  bool
 	BlockOnFull  bool
 	JSONLogs     bool
-	XDPModeValue string // native | generic | auto
+	XDPModeValue string        // native | generic | auto
 	CPUSet       tuning.CPUSet // empty: no restriction beyond the process's own
 }
 

@@ -86,8 +86,8 @@ Needs root.
 	}
 	for _, p := range strings.Split(*paths, ",") {
 		p = strings.TrimSpace(p)
-		if !slices.Contains(allPaths, p) {
-			return usageError(stderr, "compare", "unknown path %q in --paths: want some of %s", p, strings.Join(allPaths, ","))
+		if !slices.Contains(knownPaths, p) {
+			return usageError(stderr, "compare", "unknown path %q in --paths: want some of %s", p, strings.Join(knownPaths, ","))
 		}
 		if slices.Contains(o.paths, p) {
 			return usageError(stderr, "compare", "path %s is named twice in --paths", p)
@@ -119,7 +119,7 @@ Needs root.
 	if o.xdpMode, err = xdp.ParseMode(*xdpMode); err != nil {
 		return usageError(stderr, "compare", "%v", err)
 	}
-	if slices.Contains(o.paths, pathServer) {
+	if slices.ContainsFunc(o.paths, isServer) {
 		if o.xdpingest, err = findXdpingest(*server); err != nil {
 			return usageError(stderr, "compare", "%v", err)
 		}

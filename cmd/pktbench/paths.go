@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -33,9 +34,19 @@ const (
 	pathKernel = "kernel"   // datapath/kernel, SO_REUSEPORT + recvmmsg
 	pathStdnet = "stdnet"   // one net.UDPConn.ReadFromUDP loop
 	pathServer = "server"   // xdpingest run --sink discard
+	// pathServerPcap is the server writing pcap files (into a temporary
+	// directory removed after the run): what the pcap sink costs.
+	pathServerPcap = "server-pcap"
 )
 
+// allPaths are the paths compare runs by default.
 var allPaths = []string{pathDrop, pathAFXDP, pathKernel, pathStdnet, pathServer}
+
+// knownPaths are every path --paths and --path take.
+var knownPaths = append(slices.Clone(allPaths), pathServerPcap)
+
+// isServer says the path runs the xdpingest binary.
+func isServer(p string) bool { return p == pathServer || p == pathServerPcap }
 
 // pathOpts say where and how to receive.
 type pathOpts struct {
@@ -116,9 +127,11 @@ func startPath(name string, o pathOpts) (receiver, error) {
 	case pathKernel, pathStdnet:
 		return startKernel(name, o)
 	case pathServer:
-		return startServer(o)
+		return startServer(o, "")
+	case pathServerPcap:
+		return startServer(o, "pcap")
 	}
-	return nil, fmt.Errorf("unknown path %q: want one of %s", name, strings.Join(allPaths, ", "))
+	return nil, fmt.Errorf("unknown path %q: want one of %s", name, strings.Join(knownPaths, ", "))
 }
 
 // --- the XDP program and the interface's counters, shared by the paths ---

@@ -202,9 +202,9 @@ func (r *report) writeTable(w io.Writer) {
 				continue
 			}
 			fmt.Fprintf(w, "\n%d queue(s), %d-byte frames\n", q, size)
-			fmt.Fprintf(w, "  %-9s %8s %8s %8s %8s %7s %9s %10s %9s %8s\n", "path", "Mpps", "min", "max", "Gbit/s", "x drop", "x kernel", "rx µs/pkt", "loss", "runs")
+			fmt.Fprintf(w, "  %-11s %8s %8s %8s %8s %7s %9s %10s %9s %8s\n", "path", "Mpps", "min", "max", "Gbit/s", "x drop", "x kernel", "rx µs/pkt", "loss", "runs")
 			for _, g := range gs {
-				fmt.Fprintf(w, "  %-9s %8.3f %8.3f %8.3f %8.3f %7s %9s %10s %8.3f%% %8d\n", g.Path, g.MedianMpps, g.MinMpps, g.MaxMpps, g.MedianGbps,
+				fmt.Fprintf(w, "  %-11s %8.3f %8.3f %8.3f %8.3f %7s %9s %10s %8.3f%% %8d\n", g.Path, g.MedianMpps, g.MinMpps, g.MaxMpps, g.MedianGbps,
 					optRatio(g.VsDrop), optRatio(g.VsKernel), optF(g.RxCPUUsPerPkt, "%.3f"), 100*g.LossRate, len(g.Runs))
 			}
 		}

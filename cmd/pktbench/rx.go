@@ -80,13 +80,13 @@ reports what is missing below the highest number seen of each stream.
 		o.CPUs = c.List()
 	}
 	known := false
-	for _, p := range allPaths {
+	for _, p := range knownPaths {
 		known = known || p == *path
 	}
 	if !known {
-		return usageError(stderr, "rx", "unknown path %q: want one of %s", *path, strings.Join(allPaths, ", "))
+		return usageError(stderr, "rx", "unknown path %q: want one of %s", *path, strings.Join(knownPaths, ", "))
 	}
-	if *path == pathServer {
+	if isServer(*path) {
 		if o.Xdpingest, err = findXdpingest(*server); err != nil {
 			return usageError(stderr, "rx", "%v", err)
 		}

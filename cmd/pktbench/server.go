@@ -80,6 +80,7 @@ func (b *tailBuffer) String() string {
 
 type serverRx struct {
 	o       pathOpts
+	dir     string // the pcap sink's directory, removed at Stop
 	cmd     *exec.Cmd
 	out     *tailBuffer
 	done    chan struct{}
@@ -92,7 +93,9 @@ type serverRx struct {
 	lastCPU time.Duration
 }
 
-func startServer(o pathOpts) (receiver, error) {
+// startServer runs xdpingest with the discard sink, or with sink "pcap"
+// the pcap sink into a temporary directory that Stop removes.
+func startServer(o pathOpts, sinkKind string) (rcv receiver, err error) {
 	if o.Xdpingest == "" {
 		return nil, errors.New("the server path needs the xdpingest binary: pass --xdpingest PATH")
 	}
@@ -109,7 +112,19 @@ func startServer(o pathOpts) (receiver, error) {
 		return nil, err
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	args := []string{"run", "--iface", o.Iface, "--ports", strconv.Itoa(int(o.Port)), "--sink", "discard",
+	sinkURL, dir := "discard", ""
+	if sinkKind == "pcap" {
+		if dir, err = os.MkdirTemp("", "pktbench-pcap"); err != nil {
+			return nil, err
+		}
+		defer func() {
+			if err != nil {
+				os.RemoveAll(dir)
+			}
+		}()
+		sinkURL = "pcap:" + dir
+	}
+	args := []string{"run", "--iface", o.Iface, "--ports", strconv.Itoa(int(o.Port)), "--sink", sinkURL,
 		"--metrics-addr", addr, "--path", "afxdp", "--log-format", "json", "--xdp-mode", o.XDPMode.String(),
 		// Stopped after the traffic: nothing is left to drain, but the
 		// drain waits out its timeout when idle (4 s by default), which
@@ -134,7 +149,7 @@ func startServer(o pathOpts) (receiver, error) {
 	if o.MaxFrame > 2048-256 {
 		args = append(args, "--frame-size", "4096")
 	}
-	r := &serverRx{o: o, out: &tailBuffer{}, done: make(chan struct{}), url: "http://" + addr}
+	r := &serverRx{o: o, out: &tailBuffer{}, done: make(chan struct{}), url: "http://" + addr, dir: dir}
 	if o.Side != nil {
 		// `ip netns exec` execs in place (no fork): the pid is the
 		// server's, and /sys is the namespace's.
@@ -193,6 +208,9 @@ func startServer(o pathOpts) (receiver, error) {
 func (r *serverRx) kill() {
 	r.cmd.Process.Kill()
 	<-r.done
+	if r.dir != "" {
+		os.RemoveAll(r.dir)
+	}
 }
 
 func (r *serverRx) Describe() string {
@@ -291,6 +309,9 @@ func (r *serverRx) scrape() (snapshot, error) {
 // Stop reads the last counters, then stops the server with SIGTERM (it
 // drains and detaches) and waits for it.
 func (r *serverRx) Stop() (snapshot, *bench.SeqMeter, error) {
+	if r.dir != "" {
+		defer os.RemoveAll(r.dir)
+	}
 	s := r.Snapshot()
 	select {
 	case <-r.done:

@@ -21,11 +21,10 @@ import (
 // fakeTx is a fake kernel for the TX side: it consumes the TX ring and
 // completes every frame.
 type fakeTx struct {
-	s          *Socket
-	tx, comp   *fakeShared[uint64]
-	txd        *fakeShared[unix.XDPDesc]
-	sent       [][]byte
-	completeAt int // complete only when this many are pending (0: at once)
+	s    *Socket
+	comp *fakeShared[uint64]
+	txd  *fakeShared[unix.XDPDesc]
+	sent [][]byte
 }
 
 func newFakeTx(t *testing.T, cfg Config) *fakeTx {
@@ -107,7 +106,9 @@ func TestTxOnFakeKernel(t *testing.T) {
 	}
 
 	// Misuse: a buffer that is not the reserved one, an empty one, too many.
-	n, _ = s.ReserveTx(bufs[:2])
+	if n, _ := s.ReserveTx(bufs[:2]); n != 2 {
+		t.Fatalf("ReserveTx reserved %d of 2", n)
+	}
 	if err := s.SubmitTx([][]byte{bufs[1], bufs[0]}); err == nil {
 		t.Error("SubmitTx accepted buffers out of order")
 	}

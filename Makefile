@@ -42,7 +42,7 @@ check-generate: generate
 test: deps-test test-unit test-fuzz
 
 test-unit:
-	$(GO) test -count=1 -p $(TEST_P) -timeout 15m ./...
+	$(GO) test -count=1 -p $(TEST_P) -timeout 8m ./...
 
 test-fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzProgram$$' -fuzztime $(FUZZTIME) ./xdp

@@ -2,9 +2,11 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -470,5 +472,88 @@ func TestBadConfigExits2(t *testing.T) {
 	b.Rx.Do(func() (err error) { e, err = xdp.Inspect(b.Rx.Index); return err })
 	if e == nil || e.Name != "other_tool" {
 		t.Fatalf("the interface now carries %v, want other_tool untouched", e)
+	}
+}
+
+// --path auto falls back to the kernel path when AF_XDP can't run, and
+// says why: here native XDP is refused (loopback has no native XDP).
+func TestAutoFallsBackToKernelPath(t *testing.T) {
+	testbed.RequireBPF(t)
+	b := testbed.NewT(t, testbed.Config{})
+	dir := t.TempDir()
+	s := &srvProc{t: t, bed: b, log: &lockedBuffer{}, metrics: "127.0.0.1:9109", done: make(chan struct{})}
+	s.client = &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (c net.Conn, err error) {
+			err = b.Rx.Do(func() error { c, err = (&net.Dialer{}).DialContext(ctx, network, addr); return err })
+			return c, err
+		}}}
+	s.cmd = b.Rx.Command(binary, "run", "--iface", "lo", "--ports", "9000", "--path", "auto", "--xdp-mode", "native",
+		"--sink", "pcap:"+dir, "--metrics-addr", s.metrics, "--log-format", "json")
+	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { s.cmd.Wait(); s.exit = s.cmd.ProcessState.ExitCode(); close(s.done) }()
+	defer func() {
+		select {
+		case <-s.done:
+		default:
+			s.cmd.Process.Kill()
+			<-s.done
+		}
+	}()
+	waitReady(t, s)
+	log := s.log.String()
+	if !strings.Contains(log, `"path":"kernel"`) || !strings.Contains(log, "kernel path without the XDP program") || !strings.Contains(log, "native") {
+		t.Fatalf("want a start on the kernel path with the reason (native XDP refused); log:\n%s", log)
+	}
+	// Datagrams over loopback reach the kernel path.
+	if err := b.Rx.Do(func() error {
+		c, err := net.DialUDP("udp", nil, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9000})
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		for i := 0; i < 100; i++ {
+			if _, err := c.Write([]byte("over loopback")); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for sum(s.scrape(), "xdpingest_sink_written_total") < 100 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the kernel path wrote %v of 100", sum(s.scrape(), "xdpingest_sink_written_total"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if code := s.stop(syscall.SIGTERM, 5*time.Second); code != 0 {
+		t.Fatalf("exit status %d", code)
+	}
+}
+
+// waitReady waits for /readyz.
+func waitReady(t *testing.T, s *srvProc) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		select {
+		case <-s.done:
+			t.Fatalf("xdpingest exited with %d before it was ready:\n%s", s.exit, s.log.String())
+		default:
+		}
+		if resp, err := s.client.Get("http://" + s.metrics + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not ready after 15 s:\n%s", s.log.String())
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -557,3 +557,98 @@ func waitReady(t *testing.T, s *srvProc) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// SIGHUP loads new ports into the running program: no reattach, no new
+// sockets, the server keeps running.
+func TestSIGHUPReloadsPorts(t *testing.T) {
+	testbed.RequireBPF(t)
+	b := testbed.NewT(t, testbed.Config{})
+	dir := t.TempDir()
+	conf := dir + "/xdpingest.yaml"
+	write := func(ports string) {
+		if err := os.WriteFile(conf, []byte("iface: "+b.Rx.Link+"\nports: \""+ports+"\"\nsinks: [discard]\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("9000")
+	srv := startServer(t, b, "--config", conf)
+	other := kernelSocket(t, b, 9001)
+	to9001 := newSender(t, b, 9001)
+	for i := uint64(0); i < 10; i++ {
+		to9001.send(i * 2) // IPv4
+	}
+	if n := other(); n != 10 {
+		t.Fatalf("before SIGHUP the kernel socket on 9001 got %d of 10", n)
+	}
+	write("9000-9001")
+	srv.cmd.Process.Signal(syscall.SIGHUP)
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(srv.log.String(), "SIGHUP: reloaded") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no reload logged:\n%s", srv.log.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for i := uint64(0); i < 10; i++ {
+		to9001.send(i * 2)
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for sum(srv.scrape(), "xdpingest_sink_written_total") < 10 {
+		if time.Now().After(deadline) {
+			t.Fatalf("after SIGHUP port 9001 is not taken:\n%s", dump(srv.scrape()))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := other(); n != 0 {
+		t.Errorf("after SIGHUP the kernel socket on 9001 still got %d", n)
+	}
+	// A bad reload is refused and the running configuration kept.
+	os.WriteFile(conf, []byte("iface: "+b.Rx.Link+"\nports: \"0\"\n"), 0o644)
+	srv.cmd.Process.Signal(syscall.SIGHUP)
+	deadline = time.Now().Add(5 * time.Second)
+	for !strings.Contains(srv.log.String(), "keeping the running one") {
+		if time.Now().After(deadline) {
+			t.Fatalf("a bad reload was not refused:\n%s", srv.log.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if code := srv.stop(syscall.SIGTERM, 5*time.Second); code != 0 {
+		t.Fatalf("exit status %d", code)
+	}
+}
+
+// --tune applies a profile at start and reverts it at exit.
+func TestTuneAppliesAndReverts(t *testing.T) {
+	testbed.RequireBPF(t)
+	b := testbed.NewT(t, testbed.Config{})
+	dir := t.TempDir()
+	gro := func() string {
+		out, err := b.Rx.Command("ethtool", "-k", b.Rx.Link).Output()
+		if err != nil {
+			testbed.Skip(t, "ethtool is not installed (make deps-test installs it)")
+		}
+		for _, l := range strings.Split(string(out), "\n") {
+			if strings.HasPrefix(l, "generic-receive-offload:") {
+				return strings.Fields(l)[1]
+			}
+		}
+		return "?"
+	}
+	before := gro()
+	want := "on"
+	if before == "on" {
+		want = "off"
+	}
+	prof := dir + "/e2e.yaml"
+	os.WriteFile(prof, []byte("name: e2e\nfeatures:\n  gro: "+want+"\n"), 0o644)
+	srv := startServer(t, b, "--ports", "9000", "--sink", "discard", "--tune", prof)
+	if got := gro(); got != want {
+		t.Fatalf("while running GRO is %s, want %s:\n%s", got, want, srv.log.String())
+	}
+	if code := srv.stop(syscall.SIGTERM, 5*time.Second); code != 0 {
+		t.Fatalf("exit status %d", code)
+	}
+	if got := gro(); got != before {
+		t.Fatalf("after exit GRO is %s, want %s again:\n%s", got, before, srv.log.String())
+	}
+}

@@ -35,6 +35,7 @@ type compareOpts struct {
 	reps          int
 	xdpMode       xdp.Mode
 	xdpingest     string
+	pcapDir       string
 	jsonOut       string
 	svgOut        string
 	pngOut        string
@@ -55,6 +56,7 @@ func cmdCompare(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		reps     = fs.Int("reps", 3, "repetitions of every path, alternating (A B C A B C ...)")
 		xdpMode  = fs.String("xdp-mode", "native", "XDP attach `mode` on the receiving veth: native or generic")
 		server   = fs.String("xdpingest", "", "server path: the xdpingest `binary` (default: the one next to pktbench)")
+		pcapDir  = fs.String("pcap-dir", "", "server-pcap path: write the files under this `dir` (default /dev/shm: the pipeline's cost, not the disk's)")
 		jsonOut  = fs.String("json", "", "write every run and summary to this `file`")
 		svgOut   = fs.String("svg", "", "draw the chart (median Mpps per path and size) into this SVG `file`")
 		pngOut   = fs.String("png", "", "draw the chart into this PNG `file`")
@@ -119,6 +121,7 @@ Needs root.
 	if o.xdpMode, err = xdp.ParseMode(*xdpMode); err != nil {
 		return usageError(stderr, "compare", "%v", err)
 	}
+	o.pcapDir = *pcapDir
 	if slices.ContainsFunc(o.paths, isServer) {
 		if o.xdpingest, err = findXdpingest(*server); err != nil {
 			return usageError(stderr, "compare", "%v", err)
@@ -245,7 +248,7 @@ func compareBed(ctx context.Context, o compareOpts, q int, cpus []int, rep *repo
 			SrcMAC: bed.Gen.MAC, DstMAC: bed.Rx.MAC, Src: netip.AddrPortFrom(src, 10000), Dst: netip.AddrPortFrom(dst, comparePort),
 			Size: size, Flows: o.flows, Duration: o.duration, CPUs: genCPUs}
 		po := pathOpts{Side: bed.Rx, Iface: bed.Rx.Link, Port: comparePort, Queues: queues, CPUs: rxCPUs, MaxFrame: maxSize,
-			XDPMode: o.xdpMode, Xdpingest: o.xdpingest, Meter: true}
+			XDPMode: o.xdpMode, Xdpingest: o.xdpingest, PcapDir: o.pcapDir, Meter: true}
 		for r := 1; r <= o.reps; r++ {
 			for _, path := range o.paths {
 				if err := ctx.Err(); err != nil {

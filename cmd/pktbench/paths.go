@@ -66,6 +66,10 @@ type pathOpts struct {
 	NoXDP bool
 	// Xdpingest is the server binary (server path).
 	Xdpingest string
+	// PcapDir is where the server-pcap path writes ("": /dev/shm when it
+	// exists, so that the run measures the pipeline and the sink rather
+	// than the disk; else the temporary directory).
+	PcapDir string
 	// Meter keeps a sequence meter on the paths that see payloads.
 	Meter bool
 	Log   io.Writer

@@ -31,6 +31,7 @@ func cmdRx(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		xdpMode  = fs.String("xdp-mode", "native", "XDP attach `mode`: native, generic or auto")
 		noXDP    = fs.Bool("no-xdp", false, "kernel, stdnet: don't attach the XDP program (in pass mode); on a veth, turn GRO on instead")
 		server   = fs.String("xdpingest", "", "server path: the xdpingest `binary` (default: the one next to pktbench)")
+		pcapDir  = fs.String("pcap-dir", "", "server-pcap path: write the files under this `dir` (default /dev/shm)")
 	)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), `usage: pktbench rx --path PATH --iface IFACE [flags]
@@ -86,6 +87,7 @@ reports what is missing below the highest number seen of each stream.
 	if !known {
 		return usageError(stderr, "rx", "unknown path %q: want one of %s", *path, strings.Join(knownPaths, ", "))
 	}
+	o.PcapDir = *pcapDir
 	if isServer(*path) {
 		if o.Xdpingest, err = findXdpingest(*server); err != nil {
 			return usageError(stderr, "rx", "%v", err)

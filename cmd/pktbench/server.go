@@ -114,7 +114,13 @@ func startServer(o pathOpts, sinkKind string) (rcv receiver, err error) {
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	sinkURL, dir := "discard", ""
 	if sinkKind == "pcap" {
-		if dir, err = os.MkdirTemp("", "pktbench-pcap"); err != nil {
+		base := o.PcapDir
+		if base == "" {
+			if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
+				base = "/dev/shm"
+			}
+		}
+		if dir, err = os.MkdirTemp(base, "pktbench-pcap"); err != nil {
 			return nil, err
 		}
 		defer func() {

@@ -64,7 +64,7 @@ func (b *lockedBuffer) String() string {
 
 // srvProc is an xdpingest process running in the bed's receiving namespace.
 type srvProc struct {
-	t       *testing.T
+	t       testing.TB
 	bed     *testbed.Bed
 	cmd     *exec.Cmd
 	log     *lockedBuffer
@@ -76,7 +76,7 @@ type srvProc struct {
 
 // startServer runs `xdpingest run --iface <rx veth> --metrics-addr ...
 // args...` in the receiving namespace and waits until /readyz says ready.
-func startServer(t *testing.T, b *testbed.Bed, args ...string) *srvProc {
+func startServer(t testing.TB, b *testbed.Bed, args ...string) *srvProc {
 	t.Helper()
 	s := &srvProc{t: t, bed: b, log: &lockedBuffer{}, metrics: "127.0.0.1:9109", done: make(chan struct{})}
 	s.client = &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{

@@ -1,12 +1,9 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -20,6 +17,7 @@ import (
 	"time"
 
 	"github.com/xdpingest/xdpingest/bench"
+	"github.com/xdpingest/xdpingest/internal/promtext"
 )
 
 // The server path runs `xdpingest run` with the discard sink in the
@@ -246,12 +244,7 @@ func (r *serverRx) Snapshot() snapshot {
 
 func (r *serverRx) scrape() (snapshot, error) {
 	s := snapshot{Drops: map[string]uint64{}}
-	resp, err := r.client.Get(r.url + "/metrics")
-	if err != nil {
-		return s, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
+	m, err := promtext.Get(r.client, r.url+"/metrics")
 	if err != nil {
 		return s, err
 	}
@@ -259,23 +252,12 @@ func (r *serverRx) scrape() (snapshot, error) {
 	// every frame it redirected, some of which AF_XDP then dropped, so
 	// the delivered packets are scaled by the redirected frames' mean size.
 	var redirPackets, redirBytes uint64
-	sc := bufio.NewScanner(bytes.NewReader(body))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		if i < 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil || v <= 0 {
+	for key, v := range m {
+		if v <= 0 {
 			continue
 		}
 		n := uint64(v)
-		name, labels, _ := strings.Cut(line[:i], "{")
+		name, labels, _ := strings.Cut(key, "{")
 		switch name {
 		case "xdpingest_rx_packets_total":
 			s.Packets += n
@@ -309,7 +291,7 @@ func (r *serverRx) scrape() (snapshot, error) {
 	if redirPackets > 0 {
 		s.Bytes = uint64(float64(s.Packets) * float64(redirBytes) / float64(redirPackets))
 	}
-	return s, sc.Err()
+	return s, nil
 }
 
 // Stop reads the last counters, then stops the server with SIGTERM (it

@@ -8,7 +8,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -28,8 +27,10 @@ import (
 	"time"
 
 	"github.com/xdpingest/xdpingest/bench"
+	"github.com/xdpingest/xdpingest/internal/promtext"
 	"github.com/xdpingest/xdpingest/internal/testbed"
 	"github.com/xdpingest/xdpingest/sink"
+	"github.com/xdpingest/xdpingest/tuning"
 )
 
 func main() {
@@ -80,6 +81,18 @@ func run(ctx context.Context) error {
 
 	// The server, in the receiving namespace.
 	args := []string{"run", "--iface", b.Rx.Link, "--ports", "9000,9100-9199", "--sink", "pcap:" + dir, "--metrics-addr", metricsAddr}
+	// On a veth the receiving work of a queue runs on the sending CPU: the
+	// generator gets the first CPU, the server's workers the others.
+	genCPU := -1
+	if allowed, err := tuning.AllowedCPUs(); err == nil && allowed.Len() >= 2 {
+		list := allowed.List()
+		genCPU = list[0]
+		rest := make([]string, 0, len(list)-1)
+		for _, c := range list[1:] {
+			rest = append(rest, strconv.Itoa(c))
+		}
+		args = append(args, "--cpus", strings.Join(rest, ","))
+	}
 	step("starting: xdpingest %s", strings.Join(args, " "))
 	srv := b.Rx.Command(binary, args...)
 	logs := &prefixWriter{prefix: "  | ", w: os.Stdout}
@@ -148,7 +161,7 @@ func run(ctx context.Context) error {
 	}
 	time.Sleep(200 * time.Millisecond)
 
-	step("sending 2,000,000 64-byte frames to port 9100 as fast as one core can, from an XDP live-frames generator")
+	step("sending 2,000,000 64-byte frames to port 9100 at 2 Mpps from an XDP live-frames generator")
 	before, err := scrape(client)
 	if err != nil {
 		return err
@@ -164,13 +177,26 @@ func run(ctx context.Context) error {
 		return err
 	}
 	cfg := tpl.Config()
-	cfg.Ifindex, cfg.Count, cfg.Flows, cfg.SportBase = b.Gen.Index, 2_000_000, 64, 10000
+	cfg.Ifindex, cfg.Count, cfg.Flows, cfg.SportBase, cfg.Rate = b.Gen.Index, 2_000_000, 64, 10000, 2e6
 	var res bench.LiveResult
-	if err := b.Gen.Do(func() (err error) { res, err = live.Run(ctx, cfg); return err }); err != nil {
+	if err := b.Gen.Do(func() (err error) {
+		if genCPU >= 0 {
+			all, err := tuning.AllowedCPUs()
+			if err != nil {
+				return err
+			}
+			if err := tuning.PinThread(genCPU); err != nil {
+				return err
+			}
+			defer tuning.UnpinThread(all)
+		}
+		res, err = live.Run(ctx, cfg)
+		return err
+	}); err != nil {
 		return err
 	}
 	// Let the workers and the sink catch up.
-	var after map[string]float64
+	var after promtext.Samples
 	for i := 0; i < 50; i++ {
 		time.Sleep(100 * time.Millisecond)
 		if after, err = scrape(client); err != nil {
@@ -246,47 +272,13 @@ func waitReady(ctx context.Context, c *http.Client, exited <-chan error) error {
 	return errors.New("xdpingest was not ready within 15 s")
 }
 
-func scrape(c *http.Client) (map[string]float64, error) {
-	resp, err := c.Get("http://" + metricsAddr + "/metrics")
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
-			out[line[:i]] = v
-		}
-	}
-	return out, sc.Err()
+func scrape(c *http.Client) (promtext.Samples, error) {
+	return promtext.Get(c, "http://"+metricsAddr+"/metrics")
 }
 
-func sum(m map[string]float64, name string, labels ...string) float64 {
-	var t float64
-	for k, v := range m {
-		n, l, _ := strings.Cut(k, "{")
-		if n != name {
-			continue
-		}
-		ok := true
-		for _, want := range labels {
-			ok = ok && strings.Contains(l, want)
-		}
-		if ok {
-			t += v
-		}
-	}
-	return t
-}
+func sum(m promtext.Samples, name string, labels ...string) float64 { return m.Sum(name, labels...) }
 
-func printAccounting(m map[string]float64) {
+func printAccounting(m promtext.Samples) {
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 	var outcomes []string
 	for k, v := range m {

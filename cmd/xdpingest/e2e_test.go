@@ -26,6 +26,7 @@ import (
 	"github.com/xdpingest/xdpingest/bench"
 	"github.com/xdpingest/xdpingest/datapath"
 	"github.com/xdpingest/xdpingest/internal/frames"
+	"github.com/xdpingest/xdpingest/internal/promtext"
 	"github.com/xdpingest/xdpingest/internal/testbed"
 	"github.com/xdpingest/xdpingest/sink"
 	"github.com/xdpingest/xdpingest/sink/pcapfile"
@@ -348,7 +349,7 @@ func TestSIGKILLLeavesNoProgram(t *testing.T) {
 }
 
 // dump formats the non-zero counters of interest, for failure messages.
-func dump(m map[string]float64) string {
+func dump(m promtext.Samples) string {
 	var lines []string
 	for k, v := range m {
 		if v != 0 && !strings.Contains(k, "_bucket") && strings.HasPrefix(k, "xdpingest_") && !strings.Contains(k, "build_info") {
@@ -536,7 +537,7 @@ func TestAutoFallsBackToKernelPath(t *testing.T) {
 }
 
 // waitReady waits for /readyz.
-func waitReady(t *testing.T, s *srvProc) {
+func waitReady(t testing.TB, s *srvProc) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {

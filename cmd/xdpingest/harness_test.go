@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -12,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -20,6 +18,7 @@ import (
 	"time"
 
 	"github.com/xdpingest/xdpingest/bench"
+	"github.com/xdpingest/xdpingest/internal/promtext"
 	"github.com/xdpingest/xdpingest/internal/testbed"
 )
 
@@ -106,73 +105,22 @@ func startServer(t testing.TB, b *testbed.Bed, args ...string) *srvProc {
 			t.Logf("xdpingest output:\n%s", s.log.String())
 		}
 	})
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		select {
-		case <-s.done:
-			t.Fatalf("xdpingest exited with %d before it was ready:\n%s", s.exit, s.log.String())
-		default:
-		}
-		if resp, err := s.client.Get("http://" + s.metrics + "/readyz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return s
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("xdpingest not ready after 15 s:\n%s", s.log.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitReady(t, s)
+	return s
 }
 
 // scrape returns the metrics as "name{labels}" -> value.
-func (s *srvProc) scrape() map[string]float64 {
+func (s *srvProc) scrape() promtext.Samples {
 	s.t.Helper()
-	resp, err := s.client.Get("http://" + s.metrics + "/metrics")
+	m, err := promtext.Get(s.client, "http://"+s.metrics+"/metrics")
 	if err != nil {
 		s.t.Fatalf("scrape: %v", err)
 	}
-	defer resp.Body.Close()
-	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			continue
-		}
-		out[line[:i]] = v
-	}
-	return out
+	return m
 }
 
-// sum adds the metrics whose name is name and whose labels contain every
-// one of labels (`outcome="redirect"`).
-func sum(m map[string]float64, name string, labels ...string) float64 {
-	var t float64
-	for k, v := range m {
-		n, l, _ := strings.Cut(k, "{")
-		if n != name {
-			continue
-		}
-		ok := true
-		for _, want := range labels {
-			if !strings.Contains(l, want) {
-				ok = false
-			}
-		}
-		if ok {
-			t += v
-		}
-	}
-	return t
-}
+// sum adds the series of name whose labels contain every one of labels.
+func sum(m promtext.Samples, name string, labels ...string) float64 { return m.Sum(name, labels...) }
 
 // stop sends sig and waits for the exit status.
 func (s *srvProc) stop(sig syscall.Signal, within time.Duration) int {

@@ -117,6 +117,14 @@ func (t *Tracker) Unique() uint64 {
 	return t.unique
 }
 
+// Counts returns the numbers tracked, how many of them arrived, the
+// duplicates, and the arrivals that were undecodable or out of range.
+func (t *Tracker) Counts() (n, unique, dups, bad uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return uint64(len(t.seen)), t.unique, t.dups, t.bad
+}
+
 // Check returns nil when every number arrived exactly once and nothing else
 // arrived, else an error that counts the missing, the duplicates and the
 // rest, and names the first few missing numbers.

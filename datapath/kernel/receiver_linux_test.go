@@ -335,25 +335,41 @@ func TestPortsAndFamilies(t *testing.T) {
 		return nil
 	})
 	defer rx.stop()
+	// What the kernel dropped on a full socket buffer (it happens when the
+	// whole suite loads both cores) is counted, not lost: the loop paces on
+	// received + counted, and the check below wants every missing datagram
+	// counted as an overflow.
+	accounted := func() uint64 { return rx.received.Load() + statsOf(rs).SocketOverflows }
 	var sent uint64
 	for dst := range got {
 		g := newGen(t, b, bench.UDPGenConfig{Dst: dst, Count: per, Size: 16,
-			Gate: closedLoop(func() uint64 { return rx.received.Load() - sent }, 256, 20*time.Second)})
+			Gate: closedLoop(func() uint64 {
+				// The last flow's tail may still be in flight: no wraparound.
+				return max(accounted(), sent) - sent
+			}, 256, 20*time.Second)})
 		if res, err := g.Run(context.Background()); err != nil {
 			t.Fatalf("to %v: %v (%+v); receivers: %+v", dst, err, res, statsOf(rs))
 		}
 		sent += per
 	}
-	if !waitFor(10*time.Second, func() bool { return rx.received.Load() >= sent }) {
+	if !waitFor(10*time.Second, func() bool { return accounted() >= sent }) {
 		t.Errorf("received %d of %d: %+v", rx.received.Load(), sent, statsOf(rs))
 	}
 	if err := rx.stop(); err != nil {
 		t.Error(err)
 	}
+	var missing uint64
 	for dst, tr := range got {
-		if err := tr.Check(); err != nil {
-			t.Errorf("to %v: %v", dst, err)
+		n, unique, dups, bad := tr.Counts()
+		if dups != 0 || bad != 0 {
+			t.Errorf("to %v: %v", dst, tr.Check())
 		}
+		missing += n - unique
+	}
+	if ovfl := statsOf(rs).SocketOverflows; missing != ovfl {
+		t.Errorf("%d datagrams missing, %d counted as socket overflows: the difference was lost uncounted", missing, ovfl)
+	} else if missing > 0 {
+		t.Logf("%d datagrams dropped on full socket buffers, all counted (SO_RXQ_OVFL)", missing)
 	}
 }
 

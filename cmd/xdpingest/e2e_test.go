@@ -335,6 +335,11 @@ func TestSIGKILLLeavesNoProgram(t *testing.T) {
 	testbed.RequireBPF(t)
 	b := testbed.NewT(t, testbed.Config{})
 	srv := startServer(t, b, "--ports", "9000", "--sink", "discard")
+	resp, err := srv.client.Get("http://" + srv.metrics + "/healthz")
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("/healthz: %v %v", resp, err)
+	}
+	resp.Body.Close()
 	srv.stop(syscall.SIGKILL, 5*time.Second)
 	deadline := time.Now().Add(5 * time.Second)
 	for {

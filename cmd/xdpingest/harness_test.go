@@ -32,7 +32,12 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binary = filepath.Join(dir, "xdpingest")
-	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+	args := []string{"build", "-o", binary}
+	if os.Getenv("XDPINGEST_RACE") == "1" {
+		// The server under the race detector: XDPINGEST_RACE=1 go test ./cmd/xdpingest
+		args = append(args, "-race")
+	}
+	out, err := exec.Command("go", append(args, ".")...).CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "can't build xdpingest: %v\n%s", err, out)
 		os.Exit(1)

@@ -107,7 +107,12 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 
 	if m.prog != nil {
-		if c, err := m.prog.Counters(); err == nil {
+		c, err := m.prog.Counters()
+		if err != nil {
+			// The scrape fails visibly (promhttp reports it) rather than
+			// leaving the series out.
+			ch <- prometheus.NewInvalidMetric(dXDPPackets, err)
+		} else {
 			for o := xdp.Outcome(0); o < xdp.NumOutcomes; o++ {
 				counter(dXDPPackets, c[o].Packets, o.String(), o.Verdict())
 				counter(dXDPBytes, c[o].Bytes, o.String(), o.Verdict())

@@ -128,11 +128,10 @@ type Pipeline struct {
 	block   bool
 	batch   int
 
-	wg       sync.WaitGroup // workers
-	writerWG sync.WaitGroup // sink writers
-	errOnce  sync.Once
-	err      error
-	started  atomic.Int32 // workers in their loop
+	wg       sync.WaitGroup        // workers
+	writerWG sync.WaitGroup        // sink writers
+	err      atomic.Pointer[error] // the first worker failure
+	started  atomic.Int32          // workers in their loop
 }
 
 // PipelineConfig sizes the pipeline.
@@ -205,11 +204,20 @@ func (p *Pipeline) Running() int { return int(p.started.Load()) }
 func (p *Pipeline) Wait() error {
 	p.wg.Wait()
 	p.writerWG.Wait()
-	return p.err
+	return p.Err()
+}
+
+// Err returns the first error a worker met, or nil; safe from any
+// goroutine (the health endpoint reads it).
+func (p *Pipeline) Err() error {
+	if e := p.err.Load(); e != nil {
+		return *e
+	}
+	return nil
 }
 
 func (p *Pipeline) fail(err error) {
-	p.errOnce.Do(func() { p.err = err })
+	p.err.CompareAndSwap(nil, &err)
 }
 
 func (p *Pipeline) work(w *worker) {

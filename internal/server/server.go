@@ -73,6 +73,7 @@ type server struct {
 	metrics *metrics
 	httpSrv *http.Server
 	ready   atomic.Bool
+	health  atomic.Pointer[Pipeline]
 }
 
 // Run runs the server until ctx is done or SIGINT/SIGTERM arrives, then
@@ -194,11 +195,13 @@ func (s *server) serveHTTP(ln net.Listener) {
 	go s.httpSrv.Serve(ln)
 }
 
+// pipeErr is for the health endpoint, which runs from before the pipeline
+// exists: it reads the pipeline through an atomic pointer.
 func (s *server) pipeErr() error {
-	if s.pipe == nil {
-		return nil
+	if p := s.health.Load(); p != nil {
+		return p.Err()
 	}
-	return s.pipe.err
+	return nil
 }
 
 func (s *server) start(ctx context.Context) error {
@@ -239,6 +242,7 @@ func (s *server) start(ctx context.Context) error {
 		return err
 	}
 	s.pipe = pipe
+	s.health.Store(pipe)
 	s.metrics.set(s.path, s.prog, s.rxs, s.pipe, s.sinks)
 	pipe.Start()
 	s.ready.Store(true)

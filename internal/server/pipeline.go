@@ -26,10 +26,19 @@ import (
 // goes back to its worker's free list when every sink is done with it.
 //
 // Memory is bounded: each worker owns a fixed set of chunks (QueueBytes per
-// sink), allocated at start. When a sink's queue is full, OnFull says what
-// happens: drop the datagrams for that sink and count them (queue_full), or
-// block the worker, so the receive ring backs up and the kernel counts the
-// loss (AF_XDP rx_ring_full / rx_dropped, socket overflows).
+// sink, counting both the data and the datagram descriptors), allocated at
+// start. When a sink's queue is full, OnFull says what happens: drop the
+// datagrams for that sink and count them (queue_full), or block the worker,
+// so the receive ring backs up and the kernel counts the loss (AF_XDP
+// rx_ring_full / rx_dropped, socket overflows).
+//
+// Small batches are coalesced while the writers are behind: after a batch,
+// the worker ships its chunk at once only if some writer has nothing queued
+// (it would otherwise wait for the next batch); when every writer has work,
+// the worker keeps filling the chunk with the next batches. A writer that
+// runs dry takes the worker's open chunk and ships it itself, so a datagram
+// never waits for more traffic, and a slow sink fills its queue with full
+// chunks rather than with hundreds of chunks of a datagram or two.
 
 const (
 	// chunkBytes is the data capacity of one chunk. Small enough that a
@@ -37,10 +46,14 @@ const (
 	// quiet and every chunk carries a small batch; a full batch of large
 	// frames spreads over several.
 	chunkBytes = 32 << 10
-	// chunkDatagrams bounds the datagrams per chunk (512 minimum-size
-	// datagrams fill 32 KiB).
-	chunkDatagrams = 512
+	// chunkDatagrams bounds the datagrams per chunk. At 256, minimum-size
+	// frames use half the data; the descriptors (unsafe.Sizeof(Datagram)
+	// each) weigh about as much as the data.
+	chunkDatagrams = 256
 )
+
+// chunkMem is the memory of one chunk, data and descriptors.
+var chunkMem = chunkBytes + chunkDatagrams*int(unsafe.Sizeof(datapath.Datagram{}))
 
 type chunk struct {
 	buf  []byte
@@ -115,6 +128,14 @@ type worker struct {
 	cpu    int // -1: not pinned
 	queues []*sinkQueue
 	free   chan *chunk
+	// mu guards open and done. A writer queues the open chunk with mu
+	// held, so the worker, which takes open back under mu, never queues a
+	// later chunk first. The worker itself never blocks with mu held
+	// (until it closes the queues at the end).
+	mu   sync.Mutex
+	open *chunk       // the chunk being filled, not yet queued
+	done bool         // the queues are closed
+	held atomic.Int64 // datagrams in open, counted in flight for every sink
 	// Counted by the worker only, read by metrics.
 	batchSizes []atomic.Uint64 // histogram buckets, see batchBuckets
 }
@@ -162,7 +183,7 @@ func NewPipeline(cfg PipelineConfig) (*Pipeline, error) {
 	for range cfg.Sinks {
 		p.counts = append(p.counts, &sinkCounters{})
 	}
-	perSink := max(cfg.QueueBytes/chunkBytes, 2)
+	perSink := max(cfg.QueueBytes/chunkMem, 2)
 	for i, rx := range cfg.Receivers {
 		w := &worker{rx: rx, cpu: -1, batchSizes: make([]atomic.Uint64, len(batchBuckets))}
 		if i < len(cfg.CPUs) {
@@ -188,7 +209,7 @@ func (p *Pipeline) Start() {
 	for wi, w := range p.workers {
 		for si, s := range p.sinks {
 			p.writerWG.Add(1)
-			go p.write(s.Writer(wi), w.queues[si], p.counts[si], s.Name())
+			go p.write(w, s.Writer(wi), w.queues[si], p.counts[si], s.Name())
 		}
 		p.wg.Add(1)
 		go p.work(w)
@@ -223,6 +244,14 @@ func (p *Pipeline) fail(err error) {
 func (p *Pipeline) work(w *worker) {
 	defer p.wg.Done()
 	defer func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if w.open != nil {
+			p.dispatch(w, w.open)
+			w.open = nil
+			w.held.Store(0)
+		}
+		w.done = true
 		for _, q := range w.queues {
 			close(q.ch)
 		}
@@ -238,13 +267,9 @@ func (p *Pipeline) work(w *worker) {
 	p.started.Add(1)
 	defer p.started.Add(-1)
 	batch := make([]datapath.Datagram, p.batch)
-	var c *chunk
 	for {
 		n, err := w.rx.Receive(batch)
 		if err != nil {
-			if c != nil {
-				p.dispatch(w, c)
-			}
 			if !errors.Is(err, net.ErrClosed) && !errors.Is(err, io.EOF) {
 				p.fail(fmt.Errorf("queue %d: %w", w.rx.Queue(), err))
 				p.log.Error("receiver failed; its worker stops", "queue", w.rx.Queue(), "err", err)
@@ -252,6 +277,13 @@ func (p *Pipeline) work(w *worker) {
 			return
 		}
 		w.batchSizes[bucket(n)].Add(1)
+		// Take the open chunk back. While w.open is nil no writer can ship
+		// anything of this worker, so the chunks go out in order.
+		w.mu.Lock()
+		c := w.open
+		w.open = nil
+		w.held.Store(0)
+		w.mu.Unlock()
 		for i := 0; i < n; i++ {
 			if c == nil {
 				if c = p.chunk(w, n-i); c == nil {
@@ -265,13 +297,49 @@ func (p *Pipeline) work(w *worker) {
 			}
 		}
 		w.rx.Release(batch[:n])
-		// Ship the chunk before the next Receive, which may sleep: a
-		// datagram must never wait for more traffic to be written.
+		// Ship the chunk before the next Receive, which may sleep, unless
+		// every writer has work queued: then the next batches fill it, and
+		// a writer that runs dry ships it (see write). The check and the
+		// writers' take of the open chunk are both under w.mu, so a writer
+		// either sees the chunk or had work queued when the worker looked.
 		if c != nil {
-			p.dispatch(w, c)
-			c = nil
+			w.mu.Lock()
+			if w.writersBusy() {
+				w.open = c
+				w.held.Store(int64(len(c.dgs)))
+				c = nil
+			}
+			w.mu.Unlock()
+			if c != nil {
+				p.dispatch(w, c)
+			}
 		}
 	}
+}
+
+// writersBusy reports whether every writer of w has a chunk queued; called
+// with w.mu held.
+func (w *worker) writersBusy() bool {
+	for _, q := range w.queues {
+		if len(q.ch) == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// flushOpen ships w's open chunk, if any: a writer calls it when its queue
+// runs dry. It reports whether there was one.
+func (p *Pipeline) flushOpen(w *worker) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.done || w.open == nil {
+		return false
+	}
+	p.dispatch(w, w.open)
+	w.open = nil
+	w.held.Store(0)
+	return true
 }
 
 func bucket(n int) int {
@@ -329,9 +397,10 @@ func (p *Pipeline) dispatch(w *worker, c *chunk) {
 	c.release()
 }
 
-// write is one worker's writer for one sink. It flushes when its queue runs
-// dry and at least every second, so that idle files rotate on age.
-func (p *Pipeline) write(wr sink.Writer, q *sinkQueue, sc *sinkCounters, name string) {
+// write is one worker's writer for one sink. When its queue runs dry it
+// ships the worker's open chunk, if any, and otherwise flushes; it also
+// flushes at least every second, so that idle files rotate on age.
+func (p *Pipeline) write(w *worker, wr sink.Writer, q *sinkQueue, sc *sinkCounters, name string) {
 	defer p.writerWG.Done()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -364,6 +433,9 @@ func (p *Pipeline) write(wr sink.Writer, q *sinkQueue, sc *sinkCounters, name st
 			continue
 		default:
 		}
+		if p.flushOpen(w) {
+			continue
+		}
 		report(wr.Flush())
 		select {
 		case c, ok := <-q.ch:
@@ -387,7 +459,11 @@ type SinkCounts struct {
 // SinkCounts returns the counts for sink i.
 func (p *Pipeline) SinkCounts(i int) SinkCounts {
 	sc := p.counts[i]
-	return SinkCounts{QueueFull: sc.queueFull.Load(), Queued: sc.queued.Load(), WriteErrs: sc.writeErrs.Load()}
+	queued := sc.queued.Load()
+	for _, w := range p.workers {
+		queued += w.held.Load()
+	}
+	return SinkCounts{QueueFull: sc.queueFull.Load(), Queued: queued, WriteErrs: sc.writeErrs.Load()}
 }
 
 // BatchHistogram returns the bucket counts of batch sizes of worker i.

@@ -154,3 +154,55 @@ func TestPipelineDropsAndCountsWhenFull(t *testing.T) {
 		t.Fatalf("fast sink: written %d, queue_full %d, want %d together", st.Written, p.SinkCounts(1).QueueFull, n)
 	}
 }
+
+// Behind a writer that is stuck, single-datagram batches fill chunks
+// instead of taking one chunk each, so a queue of a few chunks holds
+// hundreds of datagrams; and once the writer moves again, the last,
+// partly filled chunk is written without waiting for more traffic.
+func TestPipelineCoalescesWhileWritersAreBehind(t *testing.T) {
+	const n = 700
+	src := netip.MustParseAddrPort("198.18.0.1:5000")
+	dst := netip.MustParseAddrPort("198.18.0.2:9000")
+	dgs := make([]datapath.Datagram, n)
+	for i := range dgs {
+		dgs[i] = datapath.Datagram{Payload: make([]byte, 16), Src: src, Dst: dst}
+	}
+	f := datapath.NewFake(0, dgs) // blocks once they are all delivered
+	slow := &slowSink{gate: make(chan struct{})}
+	// Four chunks per queue: 700 datagrams one chunk each would overflow.
+	p, err := NewPipeline(PipelineConfig{Receivers: []datapath.Receiver{f}, CPUs: []int{-1}, Sinks: []sink.Sink{slow}, QueueBytes: 4 * chunkMem, BatchSize: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Start()
+	deadline := time.Now().Add(10 * time.Second)
+	for f.Stats().Packets < n && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if got := f.Stats().Packets; got != n {
+		t.Fatalf("received %d of %d", got, n)
+	}
+	time.Sleep(20 * time.Millisecond) // the last batch is being added
+	c := p.SinkCounts(0)
+	if c.QueueFull != 0 {
+		t.Fatalf("%d datagrams dropped as queue_full behind a stuck writer with room for %d bytes", c.QueueFull, 4*chunkMem)
+	}
+	// One datagram is in the blocked Write, the rest in flight.
+	if c.Queued != n-1 {
+		t.Fatalf("in flight %d, want %d", c.Queued, n-1)
+	}
+	close(slow.gate)
+	for slow.Stats().Written < n && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if got := slow.Stats().Written; got != n {
+		t.Fatalf("written %d of %d with no more traffic", got, n)
+	}
+	if q := p.SinkCounts(0).Queued; q != 0 {
+		t.Fatalf("in flight %d after everything was written", q)
+	}
+	f.Drain()
+	if err := p.Wait(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -17,8 +17,15 @@ APT_GENERATE := clang-16 llvm-16 libbpf-dev
 
 all: build
 
+CC        ?= cc
+
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
+	@# pktbench's afxdp-c path: a reference AF_XDP receiver in C, when a
+	@# C compiler is installed (nothing else needs it).
+	@if command -v $(CC) >/dev/null 2>&1; then \
+		$(CC) -O2 -Wall -Wextra -pthread -o $(BIN)/xskdrop bench/cref/xskdrop.c; \
+	else echo "no C compiler ($(CC)): bin/xskdrop (pktbench --paths afxdp-c) not built"; fi
 
 # deps-*: install what is missing, with apt-get (needs root).
 deps-test:

@@ -36,6 +36,8 @@ type compareOpts struct {
 	xdpMode       xdp.Mode
 	xdpingest     string
 	pcapDir       string
+	spin          int
+	nap           time.Duration
 	jsonOut       string
 	svgOut        string
 	pngOut        string
@@ -57,6 +59,8 @@ func cmdCompare(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		xdpMode  = fs.String("xdp-mode", "native", "XDP attach `mode` on the receiving veth: native or generic")
 		server   = fs.String("xdpingest", "", "server path: the xdpingest `binary` (default: the one next to pktbench)")
 		pcapDir  = fs.String("pcap-dir", "", "server-pcap path: write the files under this `dir` (default /dev/shm: the pipeline's cost, not the disk's)")
+		spin     = fs.Int("spin", 0, "afxdp, afxdp-c: empty ring checks before a receiver sleeps in poll() (default: datapath/afxdp's)")
+		nap      = fs.Duration("nap", 0, "afxdp, afxdp-c, server: how long an AF_XDP receiver sleeps on a timer when its ring is empty while traffic is recent (default: datapath/afxdp's, 20µs; negative: poll() at once)")
 		jsonOut  = fs.String("json", "", "write every run and summary to this `file`")
 		svgOut   = fs.String("svg", "", "draw the chart (median Mpps per path and size) into this SVG `file`")
 		pngOut   = fs.String("png", "", "draw the chart into this PNG `file`")
@@ -122,6 +126,14 @@ Needs root.
 		return usageError(stderr, "compare", "%v", err)
 	}
 	o.pcapDir = *pcapDir
+	if *spin < 0 {
+		return usageError(stderr, "compare", "--spin %d: want 0 or more", *spin)
+	}
+	o.spin = *spin
+	if *nap > time.Millisecond {
+		return usageError(stderr, "compare", "--nap %v: at most 1ms", *nap)
+	}
+	o.nap = *nap
 	if slices.ContainsFunc(o.paths, isServer) {
 		if o.xdpingest, err = findXdpingest(*server); err != nil {
 			return usageError(stderr, "compare", "%v", err)
@@ -253,7 +265,7 @@ func compareBed(ctx context.Context, o compareOpts, q int, cpus []int, rep *repo
 			SrcMAC: bed.Gen.MAC, DstMAC: bed.Rx.MAC, Src: netip.AddrPortFrom(src, 10000), Dst: netip.AddrPortFrom(dst, comparePort),
 			Size: size, Flows: o.flows, Duration: o.duration, CPUs: genCPUs}
 		po := pathOpts{Side: bed.Rx, Iface: bed.Rx.Link, Port: comparePort, Queues: queues, CPUs: rxCPUs, MaxFrame: maxSize,
-			XDPMode: o.xdpMode, Xdpingest: o.xdpingest, PcapDir: o.pcapDir, Meter: true}
+			XDPMode: o.xdpMode, Xdpingest: o.xdpingest, PcapDir: o.pcapDir, Spin: o.spin, Nap: o.nap, Meter: true}
 		for r := 1; r <= o.reps; r++ {
 			for _, path := range o.paths {
 				if err := ctx.Err(); err != nil {

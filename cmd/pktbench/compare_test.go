@@ -308,3 +308,62 @@ func TestFindXdpingest(t *testing.T) {
 		t.Fatalf("a directory: %v", err)
 	}
 }
+
+// The afxdp-c path runs bench/cref/xskdrop, compiled here, beside the Go
+// receiver on one and two queues: both receive, the books balance, and no
+// xskdrop process or bed is left behind.
+func TestCompareCReference(t *testing.T) {
+	requireRoot(t)
+	cc := ""
+	for _, c := range []string{"cc", "clang-16", "gcc"} {
+		if p, err := exec.LookPath(c); err == nil {
+			cc = p
+			break
+		}
+	}
+	if cc == "" {
+		testbed.Skip(t, "no C compiler (cc, clang-16 or gcc) to build bench/cref/xskdrop.c")
+	}
+	bin := filepath.Join(t.TempDir(), "xskdrop")
+	if out, err := exec.Command(cc, "-O2", "-Wall", "-Werror", "-pthread", "-o", bin, "../../bench/cref/xskdrop.c").CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v\n%s", cc, err, out)
+	}
+	xskdropPath = bin
+	defer func() { xskdropPath = "" }()
+	jsonF := filepath.Join(t.TempDir(), "r.json")
+	code, out, errs := runCmd(context.Background(), "compare", "--duration", "300ms", "--reps", "1", "--sizes", "64", "--queues", "1,2",
+		"--paths", "afxdp,afxdp-c", "--json", jsonF)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errs)
+	}
+	t.Logf("\n%s", out)
+	requireNoBeds(t, os.Getpid())
+	if out, err := exec.Command("pgrep", "-f", bin).Output(); err == nil {
+		t.Errorf("xskdrop still running: %s", out)
+	}
+	var r report
+	b, err := os.ReadFile(jsonF)
+	if err == nil {
+		err = json.Unmarshal(b, &r)
+	}
+	if err != nil || !r.Complete || len(r.Results) != 4 {
+		t.Fatalf("report: %v %+v", err, r)
+	}
+	for _, g := range r.Results {
+		run := g.Runs[0]
+		if run.Sent == 0 || run.Received == 0 || run.Received > run.Sent || g.RxCPUUsPerPkt == nil {
+			t.Errorf("%s on %d queue(s): sent %d received %d, rx cpu %v", g.Path, g.Queues, run.Sent, run.Received, g.RxCPUUsPerPkt)
+		}
+		if g.Path == pathCref && !strings.Contains(g.Describe, "xskdrop") {
+			t.Errorf("describe %q", g.Describe)
+		}
+	}
+}
+
+// Without the xskdrop binary the afxdp-c path says how to get it.
+func TestCReferenceMissing(t *testing.T) {
+	_, err := startCref(pathOpts{Iface: "lo", Queues: []int{0}})
+	if err == nil || !strings.Contains(err.Error(), "make build") {
+		t.Fatalf("err %v, want one that names make build", err)
+	}
+}

@@ -37,13 +37,15 @@ const (
 	// pathServerPcap is the server writing pcap files (into a temporary
 	// directory removed after the run): what the pcap sink costs.
 	pathServerPcap = "server-pcap"
+	// pathCref is bench/cref/xskdrop, a reference AF_XDP receiver in C.
+	pathCref = "afxdp-c"
 )
 
 // allPaths are the paths compare runs by default.
 var allPaths = []string{pathDrop, pathAFXDP, pathKernel, pathStdnet, pathServer}
 
 // knownPaths are every path --paths and --path take.
-var knownPaths = append(slices.Clone(allPaths), pathServerPcap)
+var knownPaths = append(slices.Clone(allPaths), pathServerPcap, pathCref)
 
 // isServer says the path runs the xdpingest binary.
 func isServer(p string) bool { return p == pathServer || p == pathServerPcap }
@@ -70,6 +72,12 @@ type pathOpts struct {
 	// exists, so that the run measures the pipeline and the sink rather
 	// than the disk; else the temporary directory).
 	PcapDir string
+	// Spin is the AF_XDP receivers' run of empty checks before they sleep
+	// (0: datapath/afxdp's default).
+	Spin int
+	// Nap is how long the AF_XDP receivers nap while traffic is recent
+	// (0: datapath/afxdp's default; negative: never).
+	Nap time.Duration
 	// Meter keeps a sequence meter on the paths that see payloads.
 	Meter bool
 	Log   io.Writer
@@ -134,6 +142,8 @@ func startPath(name string, o pathOpts) (receiver, error) {
 		return startServer(o, "")
 	case pathServerPcap:
 		return startServer(o, "pcap")
+	case pathCref:
+		return startCref(o)
 	}
 	return nil, fmt.Errorf("unknown path %q: want one of %s", name, strings.Join(knownPaths, ", "))
 }
@@ -410,7 +420,7 @@ func startAFXDP(o pathOpts) (receiver, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg := afxdp.Config{Iface: o.Iface, Queues: o.Queues}
+	cfg := afxdp.Config{Iface: o.Iface, Queues: o.Queues, SpinChecks: o.Spin, Nap: o.Nap}
 	if o.MaxFrame > afxdp.DefaultFrameSize-256 {
 		cfg.FrameSize = 4096
 	}

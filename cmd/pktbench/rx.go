@@ -32,6 +32,8 @@ func cmdRx(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		noXDP    = fs.Bool("no-xdp", false, "kernel, stdnet: don't attach the XDP program (in pass mode); on a veth, turn GRO on instead")
 		server   = fs.String("xdpingest", "", "server path: the xdpingest `binary` (default: the one next to pktbench)")
 		pcapDir  = fs.String("pcap-dir", "", "server-pcap path: write the files under this `dir` (default /dev/shm)")
+		spin     = fs.Int("spin", 0, "afxdp, afxdp-c: empty ring checks before a receiver sleeps in poll() (default: datapath/afxdp's)")
+		nap      = fs.Duration("nap", 0, "afxdp, afxdp-c, server: how long an AF_XDP receiver sleeps on a timer when its ring is empty while traffic is recent (default: datapath/afxdp's, 20µs; negative: poll() at once)")
 	)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), `usage: pktbench rx --path PATH --iface IFACE [flags]
@@ -88,6 +90,14 @@ reports what is missing below the highest number seen of each stream.
 		return usageError(stderr, "rx", "unknown path %q: want one of %s", *path, strings.Join(knownPaths, ", "))
 	}
 	o.PcapDir = *pcapDir
+	if *spin < 0 {
+		return usageError(stderr, "rx", "--spin %d: want 0 or more", *spin)
+	}
+	o.Spin = *spin
+	if *nap > time.Millisecond {
+		return usageError(stderr, "rx", "--nap %v: at most 1ms", *nap)
+	}
+	o.Nap = *nap
 	if isServer(*path) {
 		if o.Xdpingest, err = findXdpingest(*server); err != nil {
 			return usageError(stderr, "rx", "%v", err)

@@ -153,6 +153,9 @@ func startServer(o pathOpts, sinkKind string) (rcv receiver, err error) {
 	if o.MaxFrame > 2048-256 {
 		args = append(args, "--frame-size", "4096")
 	}
+	if o.Nap != 0 {
+		args = append(args, "--nap", max(o.Nap, 0).String())
+	}
 	r := &serverRx{o: o, out: &tailBuffer{}, done: make(chan struct{}), url: "http://" + addr, dir: dir}
 	if o.Side != nil {
 		// `ip netns exec` execs in place (no fork): the pid is the

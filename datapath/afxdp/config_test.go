@@ -13,7 +13,7 @@ func TestConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.FrameSize != 2048 || c.NumFrames != 4096 || c.FillRingSize != 2048 || c.CompletionRingSize != 2048 ||
-		c.RxRingSize != 2048 || c.TxRingSize != 0 || c.TxFrames != 0 || c.SpinChecks != defaultSpinChecks {
+		c.RxRingSize != 2048 || c.TxRingSize != 0 || c.TxFrames != 0 || c.SpinChecks != defaultSpinChecks || c.Nap != 20*time.Microsecond {
 		t.Errorf("defaults: %+v", c)
 	}
 	if c.rxFrames() != 4096 {
@@ -51,6 +51,7 @@ func TestConfigErrors(t *testing.T) {
 		{Config{TxOnly: true, RxRingSize: 64}, "TX-only socket has no RX ring"},
 		{Config{ForceCopy: true, ForceZeroCopy: true}, "both set"},
 		{Config{SpinChecks: -1}, "negative"},
+		{Config{Nap: 2 * time.Millisecond}, "nap 2ms: at most 1ms"},
 		{Config{Queues: []int{0, -1}}, "negative queue"},
 	} {
 		_, err := c.cfg.withDefaults()

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"sync/atomic"
 	"testing"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -40,7 +41,7 @@ func newFakeKernel(t testing.TB, cfg Config, start uint32) *fakeKernel {
 	}
 	comp := newFakeShared[uint64](cfg.CompletionRingSize, start)
 	res := &resources{fd: -1, efd: -1, umem: alignedBytes(cfg.NumFrames*cfg.FrameSize, 4096)}
-	s := &Socket{ifname: "fake", frameSize: uint64(cfg.FrameSize), spin: cfg.SpinChecks, res: res, umem: res.umem}
+	s := &Socket{ifname: "fake", frameSize: uint64(cfg.FrameSize), spin: cfg.SpinChecks, nap: cfg.Nap, res: res, umem: res.umem}
 	for 1<<s.shift < cfg.FrameSize {
 		s.shift++
 	}
@@ -199,6 +200,78 @@ func TestCloseWakesFakeReceive(t *testing.T) {
 	}
 	if _, err := s.Receive(nil); !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("Receive after Close: %v", err)
+	}
+}
+
+// While traffic is recent, an empty ring makes Receive nap on a timer and
+// look again, so a frame that arrives meanwhile is picked up without any
+// wakeup from the kernel (the fake kernel gives none); some 64 naps after
+// the last frame it sleeps in poll().
+func TestReceiveNapsWhileTrafficIsRecent(t *testing.T) {
+	const nap = 50 * time.Microsecond
+	k := newFakeKernel(t, Config{NumFrames: 64, SpinChecks: 1, Nap: nap}, 0)
+	s := k.s
+	buf := make([]byte, bench.SizedSpan)
+	frame := func(seq uint64) [][]byte {
+		return [][]byte{frames.Build(frames.Spec{Src: fsrc, Dst: fdst, Payload: bench.PutSized(buf, seq)})}
+	}
+	batch := make([]datapath.Datagram, 4)
+	k.deliver(frame(0))
+	if n, err := s.Receive(batch); n != 1 || err != nil {
+		t.Fatalf("Receive: %d, %v", n, err)
+	}
+	type result struct {
+		n   int
+		err error
+	}
+	res := make(chan result)
+	go func() {
+		n, err := s.Receive(batch)
+		res <- result{n, err}
+	}()
+	for s.naps.Load() == 0 {
+		if s.polls.Load() > 0 {
+			t.Fatal("Receive went to poll() right after a frame, without napping")
+		}
+		time.Sleep(10 * time.Microsecond)
+	}
+	k.deliver(frame(1))
+	select {
+	case r := <-res:
+		if r.n != 1 || r.err != nil {
+			t.Fatalf("Receive after a nap: %d, %v", r.n, r.err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a frame that arrived during a nap was not picked up")
+	}
+	if p := s.polls.Load(); p != 0 {
+		t.Errorf("%d polls while traffic was recent, want none", p)
+	}
+	// Now idle: naps for a while, then poll() until Close.
+	go func() {
+		n, err := s.Receive(batch)
+		res <- result{n, err}
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for s.polls.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	naps := s.naps.Load()
+	if s.polls.Load() != 1 {
+		t.Fatalf("no poll() after %d naps on an idle ring", naps)
+	}
+	// The window is 64 naps; a nap that oversleeps (timer slack, a busy
+	// machine) makes fewer.
+	if naps < 2 || naps > napWindow+2 {
+		t.Errorf("%d naps before poll(), want up to the window (%d)", naps, napWindow)
+	}
+	time.Sleep(20 * time.Millisecond)
+	if n := s.naps.Load(); n != naps {
+		t.Errorf("%d naps while in poll(), want none", n-naps)
+	}
+	s.Close()
+	if r := <-res; !errors.Is(r.err, net.ErrClosed) {
+		t.Fatalf("Receive: %v, want net.ErrClosed", r.err)
 	}
 }
 

@@ -34,6 +34,7 @@ type Socket struct {
 	frameSize uint64
 	shift     uint // log2(frameSize)
 	spin      int
+	nap       time.Duration // <= 0: no naps
 	busyPoll  bool
 	res       *resources
 	cleanup   runtime.Cleanup
@@ -67,13 +68,14 @@ type Socket struct {
 
 	touched byte // keeps drain's prefetching loads from being optimized away
 	clock   wallClock
+	lastRx  int64 // clock time of the last batch drained
 
 	txResIdx, txResN uint32 // the pending ReserveTx
 	txInFlight       int    // submitted, not yet completed
 	txScratch        [][]byte
 
 	packets, bytes, batches, malformed atomic.Uint64
-	polls, wakeups                     atomic.Uint64
+	polls, naps, wakeups               atomic.Uint64
 	txPackets, txCompleted, kicks      atomic.Uint64
 
 	// statsMu guards the fd against Close while Stats reads the kernel's
@@ -217,6 +219,7 @@ func openBound(cfg Config, ifindex int, ifname string, queue int, mode uint16) (
 		queue:     queue,
 		frameSize: uint64(cfg.FrameSize),
 		spin:      cfg.SpinChecks,
+		nap:       cfg.Nap,
 		busyPoll:  cfg.BusyPoll,
 		res:       res,
 		umem:      res.umem,
@@ -475,10 +478,16 @@ func (s *Socket) Receive(batch []datapath.Datagram) (int, error) {
 		if empty++; empty <= s.spin {
 			continue
 		}
+		empty = 0
+		// While traffic flows, sleep on a timer: off the socket's wait
+		// queue, the kernel has no one to wake (see Config.Nap).
+		if s.nap > 0 && !s.busyPoll && s.clock.now()-s.lastRx < int64(s.nap)*napWindow {
+			s.sleepFor(s.nap)
+			continue
+		}
 		if err := s.sleep(); err != nil {
 			return 0, err
 		}
-		empty = 0
 	}
 }
 
@@ -491,6 +500,7 @@ func (s *Socket) drain(batch []datapath.Datagram) int {
 		return 0
 	}
 	now := s.clock.now()
+	s.lastRx = now
 	// Locals: every store into the batch would otherwise make the compiler
 	// reload these from s.
 	var (
@@ -603,6 +613,13 @@ func (s *Socket) drain(batch []datapath.Datagram) int {
 }
 
 // sleep waits in poll() until the socket has frames or Close signals.
+// sleepFor sleeps on a timer (EINTR cuts it short, harmlessly).
+func (s *Socket) sleepFor(d time.Duration) {
+	s.naps.Add(1)
+	ts := unix.NsecToTimespec(int64(d))
+	unix.Nanosleep(&ts, nil)
+}
+
 func (s *Socket) sleep() error {
 	s.polls.Add(1)
 	_, err := unix.Ppoll(s.pollfds[:], nil, nil)
@@ -739,9 +756,10 @@ func (s *Socket) XDPStats() (datapath.XDPStatistics, error) {
 
 // LoopStats are counters of the receive loop itself, for tuning.
 type LoopStats struct {
-	// Polls counts sleeps in poll(); Wakeups counts recvfrom calls made
-	// because the kernel asked (or busy polling is on).
-	Polls, Wakeups uint64
+	// Polls counts sleeps in poll(); Naps sleeps on a timer (see
+	// Config.Nap); Wakeups counts recvfrom calls made because the kernel
+	// asked (or busy polling is on).
+	Polls, Naps, Wakeups uint64
 	// TxPackets counts frames submitted; TxCompleted those the kernel
 	// handed back; Kicks the sendto calls that woke TX.
 	TxPackets, TxCompleted, Kicks uint64
@@ -750,7 +768,7 @@ type LoopStats struct {
 // LoopStats returns the loop counters; safe from any goroutine.
 func (s *Socket) LoopStats() LoopStats {
 	return LoopStats{
-		Polls: s.polls.Load(), Wakeups: s.wakeups.Load(),
+		Polls: s.polls.Load(), Naps: s.naps.Load(), Wakeups: s.wakeups.Load(),
 		TxPackets: s.txPackets.Load(), TxCompleted: s.txCompleted.Load(), Kicks: s.kicks.Load(),
 	}
 }

@@ -48,6 +48,10 @@ type Config struct {
 	Frames    int  `yaml:"frames"`     // UMEM frames per socket, a power of two
 	RingSize  int  `yaml:"ring_size"`  // RX and fill ring entries, a power of two
 	BusyPoll  bool `yaml:"busy_poll"`
+	// Nap: how long an AF_XDP receiver sleeps on a timer when its ring is
+	// empty while traffic is recent, instead of waiting in poll() for the
+	// kernel to wake it; "0s" never naps (default 20µs, at most 1ms).
+	Nap time.Duration `yaml:"nap"`
 	// Kernel path.
 	Workers  int `yaml:"workers"`   // sockets per port and family (default: one per queue, at most one per CPU)
 	RcvBufMB int `yaml:"rcvbuf_mb"` // SO_RCVBUF per socket
@@ -75,6 +79,7 @@ func Defaults() Config {
 		RingSize:     2048,
 		RcvBufMB:     8,
 		DrainTimeout: 4 * time.Second,
+		Nap:          20 * time.Microsecond,
 	}
 }
 
@@ -258,6 +263,9 @@ func (c Config) Validate() (*Resolved, error) {
 	r.RcvBufBytes = c.RcvBufMB << 20
 	if c.DrainTimeout <= 0 || c.DrainTimeout > time.Minute {
 		return nil, fmt.Errorf("drain_timeout %v out of range (0, 1m]", c.DrainTimeout)
+	}
+	if c.Nap < 0 || c.Nap > time.Millisecond {
+		return nil, fmt.Errorf("nap %v out of range [0, 1ms]", c.Nap)
 	}
 	return r, nil
 }

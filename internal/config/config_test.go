@@ -66,6 +66,8 @@ func TestFlagsRefused(t *testing.T) {
 		"unknown flag":       {"--iface", "x0", "--ports", "9000", "--colour"},
 		"stray argument":     {"--iface", "x0", "--ports", "9000", "extra"},
 		"bad xdp mode":       {"--iface", "x0", "--ports", "9000", "--xdp-mode", "offload"},
+		"nap too long":       {"--iface", "x0", "--ports", "9000", "--nap", "5ms"},
+		"negative nap":       {"--iface", "x0", "--ports", "9000", "--nap", "-1us"},
 	}
 	for name, args := range cases {
 		if _, err := parse(t, args...); err == nil {

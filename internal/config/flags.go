@@ -59,6 +59,7 @@ func NewFlagSet(name string, out io.Writer) *FlagSet {
 	fs.BoolVar(&c.BusyPoll, "busy-poll", false, "AF_XDP: busy-poll the sockets (SO_PREFER_BUSY_POLL, SO_BUSY_POLL); costs a core per queue")
 	fs.IntVar(&c.Workers, "workers", 0, "kernel path: workers (sockets per port and family); 0 means one per queue, at most one per CPU")
 	fs.IntVar(&c.RcvBufMB, "rcvbuf-mb", d.RcvBufMB, "kernel path: SO_RCVBUF per socket, in `MiB`")
+	fs.DurationVar(&c.Nap, "nap", d.Nap, "AF_XDP: sleep this long on a timer when a ring is empty while traffic is recent, instead of in poll() (0: never; lower latency, more CPU with sparse traffic)")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", d.DrainTimeout, "how long shutdown may spend draining rings, queues and sinks")
 	return fs
 }
@@ -104,6 +105,7 @@ func (fs *FlagSet) Config() (Config, error) {
 	over("workers", func() { cfg.Workers = c.Workers })
 	over("rcvbuf-mb", func() { cfg.RcvBufMB = c.RcvBufMB })
 	over("drain-timeout", func() { cfg.DrainTimeout = c.DrainTimeout })
+	over("nap", func() { cfg.Nap = c.Nap })
 	if fs.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected arguments %q: every setting is a flag", fs.Args())
 	}

@@ -305,7 +305,7 @@ func (s *server) openPath() error {
 	if !c.ForceKernel && s.prog != nil {
 		s.planWorkers(c.QueueList)
 		p, err := afxdp.Open(afxdp.Config{Iface: c.Iface, Queues: c.QueueList, FrameSize: c.FrameSize, NumFrames: c.Frames,
-			FillRingSize: c.RingSize, RxRingSize: c.RingSize, CompletionRingSize: 64, BusyPoll: c.BusyPoll}, s.prog)
+			FillRingSize: c.RingSize, RxRingSize: c.RingSize, CompletionRingSize: 64, BusyPoll: c.BusyPoll, Nap: napConfig(c.Nap)}, s.prog)
 		if err == nil {
 			s.afxdp, s.path, s.rxs = p, "afxdp", p.Receivers()
 			s.alignWorkers()
@@ -607,4 +607,13 @@ func (s *server) logFinal() {
 	if s.path != "" {
 		s.log.Info("xdpingest stopped", args...)
 	}
+}
+
+// napConfig maps the config's nap (0: never) to afxdp.Config.Nap (0:
+// the default, negative: never).
+func napConfig(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }

@@ -1,0 +1,224 @@
+// xskdrop: a reference AF_XDP receiver in C, for pktbench's afxdp-c path.
+//
+// It receives on one queue and drops what it receives, in the way a C
+// receiver built on xsk.h's ring helpers does: indices cached, the peer's
+// loaded with acquire and ours published with release once per batch, every
+// frame handed straight back to the fill ring, the fill ring woken only
+// when it asks, and after `spin` empty checks a sleep: on a timer for
+// NAP_US while the last frame came less than 64 naps ago, else in poll()
+// (as datapath/afxdp does; copy mode never sets the need-wakeup flag on
+// the fill ring). It has no header walk and never reads a frame:
+// it is the floor of what any receiver costs, so that pktbench can show how
+// close the Go receiver comes to it in the same run.
+//
+// Usage: xskdrop IFACE QUEUE CPU SPIN [NAP_US], with fd 3 a unix socket: once bound,
+// the socket's fd is sent on it (SCM_RIGHTS) for the caller to put into
+// its XSKMAP. Every 100 ms it prints "packets N" on stdout; on SIGTERM or
+// SIGINT it prints the socket's XDP_STATISTICS and exits 0.
+#define _GNU_SOURCE
+#include <errno.h>
+#include <linux/if_xdp.h>
+#include <net/if.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef SOL_XDP
+#define SOL_XDP 283
+#endif
+
+enum {
+	FRAME_SIZE = 2048,
+	NUM_FRAMES = 4096, // as datapath/afxdp's defaults
+	RING_SIZE = 2048,
+	BATCH = 64,
+};
+
+struct ring {
+	uint32_t *producer, *consumer, *flags;
+	void *descs;
+	uint32_t mask;
+	uint32_t cached; // our own index
+	uint32_t peer;   // the peer's index as last loaded
+};
+
+static volatile sig_atomic_t stop;
+static uint64_t packets; // written by the receive loop, read by the reporter
+
+static void on_signal(int sig) { (void)sig; stop = 1; }
+
+static void die(const char *what) {
+	fprintf(stderr, "xskdrop: %s: %s\n", what, strerror(errno));
+	exit(1);
+}
+
+static void map_ring(int fd, struct xdp_ring_offset *off, uint64_t pgoff, size_t desc_size, struct ring *r) {
+	size_t len = off->desc + RING_SIZE * desc_size;
+	char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, pgoff);
+	if (p == MAP_FAILED)
+		die("mmap ring");
+	r->producer = (uint32_t *)(p + off->producer);
+	r->consumer = (uint32_t *)(p + off->consumer);
+	r->flags = (uint32_t *)(p + off->flags);
+	r->descs = p + off->desc;
+	r->mask = RING_SIZE - 1;
+}
+
+static void send_fd(int via, int fd) {
+	char byte = 0;
+	struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	memset(&u, 0, sizeof(u));
+	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof(u.buf)};
+	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	if (sendmsg(via, &msg, 0) != 1)
+		die("send the socket's fd on fd 3");
+}
+
+static void *report(void *arg) {
+	(void)arg;
+	struct timespec ts = {.tv_sec = 0, .tv_nsec = 100 * 1000 * 1000};
+	while (!stop) {
+		nanosleep(&ts, NULL);
+		printf("packets %llu\n", (unsigned long long)__atomic_load_n(&packets, __ATOMIC_RELAXED));
+		fflush(stdout);
+	}
+	return NULL;
+}
+
+int main(int argc, char **argv) {
+	if (argc != 5 && argc != 6) {
+		fprintf(stderr, "usage: xskdrop IFACE QUEUE CPU SPIN [NAP_US] (fd 3: unix socket for the XSK fd)\n");
+		return 2;
+	}
+	long nap_us = argc == 6 ? atol(argv[5]) : 0;
+	unsigned ifindex = if_nametoindex(argv[1]);
+	if (ifindex == 0)
+		die(argv[1]);
+	int queue = atoi(argv[2]), cpu = atoi(argv[3]);
+	long spin = atol(argv[4]);
+
+	if (cpu >= 0) {
+		cpu_set_t set;
+		CPU_ZERO(&set);
+		CPU_SET(cpu, &set);
+		if (sched_setaffinity(0, sizeof(set), &set))
+			die("sched_setaffinity");
+	}
+	struct sigaction sa = {.sa_handler = on_signal};
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+
+	int fd = socket(AF_XDP, SOCK_RAW, 0);
+	if (fd < 0)
+		die("socket(AF_XDP)");
+	size_t umem_len = (size_t)NUM_FRAMES * FRAME_SIZE;
+	char *umem = mmap(NULL, umem_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	if (umem == MAP_FAILED)
+		die("mmap UMEM");
+	struct xdp_umem_reg reg = {.addr = (uint64_t)(uintptr_t)umem, .len = umem_len, .chunk_size = FRAME_SIZE};
+	if (setsockopt(fd, SOL_XDP, XDP_UMEM_REG, &reg, sizeof(reg)))
+		die("XDP_UMEM_REG");
+	int sz = RING_SIZE;
+	if (setsockopt(fd, SOL_XDP, XDP_UMEM_FILL_RING, &sz, sizeof(sz)) ||
+	    setsockopt(fd, SOL_XDP, XDP_UMEM_COMPLETION_RING, &sz, sizeof(sz)) ||
+	    setsockopt(fd, SOL_XDP, XDP_RX_RING, &sz, sizeof(sz)))
+		die("ring sizes");
+	struct xdp_mmap_offsets off;
+	socklen_t optlen = sizeof(off);
+	if (getsockopt(fd, SOL_XDP, XDP_MMAP_OFFSETS, &off, &optlen))
+		die("XDP_MMAP_OFFSETS");
+	struct ring fq, rx;
+	map_ring(fd, &off.fr, XDP_UMEM_PGOFF_FILL_RING, sizeof(uint64_t), &fq);
+	map_ring(fd, &off.rx, XDP_PGOFF_RX_RING, sizeof(struct xdp_desc), &rx);
+	(void)mmap(NULL, off.cr.desc + RING_SIZE * sizeof(uint64_t), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, XDP_UMEM_PGOFF_COMPLETION_RING);
+
+	// The fill ring gets RING_SIZE frames: with every received frame
+	// handed straight back, it always has room for a batch.
+	uint64_t *fill = fq.descs;
+	for (uint32_t i = 0; i < RING_SIZE; i++)
+		fill[i] = (uint64_t)i * FRAME_SIZE;
+	fq.cached = RING_SIZE;
+	__atomic_store_n(fq.producer, fq.cached, __ATOMIC_RELEASE);
+
+	struct sockaddr_xdp sxdp = {.sxdp_family = AF_XDP, .sxdp_ifindex = ifindex, .sxdp_queue_id = queue, .sxdp_flags = XDP_USE_NEED_WAKEUP};
+	if (bind(fd, (struct sockaddr *)&sxdp, sizeof(sxdp)))
+		die("bind");
+	send_fd(3, fd);
+	close(3);
+
+	pthread_t reporter;
+	if (pthread_create(&reporter, NULL, report, NULL))
+		die("pthread_create");
+
+	struct xdp_desc *descs = rx.descs;
+	struct pollfd pfd = {.fd = fd, .events = POLLIN};
+	uint64_t count = 0;
+	long empty = 0;
+	int64_t last_rx = 0;
+	while (!stop) {
+		if (rx.peer == rx.cached) {
+			rx.peer = __atomic_load_n(rx.producer, __ATOMIC_ACQUIRE);
+			if (rx.peer == rx.cached) {
+				if (++empty >= spin) {
+					empty = 0;
+					struct timespec now;
+					clock_gettime(CLOCK_MONOTONIC, &now);
+					int64_t t = now.tv_sec * 1000000000LL + now.tv_nsec;
+					if (nap_us > 0 && t - last_rx < 64 * nap_us * 1000) {
+						struct timespec nap = {.tv_sec = 0, .tv_nsec = nap_us * 1000};
+						nanosleep(&nap, NULL);
+					} else {
+						poll(&pfd, 1, 100);
+					}
+				}
+				continue;
+			}
+		}
+		if (empty >= 0 && nap_us > 0) {
+			struct timespec now;
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			last_rx = now.tv_sec * 1000000000LL + now.tv_nsec;
+		}
+		empty = 0;
+		uint32_t n = rx.peer - rx.cached;
+		if (n > BATCH)
+			n = BATCH;
+		for (uint32_t i = 0; i < n; i++)
+			fill[(fq.cached + i) & fq.mask] = descs[(rx.cached + i) & rx.mask].addr & ~(uint64_t)(FRAME_SIZE - 1);
+		fq.cached += n;
+		rx.cached += n;
+		__atomic_store_n(fq.producer, fq.cached, __ATOMIC_RELEASE);
+		__atomic_store_n(rx.consumer, rx.cached, __ATOMIC_RELEASE);
+		if (__atomic_load_n(fq.flags, __ATOMIC_RELAXED) & XDP_RING_NEED_WAKEUP)
+			recvfrom(fd, NULL, 0, MSG_DONTWAIT, NULL, NULL);
+		count += n;
+		__atomic_store_n(&packets, count, __ATOMIC_RELAXED);
+	}
+	pthread_join(reporter, NULL);
+	struct xdp_statistics st;
+	optlen = sizeof(st);
+	if (getsockopt(fd, SOL_XDP, XDP_STATISTICS, &st, &optlen))
+		die("XDP_STATISTICS");
+	printf("packets %llu\n", (unsigned long long)count);
+	printf("rx_dropped %llu\nrx_invalid_descs %llu\nrx_ring_full %llu\nrx_fill_ring_empty_descs %llu\n",
+	       (unsigned long long)st.rx_dropped, (unsigned long long)st.rx_invalid_descs,
+	       (unsigned long long)st.rx_ring_full, (unsigned long long)st.rx_fill_ring_empty_descs);
+	return 0;
+}

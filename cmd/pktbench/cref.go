@@ -1,0 +1,277 @@
+package main
+
+import (
+	"bufio"
+	"cmp"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/xdpingest/xdpingest/bench"
+	"github.com/xdpingest/xdpingest/datapath/afxdp"
+	"github.com/xdpingest/xdpingest/xdp"
+)
+
+// The afxdp-c path runs bench/cref/xskdrop, a reference AF_XDP receiver in
+// C (one process per queue), against the same XDP program: how close the Go
+// receiver comes to what C gets in the same run.
+
+// crefSpin is xskdrop's default run of empty checks before it sleeps in
+// poll(): datapath/afxdp's.
+const crefSpin = 8
+
+// xskdropPath overrides where findXskdrop looks (tests).
+var xskdropPath string
+
+// findXskdrop returns the xskdrop binary next to this executable (`make
+// build` compiles it when a C compiler is installed).
+func findXskdrop() (string, error) {
+	if xskdropPath != "" {
+		return xskdropPath, nil
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("the afxdp-c path needs the xskdrop binary, and pktbench can't tell where it runs from: %w", err)
+	}
+	p := filepath.Join(filepath.Dir(self), "xskdrop")
+	if st, err := os.Stat(p); err != nil || st.IsDir() {
+		return "", fmt.Errorf("the afxdp-c path needs the xskdrop binary next to pktbench (%s): `make build` compiles it from bench/cref/xskdrop.c when cc is installed", p)
+	}
+	return p, nil
+}
+
+type crefProc struct {
+	queue   int
+	cmd     *exec.Cmd
+	stderr  *tailBuffer
+	done    chan struct{}
+	waitErr error
+	packets atomic.Uint64
+	mu      sync.Mutex
+	stats   map[string]uint64 // XDP_STATISTICS, printed at exit
+}
+
+type crefRx struct {
+	a     *attached
+	procs []*crefProc
+	spin  int
+}
+
+func startCref(o pathOpts) (_ receiver, err error) {
+	bin, err := findXskdrop()
+	if err != nil {
+		return nil, err
+	}
+	if o.MaxFrame > 2048-256 {
+		return nil, fmt.Errorf("the afxdp-c path uses 2048-byte UMEM frames: frames up to %d bytes", 2048-256)
+	}
+	a, err := attach(o, xdp.Redirect, xdp.OutcomeRedirect)
+	if err != nil {
+		return nil, err
+	}
+	r := &crefRx{a: a, spin: cmp.Or(o.Spin, crefSpin)}
+	defer func() {
+		if err != nil {
+			r.Stop()
+		}
+	}()
+	for i, q := range o.Queues {
+		cpu := -1
+		if len(o.CPUs) > 0 {
+			cpu = o.CPUs[i%len(o.CPUs)]
+		}
+		p, err := startXskdrop(bin, o, a.prog, q, cpu)
+		if p != nil {
+			r.procs = append(r.procs, p)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+// startXskdrop runs one xskdrop for queue and puts the socket it sends back
+// into the program's XSKMAP.
+func startXskdrop(bin string, o pathOpts, prog *xdp.Program, queue, cpu int) (*crefProc, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("can't make a socket pair for xskdrop: %w", err)
+	}
+	ours, theirs := os.NewFile(uintptr(fds[0]), "xskdrop-ctl"), os.NewFile(uintptr(fds[1]), "xskdrop-ctl-child")
+	defer ours.Close()
+	args := []string{o.Iface, strconv.Itoa(queue), strconv.Itoa(cpu), strconv.Itoa(cmp.Or(o.Spin, crefSpin))}
+	// The same nap as the Go receiver's: datapath/afxdp's default unless
+	// --nap says otherwise (negative: none).
+	if nap := cmp.Or(o.Nap, afxdp.DefaultNap); nap > 0 {
+		args = append(args, strconv.Itoa(int(nap/time.Microsecond)))
+	}
+	p := &crefProc{queue: queue, stderr: &tailBuffer{}, done: make(chan struct{}), stats: map[string]uint64{}}
+	if o.Side != nil {
+		p.cmd = exec.Command("ip", append([]string{"netns", "exec", o.Side.Netns, bin}, args...)...)
+	} else {
+		p.cmd = exec.Command(bin, args...)
+	}
+	p.cmd.ExtraFiles = []*os.File{theirs}
+	p.cmd.Stderr = p.stderr
+	out, err := p.cmd.StdoutPipe()
+	if err != nil {
+		theirs.Close()
+		return nil, err
+	}
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	started := make(chan error, 1)
+	go func() {
+		// Pdeathsig fires when the forking thread exits: keep it.
+		runtime.LockOSThread()
+		if err := p.cmd.Start(); err != nil {
+			started <- err
+			runtime.UnlockOSThread()
+			close(p.done)
+			return
+		}
+		started <- nil
+		p.read(out)
+		p.waitErr = p.cmd.Wait()
+		close(p.done)
+		runtime.UnlockOSThread()
+	}()
+	err = <-started
+	theirs.Close()
+	if err != nil {
+		return nil, fmt.Errorf("can't start %s: %w", bin, err)
+	}
+	fd, err := recvFD(ours, 10*time.Second)
+	if err != nil {
+		p.cmd.Process.Kill()
+		<-p.done
+		return p, fmt.Errorf("xskdrop on queue %d: %w: %s", queue, err, p.stderr.String())
+	}
+	defer unix.Close(fd)
+	if err := prog.RegisterXSK(queue, fd); err != nil {
+		return p, err
+	}
+	return p, nil
+}
+
+// read parses xskdrop's stdout: "packets N" lines, and the statistics at
+// exit.
+func (p *crefProc) read(out interface{ Read([]byte) (int, error) }) {
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), " ")
+		if !ok {
+			continue
+		}
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			continue
+		}
+		if k == "packets" {
+			p.packets.Store(n)
+			continue
+		}
+		p.mu.Lock()
+		p.stats[k] = n
+		p.mu.Unlock()
+	}
+}
+
+// recvFD reads one file descriptor sent with SCM_RIGHTS on f.
+func recvFD(f *os.File, timeout time.Duration) (int, error) {
+	f.SetReadDeadline(time.Now().Add(timeout))
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	buf, oob := make([]byte, 1), make([]byte, unix.CmsgSpace(4))
+	var n, oobn int
+	var rerr error
+	err = rc.Read(func(fd uintptr) bool {
+		n, oobn, _, _, rerr = unix.Recvmsg(int(fd), buf, oob, unix.MSG_CMSG_CLOEXEC)
+		return rerr != unix.EAGAIN
+	})
+	if err == nil {
+		err = rerr
+	}
+	if err != nil || n == 0 {
+		return -1, fmt.Errorf("no socket came back: %v", errors.Join(err, errors.New("xskdrop exited")))
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	if err != nil || len(msgs) != 1 {
+		return -1, fmt.Errorf("no socket came back: %v", err)
+	}
+	fds, err := unix.ParseUnixRights(&msgs[0])
+	if err != nil || len(fds) != 1 {
+		return -1, fmt.Errorf("no socket came back: %v", err)
+	}
+	return fds[0], nil
+}
+
+func (r *crefRx) Describe() string {
+	return fmt.Sprintf("bench/cref/xskdrop (C), %d process(es), spin %d then poll(), XDP %s mode", len(r.procs), r.spin, r.a.att.Mode)
+}
+
+func (r *crefRx) Snapshot() snapshot {
+	s := snapshot{Drops: map[string]uint64{}}
+	c, _ := r.a.drops(s.Drops)
+	for _, p := range r.procs {
+		s.Packets += p.packets.Load()
+		select {
+		case <-p.done:
+		default:
+			if cpu, err := bench.ProcessCPU(p.cmd.Process.Pid); err == nil {
+				s.RxCPU += cpu
+			}
+		}
+		p.mu.Lock()
+		for k, v := range p.stats {
+			if v > 0 {
+				s.Drops["afxdp_"+strings.TrimSuffix(strings.TrimPrefix(k, "rx_"), "_descs")] += v
+			}
+		}
+		p.mu.Unlock()
+	}
+	if red := c[xdp.OutcomeRedirect]; red.Packets > 0 {
+		s.Bytes = uint64(float64(s.Packets) * float64(red.Bytes) / float64(red.Packets))
+	}
+	return s
+}
+
+func (r *crefRx) Stop() (snapshot, *bench.SeqMeter, error) {
+	var errs []error
+	last := r.Snapshot()
+	for _, p := range r.procs {
+		select {
+		case <-p.done:
+			errs = append(errs, fmt.Errorf("xskdrop on queue %d exited while measured (%v): %s", p.queue, p.waitErr, p.stderr.String()))
+			continue
+		default:
+		}
+		p.cmd.Process.Signal(syscall.SIGTERM)
+	}
+	for _, p := range r.procs {
+		select {
+		case <-p.done:
+		case <-time.After(5 * time.Second):
+			p.cmd.Process.Kill()
+			<-p.done
+			errs = append(errs, fmt.Errorf("xskdrop on queue %d did not stop within 5s of SIGTERM; killed it", p.queue))
+		}
+	}
+	s := r.Snapshot()
+	s.RxCPU = last.RxCPU
+	errs = append(errs, r.a.close())
+	return s, nil, errors.Join(errs...)
+}

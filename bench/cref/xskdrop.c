@@ -7,13 +7,14 @@
 // when it asks, and after `spin` empty checks a sleep: on a timer for
 // NAP_US while the last frame came less than 64 naps ago, else in poll()
 // (as datapath/afxdp does; copy mode never sets the need-wakeup flag on
-// the fill ring). It has no header walk and never reads a frame:
-// it is the floor of what any receiver costs, so that pktbench can show how
-// close the Go receiver comes to it in the same run.
+// the fill ring). Without WALK it never reads a frame: the floor of what
+// any receiver costs. With WALK=1 it reads each frame's headers and the
+// first bytes of its payload, as any consumer must. pktbench runs it beside
+// the Go receiver to show how close Go comes to C in the same run.
 //
-// Usage: xskdrop IFACE QUEUE CPU SPIN [NAP_US], with fd 3 a unix socket: once bound,
-// the socket's fd is sent on it (SCM_RIGHTS) for the caller to put into
-// its XSKMAP. Every 100 ms it prints "packets N" on stdout; on SIGTERM or
+// Usage: xskdrop IFACE QUEUE CPU SPIN [NAP_US [WALK]], with fd 3 a unix
+// socket: once bound, the socket's fd is sent on it (SCM_RIGHTS) for the
+// caller to put into its XSKMAP. Every 100 ms it prints "packets N" on stdout; on SIGTERM or
 // SIGINT it prints the socket's XDP_STATISTICS and exits 0.
 #define _GNU_SOURCE
 #include <errno.h>
@@ -53,6 +54,28 @@ struct ring {
 
 static volatile sig_atomic_t stop;
 static uint64_t packets; // written by the receive loop, read by the reporter
+
+// walk_frame reads what a consumer reads of a frame: the Ethernet type,
+// the IP header's length fields, the UDP ports and the first 8 bytes of
+// the payload (pktbench's sequence number). Untagged IPv4 and IPv6 only.
+static uint64_t walk_frame(const uint8_t *f, uint32_t len) {
+	if (len < 14)
+		return 0;
+	uint16_t type = (uint16_t)(f[12] << 8 | f[13]);
+	uint32_t off;
+	if (type == 0x0800 && len >= 34)
+		off = 14 + (uint32_t)(f[14] & 0x0f) * 4;
+	else if (type == 0x86dd && len >= 54)
+		off = 14 + 40;
+	else
+		return 0;
+	if (len < off + 16)
+		return 0;
+	const uint8_t *u = f + off;
+	uint64_t seq;
+	memcpy(&seq, u + 8, sizeof(seq));
+	return ((uint64_t)u[0] << 8 | u[1]) ^ ((uint64_t)u[2] << 8 | u[3]) ^ seq;
+}
 
 static void on_signal(int sig) { (void)sig; stop = 1; }
 
@@ -103,11 +126,12 @@ static void *report(void *arg) {
 }
 
 int main(int argc, char **argv) {
-	if (argc != 5 && argc != 6) {
-		fprintf(stderr, "usage: xskdrop IFACE QUEUE CPU SPIN [NAP_US] (fd 3: unix socket for the XSK fd)\n");
+	if (argc < 5 || argc > 7) {
+		fprintf(stderr, "usage: xskdrop IFACE QUEUE CPU SPIN [NAP_US [WALK]] (fd 3: unix socket for the XSK fd)\n");
 		return 2;
 	}
-	long nap_us = argc == 6 ? atol(argv[5]) : 0;
+	long nap_us = argc >= 6 ? atol(argv[5]) : 0;
+	int walk = argc == 7 && atoi(argv[6]) != 0;
 	unsigned ifindex = if_nametoindex(argv[1]);
 	if (ifindex == 0)
 		die(argv[1]);
@@ -172,6 +196,7 @@ int main(int argc, char **argv) {
 	uint64_t count = 0;
 	long empty = 0;
 	int64_t last_rx = 0;
+	uint64_t walked = 0; // what the walk read, printed so it is not optimized away
 	while (!stop) {
 		if (rx.peer == rx.cached) {
 			rx.peer = __atomic_load_n(rx.producer, __ATOMIC_ACQUIRE);
@@ -200,8 +225,12 @@ int main(int argc, char **argv) {
 		uint32_t n = rx.peer - rx.cached;
 		if (n > BATCH)
 			n = BATCH;
-		for (uint32_t i = 0; i < n; i++)
-			fill[(fq.cached + i) & fq.mask] = descs[(rx.cached + i) & rx.mask].addr & ~(uint64_t)(FRAME_SIZE - 1);
+		for (uint32_t i = 0; i < n; i++) {
+			struct xdp_desc *d = &descs[(rx.cached + i) & rx.mask];
+			if (walk)
+				walked += walk_frame((const uint8_t *)umem + d->addr, d->len);
+			fill[(fq.cached + i) & fq.mask] = d->addr & ~(uint64_t)(FRAME_SIZE - 1);
+		}
 		fq.cached += n;
 		rx.cached += n;
 		__atomic_store_n(fq.producer, fq.cached, __ATOMIC_RELEASE);
@@ -217,6 +246,8 @@ int main(int argc, char **argv) {
 	if (getsockopt(fd, SOL_XDP, XDP_STATISTICS, &st, &optlen))
 		die("XDP_STATISTICS");
 	printf("packets %llu\n", (unsigned long long)count);
+	if (walk)
+		printf("walked %llu\n", (unsigned long long)walked);
 	printf("rx_dropped %llu\nrx_invalid_descs %llu\nrx_ring_full %llu\nrx_fill_ring_empty_descs %llu\n",
 	       (unsigned long long)st.rx_dropped, (unsigned long long)st.rx_invalid_descs,
 	       (unsigned long long)st.rx_ring_full, (unsigned long long)st.rx_fill_ring_empty_descs);

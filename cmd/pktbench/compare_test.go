@@ -332,7 +332,7 @@ func TestCompareCReference(t *testing.T) {
 	defer func() { xskdropPath = "" }()
 	jsonF := filepath.Join(t.TempDir(), "r.json")
 	code, out, errs := runCmd(context.Background(), "compare", "--duration", "300ms", "--reps", "1", "--sizes", "64", "--queues", "1,2",
-		"--paths", "afxdp,afxdp-c", "--json", jsonF)
+		"--paths", "afxdp,afxdp-c,afxdp-c-walk", "--json", jsonF)
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errs)
 	}
@@ -346,7 +346,7 @@ func TestCompareCReference(t *testing.T) {
 	if err == nil {
 		err = json.Unmarshal(b, &r)
 	}
-	if err != nil || !r.Complete || len(r.Results) != 4 {
+	if err != nil || !r.Complete || len(r.Results) != 6 {
 		t.Fatalf("report: %v %+v", err, r)
 	}
 	for _, g := range r.Results {
@@ -354,7 +354,7 @@ func TestCompareCReference(t *testing.T) {
 		if run.Sent == 0 || run.Received == 0 || run.Received > run.Sent || g.RxCPUUsPerPkt == nil {
 			t.Errorf("%s on %d queue(s): sent %d received %d, rx cpu %v", g.Path, g.Queues, run.Sent, run.Received, g.RxCPUUsPerPkt)
 		}
-		if g.Path == pathCref && !strings.Contains(g.Describe, "xskdrop") {
+		if g.Path != pathAFXDP && !strings.Contains(g.Describe, "xskdrop") {
 			t.Errorf("describe %q", g.Describe)
 		}
 	}
@@ -362,7 +362,7 @@ func TestCompareCReference(t *testing.T) {
 
 // Without the xskdrop binary the afxdp-c path says how to get it.
 func TestCReferenceMissing(t *testing.T) {
-	_, err := startCref(pathOpts{Iface: "lo", Queues: []int{0}})
+	_, err := startCref(pathOpts{Iface: "lo", Queues: []int{0}}, false)
 	if err == nil || !strings.Contains(err.Error(), "make build") {
 		t.Fatalf("err %v, want one that names make build", err)
 	}

@@ -66,9 +66,10 @@ type crefRx struct {
 	a     *attached
 	procs []*crefProc
 	spin  int
+	walk  bool
 }
 
-func startCref(o pathOpts) (_ receiver, err error) {
+func startCref(o pathOpts, walk bool) (_ receiver, err error) {
 	bin, err := findXskdrop()
 	if err != nil {
 		return nil, err
@@ -80,7 +81,7 @@ func startCref(o pathOpts) (_ receiver, err error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &crefRx{a: a, spin: cmp.Or(o.Spin, crefSpin)}
+	r := &crefRx{a: a, spin: cmp.Or(o.Spin, crefSpin), walk: walk}
 	defer func() {
 		if err != nil {
 			r.Stop()
@@ -91,7 +92,7 @@ func startCref(o pathOpts) (_ receiver, err error) {
 		if len(o.CPUs) > 0 {
 			cpu = o.CPUs[i%len(o.CPUs)]
 		}
-		p, err := startXskdrop(bin, o, a.prog, q, cpu)
+		p, err := startXskdrop(bin, o, a.prog, q, cpu, walk)
 		if p != nil {
 			r.procs = append(r.procs, p)
 		}
@@ -104,7 +105,7 @@ func startCref(o pathOpts) (_ receiver, err error) {
 
 // startXskdrop runs one xskdrop for queue and puts the socket it sends back
 // into the program's XSKMAP.
-func startXskdrop(bin string, o pathOpts, prog *xdp.Program, queue, cpu int) (*crefProc, error) {
+func startXskdrop(bin string, o pathOpts, prog *xdp.Program, queue, cpu int, walk bool) (*crefProc, error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("can't make a socket pair for xskdrop: %w", err)
@@ -114,8 +115,9 @@ func startXskdrop(bin string, o pathOpts, prog *xdp.Program, queue, cpu int) (*c
 	args := []string{o.Iface, strconv.Itoa(queue), strconv.Itoa(cpu), strconv.Itoa(cmp.Or(o.Spin, crefSpin))}
 	// The same nap as the Go receiver's: datapath/afxdp's default unless
 	// --nap says otherwise (negative: none).
-	if nap := cmp.Or(o.Nap, afxdp.DefaultNap); nap > 0 {
-		args = append(args, strconv.Itoa(int(nap/time.Microsecond)))
+	args = append(args, strconv.Itoa(int(max(cmp.Or(o.Nap, afxdp.DefaultNap), 0)/time.Microsecond)))
+	if walk {
+		args = append(args, "1")
 	}
 	p := &crefProc{queue: queue, stderr: &tailBuffer{}, done: make(chan struct{}), stats: map[string]uint64{}}
 	if o.Side != nil {
@@ -178,6 +180,9 @@ func (p *crefProc) read(out interface{ Read([]byte) (int, error) }) {
 		if err != nil {
 			continue
 		}
+		if k == "walked" {
+			continue
+		}
 		if k == "packets" {
 			p.packets.Store(n)
 			continue
@@ -220,7 +225,11 @@ func recvFD(f *os.File, timeout time.Duration) (int, error) {
 }
 
 func (r *crefRx) Describe() string {
-	return fmt.Sprintf("bench/cref/xskdrop (C), %d process(es), spin %d then poll(), XDP %s mode", len(r.procs), r.spin, r.a.att.Mode)
+	what := "reads no frame"
+	if r.walk {
+		what = "reads headers and payload"
+	}
+	return fmt.Sprintf("bench/cref/xskdrop (C, %s), %d process(es), spin %d, XDP %s mode", what, len(r.procs), r.spin, r.a.att.Mode)
 }
 
 func (r *crefRx) Snapshot() snapshot {

@@ -37,15 +37,18 @@ const (
 	// pathServerPcap is the server writing pcap files (into a temporary
 	// directory removed after the run): what the pcap sink costs.
 	pathServerPcap = "server-pcap"
-	// pathCref is bench/cref/xskdrop, a reference AF_XDP receiver in C.
-	pathCref = "afxdp-c"
+	// pathCref is bench/cref/xskdrop, a reference AF_XDP receiver in C
+	// that never reads a frame; pathCrefWalk reads each frame's headers
+	// and sequence number, as the afxdp path does.
+	pathCref     = "afxdp-c"
+	pathCrefWalk = "afxdp-c-walk"
 )
 
 // allPaths are the paths compare runs by default.
 var allPaths = []string{pathDrop, pathAFXDP, pathKernel, pathStdnet, pathServer}
 
 // knownPaths are every path --paths and --path take.
-var knownPaths = append(slices.Clone(allPaths), pathServerPcap, pathCref)
+var knownPaths = append(slices.Clone(allPaths), pathServerPcap, pathCref, pathCrefWalk)
 
 // isServer says the path runs the xdpingest binary.
 func isServer(p string) bool { return p == pathServer || p == pathServerPcap }
@@ -142,8 +145,8 @@ func startPath(name string, o pathOpts) (receiver, error) {
 		return startServer(o, "")
 	case pathServerPcap:
 		return startServer(o, "pcap")
-	case pathCref:
-		return startCref(o)
+	case pathCref, pathCrefWalk:
+		return startCref(o, name == pathCrefWalk)
 	}
 	return nil, fmt.Errorf("unknown path %q: want one of %s", name, strings.Join(knownPaths, ", "))
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -242,6 +243,11 @@ func (s *server) start(ctx context.Context) error {
 		return err
 	}
 	s.pipe = pipe
+	if s.path == "afxdp" && os.Getenv("GOMAXPROCS") == "" {
+		// AF_XDP workers keep their P while they nap (afxdp.Config.Nap):
+		// the sink writers and the rest get Ps of their own.
+		runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + len(s.rxs))
+	}
 	s.health.Store(pipe)
 	s.metrics.set(s.path, s.prog, s.rxs, s.pipe, s.sinks)
 	pipe.Start()

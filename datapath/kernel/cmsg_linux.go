@@ -14,9 +14,10 @@ import (
 const (
 	// nameSize holds a sockaddr_in6 (and so a sockaddr_in).
 	nameSize = unix.SizeofSockaddrInet6
-	// ctrlSize holds the control messages each datagram carries:
-	// IPV6_PKTINFO (or IP_PKTINFO), SO_TIMESTAMPNS and SO_RXQ_OVFL, with
-	// room to spare so that a message the kernel adds is not truncated.
+	// ctrlSize holds the control messages each buffer carries:
+	// IPV6_PKTINFO (or IP_PKTINFO), SO_TIMESTAMPNS, SO_RXQ_OVFL and UDP_GRO,
+	// with room to spare so that a message the kernel adds is not
+	// truncated.
 	ctrlSize = 128
 )
 
@@ -56,16 +57,18 @@ func cmsgAlign(n int) int {
 	return (n + a - 1) &^ (a - 1)
 }
 
-// parseCmsgs reads the control messages of one datagram: the destination
-// address into d.Dst (keeping d.Dst's port), the receive time into d.RxTime,
-// and the socket's drop counter (SO_RXQ_OVFL) into *drops, setting *hasDrops.
-// The kernel attaches the drop counter only once it is non-zero.
-func parseCmsgs(ctrl []byte, d *datapath.Datagram, drops *uint32, hasDrops *bool) {
+// parseCmsgs reads the control messages of one received buffer: the
+// destination address into d.Dst (keeping d.Dst's port), the receive time
+// into d.RxTime, the socket's drop counter (SO_RXQ_OVFL) into *drops,
+// setting *hasDrops, and returns the GRO segment size (UDP_GRO; 0 when the
+// buffer holds one datagram). The kernel attaches the drop counter only once
+// it is non-zero.
+func parseCmsgs(ctrl []byte, d *datapath.Datagram, drops *uint32, hasDrops *bool) (seg int) {
 	for len(ctrl) >= unix.SizeofCmsghdr {
 		h := (*unix.Cmsghdr)(unsafe.Pointer(&ctrl[0]))
 		l := int(h.Len)
 		if l < unix.SizeofCmsghdr || l > len(ctrl) {
-			return
+			return seg
 		}
 		data := ctrl[unix.SizeofCmsghdr:l]
 		switch h.Level {
@@ -96,11 +99,16 @@ func parseCmsgs(ctrl []byte, d *datapath.Datagram, drops *uint32, hasDrops *bool
 			if h.Type == unix.IPV6_PKTINFO && len(data) >= 16 {
 				d.Dst = netip.AddrPortFrom(netip.AddrFrom16([16]byte(data[:16])), d.Dst.Port())
 			}
+		case unix.SOL_UDP:
+			if h.Type == unix.UDP_GRO && len(data) >= 4 {
+				seg = int(int32(binary.NativeEndian.Uint32(data)))
+			}
 		}
 		adv := cmsgAlign(l)
 		if adv >= len(ctrl) {
-			return
+			return seg
 		}
 		ctrl = ctrl[adv:]
 	}
+	return seg
 }

@@ -60,6 +60,17 @@ type Config struct {
 	// the CPU that received it; packets processed on other CPUs are spread
 	// by the kernel's flow hash. Pinning the workers is the caller's job.
 	CPUs []int
+	// NoGRO turns off UDP GRO. By default the sockets set UDP_GRO: the
+	// kernel then merges consecutive same-sized datagrams of a flow into
+	// one buffer (up to 64 of them) before it queues them, and Receive
+	// splits them again; the kernel's per-datagram work in the socket
+	// layer (queueing, accounting, the copy's setup, the wakeup) is then
+	// done once per merged buffer. It needs MaxPayload at its default
+	// (65535): a merged buffer can be that large, and a shorter buffer
+	// would truncate it (GRO stays off with a smaller MaxPayload). The
+	// datagrams of one merged buffer share its receive timestamp and its
+	// drop counter reading.
+	NoGRO bool
 }
 
 const (
@@ -150,3 +161,6 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	return cfg, nil
 }
+
+// gro reports whether the sockets ask for UDP GRO.
+func (cfg *Config) gro() bool { return !cfg.NoGRO && cfg.MaxPayload >= defaultMaxPayload }

@@ -63,12 +63,18 @@ type Receiver struct {
 	cursor       int    // next socket to read, for fairness
 	sinceRefresh int
 
-	hdrs   []unix.Mmsghdr
-	iovs   []unix.Iovec
-	names  []byte // nameSize per slot
-	ctrl   []byte // ctrlSize per slot
-	bufs   []byte // stride per slot
-	stride int
+	hdrs []unix.Mmsghdr
+	iovs []unix.Iovec
+	// slotSock is the socket index each slot was read from; pend..pendEnd
+	// are the slots a full batch left over (see read), the first from
+	// byte pendOff, read at pendNow.
+	slotSock               []int
+	pend, pendEnd, pendOff int
+	pendNow                int64
+	names                  []byte // nameSize per slot
+	ctrl                   []byte // ctrlSize per slot
+	bufs                   []byte // stride per slot
+	stride                 int
 
 	// SO_MEMINFO read-back of the drop counters (see refreshDrops).
 	dropsDirty bool
@@ -82,6 +88,7 @@ type Receiver struct {
 	readTime bool          // Config.ReadTimestamps
 
 	packets, bytes, batches, overflows, malformed atomic.Uint64
+	buffers                                       atomic.Uint64
 }
 
 // sock is one socket of a Receiver.
@@ -176,11 +183,12 @@ func newReceiver(w int, cfg *Config) (*Receiver, error) {
 	stride := (cfg.MaxPayload+63)&^63 + 64
 	n := cfg.Batch
 	r := &Receiver{queue: w, efd: efd, stride: stride, coalesce: cfg.Coalesce, readTime: cfg.ReadTimestamps,
-		hdrs:  make([]unix.Mmsghdr, n),
-		iovs:  make([]unix.Iovec, n),
-		names: make([]byte, n*nameSize),
-		ctrl:  make([]byte, n*ctrlSize),
-		bufs:  make([]byte, n*stride),
+		hdrs:     make([]unix.Mmsghdr, n),
+		iovs:     make([]unix.Iovec, n),
+		slotSock: make([]int, n),
+		names:    make([]byte, n*nameSize),
+		ctrl:     make([]byte, n*ctrlSize),
+		bufs:     make([]byte, n*stride),
 	}
 	for i := range r.hdrs {
 		r.iovs[i].Base = &r.bufs[i*stride]
@@ -195,6 +203,11 @@ func newReceiver(w int, cfg *Config) (*Receiver, error) {
 	}
 	return r, nil
 }
+
+// Buffers counts the buffers recvmmsg filled that held datagrams: fewer
+// than Stats().Packets when UDP GRO merged datagrams. Safe from any
+// goroutine.
+func (r *Receiver) Buffers() uint64 { return r.buffers.Load() }
 
 // Queue returns the worker index.
 func (r *Receiver) Queue() int { return r.queue }
@@ -281,9 +294,26 @@ func (r *Receiver) wake() error {
 	return nil
 }
 
+// readCounts are what one read adds to the Receiver's counters.
+type readCounts struct {
+	bytes, malformed, overflows, buffers uint64
+}
+
 // read reads the sockets believed ready, from the cursor on, until batch is
 // full or none is left. It does not block.
+//
+// With GRO a slot (one buffer recvmmsg filled) holds several datagrams.
+// When the batch fills in the middle of the slots a recvmmsg filled, the
+// rest stays pending: the next read delivers it, and only it, since a new
+// recvmmsg would overwrite buffers the batch it returns points into.
 func (r *Receiver) read(batch []datapath.Datagram) (int, error) {
+	var c readCounts
+	n := 0
+	if r.pend < r.pendEnd {
+		n = r.emitPending(batch, &c)
+		r.account(n, &c)
+		return n, nil
+	}
 	nsock := len(r.socks)
 	if nsock > 1 {
 		if r.sinceRefresh++; r.sinceRefresh >= refreshEvery {
@@ -291,10 +321,9 @@ func (r *Receiver) read(batch []datapath.Datagram) (int, error) {
 		}
 	}
 	want := len(batch)
-	used, n := 0, 0 // slots the kernel filled; datagrams delivered
-	var bytes, malformed, overflows uint64
+	used := 0 // slots the kernel filled
 	var err error
-	for tries := 0; tries < nsock && used < want; tries++ {
+	for tries := 0; tries < nsock && used < want && n < want; tries++ {
 		i := r.cursor
 		if r.cursor++; r.cursor == nsock {
 			r.cursor = 0
@@ -303,8 +332,9 @@ func (r *Receiver) read(batch []datapath.Datagram) (int, error) {
 			continue
 		}
 		s := &r.socks[i]
+		vlen := min(want-used, want-n)
 		ret, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(s.fd),
-			uintptr(unsafe.Pointer(&r.hdrs[used])), uintptr(want-used), unix.MSG_DONTWAIT, 0, 0)
+			uintptr(unsafe.Pointer(&r.hdrs[used])), uintptr(vlen), unix.MSG_DONTWAIT, 0, 0)
 		if errno != 0 {
 			switch errno {
 			case unix.EAGAIN:
@@ -316,43 +346,23 @@ func (r *Receiver) read(batch []datapath.Datagram) (int, error) {
 			continue
 		}
 		k := int(ret)
-		if used+k < want {
+		if k < vlen {
 			r.ready[i] = false // recvmmsg stopped short: the socket is drained
 		}
 		var now int64
 		if r.readTime {
 			now = time.Now().UnixNano()
 		}
-		var drops uint32
-		var hasDrops bool
 		for slot := used; slot < used+k; slot++ {
-			h := &r.hdrs[slot]
-			if h.Hdr.Flags&unix.MSG_TRUNC != 0 {
-				// Larger than MaxPayload: the tail is lost, so the
-				// datagram is not delivered.
-				malformed++
-			} else {
-				d := &batch[n]
-				off := slot * r.stride
-				ln := int(h.Len)
-				*d = datapath.Datagram{
-					Payload: r.bufs[off : off+ln : off+ln],
-					Src:     parseSockaddr(r.names[slot*nameSize:(slot+1)*nameSize], h.Hdr.Namelen),
-					Dst:     s.local,
-					RxTime:  now,
-					Queue:   uint32(r.queue),
-				}
-				parseCmsgs(r.ctrl[slot*ctrlSize:slot*ctrlSize+int(h.Hdr.Controllen)], d, &drops, &hasDrops)
-				bytes += uint64(ln)
-				n++
-			}
-			// The kernel wrote the lengths back; restore them for the
-			// next call.
-			h.Hdr.Namelen = nameSize
-			h.Hdr.SetControllen(ctrlSize)
+			r.slotSock[slot] = i
 		}
-		if hasDrops {
-			overflows += s.noteDrops(drops)
+		for slot := used; slot < used+k; slot++ {
+			d, off, done := r.emit(slot, 0, batch[n:], now, &c)
+			n += d
+			if !done {
+				r.pend, r.pendEnd, r.pendOff, r.pendNow = slot, used+k, off, now
+				break
+			}
 		}
 		used += k
 	}
@@ -360,18 +370,111 @@ func (r *Receiver) read(batch []datapath.Datagram) (int, error) {
 		r.dropsDirty = true
 		r.recent = true
 	}
+	r.account(n, &c)
+	return n, err
+}
+
+// emitPending delivers the slots a full batch left over.
+func (r *Receiver) emitPending(batch []datapath.Datagram, c *readCounts) int {
+	n := 0
+	for r.pend < r.pendEnd && n < len(batch) {
+		d, off, done := r.emit(r.pend, r.pendOff, batch[n:], r.pendNow, c)
+		n += d
+		if !done {
+			r.pendOff = off
+			return n
+		}
+		r.pend++
+		r.pendOff = 0
+	}
+	if r.pend == r.pendEnd {
+		r.pend, r.pendEnd = 0, 0
+	}
+	return n
+}
+
+// emit delivers the datagrams of one filled slot, from byte off of its
+// buffer, into out (len(out) > 0 unless the slot is done). It returns how
+// many it delivered, the offset to resume from, and whether the slot is
+// done (then its header is reset for the next recvmmsg).
+func (r *Receiver) emit(slot, off int, out []datapath.Datagram, now int64, c *readCounts) (n, next int, done bool) {
+	h := &r.hdrs[slot]
+	s := &r.socks[r.slotSock[slot]]
+	ln := int(h.Len)
+	if h.Hdr.Flags&unix.MSG_TRUNC != 0 {
+		// Larger than MaxPayload: the tail is lost, so the datagram
+		// is not delivered. (GRO is off unless MaxPayload is the UDP
+		// maximum, so this is one datagram.)
+		c.malformed++
+		r.resetSlot(h)
+		return 0, 0, true
+	}
+	if len(out) == 0 {
+		return 0, off, false
+	}
+	tmpl := datapath.Datagram{
+		Src:    parseSockaddr(r.names[slot*nameSize:(slot+1)*nameSize], h.Hdr.Namelen),
+		Dst:    s.local,
+		RxTime: now,
+		Queue:  uint32(r.queue),
+	}
+	var drops uint32
+	var hasDrops bool
+	seg := parseCmsgs(r.ctrl[slot*ctrlSize:slot*ctrlSize+int(h.Hdr.Controllen)], &tmpl, &drops, &hasDrops)
+	if hasDrops && off == 0 {
+		c.overflows += s.noteDrops(drops)
+	}
+	if seg <= 0 || seg > ln {
+		seg = ln
+	}
+	if off == 0 {
+		c.buffers++
+	}
+	base := slot * r.stride
+	if ln == 0 {
+		out[0] = tmpl
+		out[0].Payload = r.bufs[base:base:base]
+		r.resetSlot(h)
+		return 1, 0, true
+	}
+	for off < ln && n < len(out) {
+		end := min(off+seg, ln)
+		d := &out[n]
+		*d = tmpl
+		d.Payload = r.bufs[base+off : base+end : base+end]
+		c.bytes += uint64(end - off)
+		n++
+		off = end
+	}
+	if off < ln {
+		return n, off, false
+	}
+	r.resetSlot(h)
+	return n, off, true
+}
+
+// resetSlot restores the lengths the kernel wrote back, for the next call.
+func (r *Receiver) resetSlot(h *unix.Mmsghdr) {
+	h.Hdr.Namelen = nameSize
+	h.Hdr.SetControllen(ctrlSize)
+}
+
+// account adds one read's counts to the Receiver's counters.
+func (r *Receiver) account(n int, c *readCounts) {
 	if n > 0 {
 		r.packets.Add(uint64(n))
-		r.bytes.Add(bytes)
+		r.bytes.Add(c.bytes)
 		r.batches.Add(1)
 	}
-	if malformed > 0 {
-		r.malformed.Add(malformed)
+	if c.buffers > 0 {
+		r.buffers.Add(c.buffers)
 	}
-	if overflows > 0 {
-		r.overflows.Add(overflows)
+	if c.malformed > 0 {
+		r.malformed.Add(c.malformed)
 	}
-	return n, err
+	if c.overflows > 0 {
+		r.overflows.Add(c.overflows)
+	}
 }
 
 // noteDrops takes a reading v of the socket's 32-bit drop counter and

@@ -76,6 +76,13 @@ func openSocket(addr netip.Addr, port uint16, cfg *Config) (fd int, opts sockOpt
 	if err := set(unix.SOL_SOCKET, unix.SO_RXQ_OVFL, 1, "SO_RXQ_OVFL"); err != nil {
 		return fd, opts, err
 	}
+	if cfg.gro() {
+		// Kernels before 5.0 have no UDP_GRO: datagrams then come one by
+		// one, which Receive handles the same way.
+		if err := unix.SetsockoptInt(fd, unix.SOL_UDP, unix.UDP_GRO, 1); err != nil {
+			opts.warnings = append(opts.warnings, fmt.Sprintf("UDP_GRO: %v; receiving without GRO", err))
+		}
+	}
 	if cfg.RcvBuf > 0 {
 		w, err := setRcvBuf(fd, cfg.RcvBuf, cfg.ForceRcvBuf)
 		if err != nil {

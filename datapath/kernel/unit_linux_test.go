@@ -187,3 +187,92 @@ func TestSteeringProgram(t *testing.T) {
 		}
 	}
 }
+
+// A buffer the kernel filled with UDP GRO (a UDP_GRO control message with
+// the segment size) is split into its datagrams; when the batch fills in
+// the middle, the rest comes with the next read, before anything else.
+func TestGROSplit(t *testing.T) {
+	cfg, err := Config{Ports: []uint16{5000}}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := newReceiver(0, &cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(r.efd)
+	dst := netip.MustParseAddrPort("198.18.0.2:5000")
+	r.socks = []sock{{fd: -1, local: dst}}
+	src := netip.MustParseAddrPort("198.18.0.1:4000")
+	sa := make([]byte, nameSize)
+	binary.NativeEndian.PutUint16(sa, unix.AF_INET)
+	binary.BigEndian.PutUint16(sa[2:], 4000)
+	copy(sa[4:], []byte{198, 18, 0, 1})
+	// Slot 0: five 200-byte datagrams and a 120-byte one, merged; slot 1:
+	// one 50-byte datagram.
+	fill := func(slot int, sizes []int, seg int, first byte) {
+		off, v := slot*r.stride, first
+		for _, n := range sizes {
+			for j := 0; j < n; j++ {
+				r.bufs[off+j] = v
+			}
+			off += n
+			v++
+		}
+		h := &r.hdrs[slot]
+		total := 0
+		for _, n := range sizes {
+			total += n
+		}
+		h.Len = uint32(total)
+		copy(r.names[slot*nameSize:], sa)
+		h.Hdr.Namelen = unix.SizeofSockaddrInet4
+		var ctrl []byte
+		if seg > 0 {
+			var b [4]byte
+			binary.NativeEndian.PutUint32(b[:], uint32(seg))
+			ctrl = putCmsg(nil, unix.SOL_UDP, unix.UDP_GRO, b[:])
+		}
+		copy(r.ctrl[slot*ctrlSize:], ctrl)
+		h.Hdr.SetControllen(len(ctrl))
+		r.slotSock[slot] = 0
+	}
+	fill(0, []int{200, 200, 200, 200, 200, 120}, 200, 10)
+	fill(1, []int{50}, 0, 20)
+	r.pend, r.pendEnd, r.pendOff = 0, 2, 0
+
+	var got []datapath.Datagram
+	batch := make([]datapath.Datagram, 4)
+	for _, want := range []int{4, 3} {
+		n, err := r.read(batch)
+		if err != nil || n != want {
+			t.Fatalf("read: %d, %v; want %d", n, err, want)
+		}
+		for _, d := range batch[:n] {
+			d.Payload = append([]byte(nil), d.Payload...)
+			got = append(got, d)
+		}
+	}
+	if r.pend != r.pendEnd {
+		t.Fatalf("still pending: %d..%d", r.pend, r.pendEnd)
+	}
+	wantSizes := []int{200, 200, 200, 200, 200, 120, 50}
+	wantFirst := []byte{10, 11, 12, 13, 14, 15, 20}
+	for i, d := range got {
+		if len(d.Payload) != wantSizes[i] || d.Payload[0] != wantFirst[i] || d.Payload[len(d.Payload)-1] != wantFirst[i] {
+			t.Errorf("datagram %d: %d bytes starting %d, want %d bytes of %d", i, len(d.Payload), d.Payload[0], wantSizes[i], wantFirst[i])
+		}
+		if d.Src != src || d.Dst != dst {
+			t.Errorf("datagram %d: %v -> %v", i, d.Src, d.Dst)
+		}
+	}
+	if st := r.Stats(); st.Packets != 7 || st.Bytes != 1170 || r.Buffers() != 2 {
+		t.Errorf("stats %+v, %d buffers; want 7 datagrams, 1170 bytes, 2 buffers", st, r.Buffers())
+	}
+	// The slots are reset for the next recvmmsg.
+	for slot := 0; slot < 2; slot++ {
+		if h := r.hdrs[slot].Hdr; h.Namelen != nameSize || h.Controllen != ctrlSize {
+			t.Errorf("slot %d not reset: %+v", slot, h)
+		}
+	}
+}

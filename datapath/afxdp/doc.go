@@ -50,8 +50,13 @@
 // # Waiting
 //
 // When the RX ring is empty Receive checks again a few times
-// ([Config.SpinChecks]), then sleeps in poll() on the socket and an eventfd
-// that Close signals. It sleeps whatever the ring's wakeup flag says: in
+// ([Config.SpinChecks]). Then, while the last batch came recently (less
+// than 64 naps ago), it naps on a timer ([Config.Nap], 20µs) and looks
+// again: a receiver waiting in poll() is woken by the kernel once per batch
+// it hands over, from the core that processes the packets, and that wakeup
+// costs that core more than the receiver's timer does. Otherwise it sleeps
+// in poll() on the socket and an eventfd that Close signals. It sleeps
+// whatever the ring's wakeup flag says: in
 // copy mode the kernel never sets XDP_RING_NEED_WAKEUP on the fill ring,
 // and a receiver that spins takes the core the kernel needs to copy frames.
 // Sockets are bound with XDP_USE_NEED_WAKEUP, and the kernel is woken with

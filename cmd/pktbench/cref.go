@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -169,7 +170,7 @@ func startXskdrop(bin string, o pathOpts, prog *xdp.Program, queue, cpu int, wal
 
 // read parses xskdrop's stdout: "packets N" lines, and the statistics at
 // exit.
-func (p *crefProc) read(out interface{ Read([]byte) (int, error) }) {
+func (p *crefProc) read(out io.Reader) {
 	sc := bufio.NewScanner(out)
 	for sc.Scan() {
 		k, v, ok := strings.Cut(sc.Text(), " ")

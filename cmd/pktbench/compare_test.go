@@ -285,6 +285,9 @@ func TestCompareFlagErrors(t *testing.T) {
 		{[]string{"compare", "--reps", "0"}, "--reps 0"},
 		{[]string{"compare", "--gen", "pktgen"}, "unknown generator"},
 		{[]string{"compare", "--xdpingest", "/nonexistent/xdpingest"}, "can't use --xdpingest /nonexistent/xdpingest"},
+		{[]string{"compare", "--spin", "-1"}, "--spin -1: want 0 or more"},
+		{[]string{"compare", "--nap", "2ms"}, "--nap 2ms: at most 1ms"},
+		{[]string{"rx", "--path", "afxdp", "--iface", "x", "--nap", "5ms"}, "--nap 5ms: at most 1ms"},
 		{[]string{"rx", "--iface", "x"}, "--path and --iface are required"},
 		{[]string{"rx", "--iface", "x", "--path", "dpdk"}, `unknown path "dpdk"`},
 		{[]string{"rx", "--iface", "x", "--path", "afxdp", "--xdp-mode", "turbo"}, "unknown XDP mode"},
@@ -366,4 +369,36 @@ func TestCReferenceMissing(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "make build") {
 		t.Fatalf("err %v, want one that names make build", err)
 	}
+}
+
+// --gro turns GRO on on the receiving veth: the kernel path then gets
+// merged buffers (UDP GRO) that it splits back, and the books balance
+// (sequence numbers: every datagram exactly once or lost).
+func TestCompareGRO(t *testing.T) {
+	requireRoot(t)
+	jsonF := filepath.Join(t.TempDir(), "r.json")
+	code, out, errs := runCmd(context.Background(), "compare", "--gro", "--duration", "300ms", "--reps", "1", "--sizes", "64", "--queues", "1",
+		"--paths", "kernel", "--json", jsonF)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errs)
+	}
+	requireNoBeds(t, os.Getpid())
+	var r report
+	b, err := os.ReadFile(jsonF)
+	if err == nil {
+		err = json.Unmarshal(b, &r)
+	}
+	if err != nil || !r.Complete || len(r.Results) != 1 {
+		t.Fatalf("report: %v %+v", err, r)
+	}
+	g := r.Results[0]
+	run := g.Runs[0]
+	if run.Received == 0 || run.Received+run.Lost != run.Sent || run.Dups != 0 || run.Unexpected != 0 {
+		t.Errorf("kernel with GRO: sent %d received %d lost %d, %d duplicates, %d unexpected", run.Sent, run.Received, run.Lost, run.Dups, run.Unexpected)
+	}
+	// Live frames come in NAPI batches: the kernel merges them.
+	if run.Buffers == 0 || run.Buffers*2 > run.Received {
+		t.Errorf("kernel with GRO: %d datagrams in %d buffers, want at least 2 per buffer", run.Received, run.Buffers)
+	}
+	t.Logf("%d datagrams in %d buffers; drops %v", run.Received, run.Buffers, run.Drops)
 }

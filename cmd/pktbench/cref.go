@@ -8,8 +8,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xdpingest/xdpingest/bench"
+	"github.com/xdpingest/xdpingest/datapath"
 	"github.com/xdpingest/xdpingest/datapath/afxdp"
 	"github.com/xdpingest/xdpingest/xdp"
 )
@@ -41,15 +40,7 @@ func findXskdrop() (string, error) {
 	if xskdropPath != "" {
 		return xskdropPath, nil
 	}
-	self, err := os.Executable()
-	if err != nil {
-		return "", fmt.Errorf("the afxdp-c path needs the xskdrop binary, and pktbench can't tell where it runs from: %w", err)
-	}
-	p := filepath.Join(filepath.Dir(self), "xskdrop")
-	if st, err := os.Stat(p); err != nil || st.IsDir() {
-		return "", fmt.Errorf("the afxdp-c path needs the xskdrop binary next to pktbench (%s): `make build` compiles it from bench/cref/xskdrop.c when cc is installed", p)
-	}
-	return p, nil
+	return besideSelf("xskdrop", "the afxdp-c path", "`make build` compiles it from bench/cref/xskdrop.c when cc is installed")
 }
 
 type crefProc struct {
@@ -121,11 +112,7 @@ func startXskdrop(bin string, o pathOpts, prog *xdp.Program, queue, cpu int, wal
 		args = append(args, "1")
 	}
 	p := &crefProc{queue: queue, stderr: &tailBuffer{}, done: make(chan struct{}), stats: map[string]uint64{}}
-	if o.Side != nil {
-		p.cmd = exec.Command("ip", append([]string{"netns", "exec", o.Side.Netns, bin}, args...)...)
-	} else {
-		p.cmd = exec.Command(bin, args...)
-	}
+	p.cmd = nsCommand(o.Side, bin, args...)
 	p.cmd.ExtraFiles = []*os.File{theirs}
 	p.cmd.Stderr = p.stderr
 	out, err := p.cmd.StdoutPipe()
@@ -133,24 +120,7 @@ func startXskdrop(bin string, o pathOpts, prog *xdp.Program, queue, cpu int, wal
 		theirs.Close()
 		return nil, err
 	}
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	started := make(chan error, 1)
-	go func() {
-		// Pdeathsig fires when the forking thread exits: keep it.
-		runtime.LockOSThread()
-		if err := p.cmd.Start(); err != nil {
-			started <- err
-			runtime.UnlockOSThread()
-			close(p.done)
-			return
-		}
-		started <- nil
-		p.read(out)
-		p.waitErr = p.cmd.Wait()
-		close(p.done)
-		runtime.UnlockOSThread()
-	}()
-	err = <-started
+	err = startChild(p.cmd, func() { p.read(out) }, p.done, &p.waitErr)
 	theirs.Close()
 	if err != nil {
 		return nil, fmt.Errorf("can't start %s: %w", bin, err)
@@ -236,6 +206,7 @@ func (r *crefRx) Describe() string {
 func (r *crefRx) Snapshot() snapshot {
 	s := snapshot{Drops: map[string]uint64{}}
 	c, _ := r.a.drops(s.Drops)
+	var st datapath.Stats // the sockets' XDP_STATISTICS, known once they exit
 	for _, p := range r.procs {
 		s.Packets += p.packets.Load()
 		select {
@@ -246,13 +217,13 @@ func (r *crefRx) Snapshot() snapshot {
 			}
 		}
 		p.mu.Lock()
-		for k, v := range p.stats {
-			if v > 0 {
-				s.Drops["afxdp_"+strings.TrimSuffix(strings.TrimPrefix(k, "rx_"), "_descs")] += v
-			}
-		}
+		st.XDP.RxDropped += p.stats["rx_dropped"]
+		st.XDP.RxInvalidDescs += p.stats["rx_invalid_descs"]
+		st.XDP.RxRingFull += p.stats["rx_ring_full"]
+		st.XDP.RxFillRingEmptyDescs += p.stats["rx_fill_ring_empty_descs"]
 		p.mu.Unlock()
 	}
+	addXSKDrops(s.Drops, st)
 	if red := c[xdp.OutcomeRedirect]; red.Packets > 0 {
 		s.Bytes = uint64(float64(s.Packets) * float64(red.Bytes) / float64(red.Packets))
 	}

@@ -86,6 +86,17 @@ type pathOpts struct {
 	Log   io.Writer
 }
 
+// checkSpinNap checks --spin and --nap, which compare and rx share.
+func checkSpinNap(spin int, nap time.Duration) error {
+	if spin < 0 {
+		return fmt.Errorf("--spin %d: want 0 or more", spin)
+	}
+	if nap > time.Millisecond {
+		return fmt.Errorf("--nap %v: at most 1ms", nap)
+	}
+	return nil
+}
+
 // snapshot is a receiver's counters at one moment; every field only grows.
 type snapshot struct {
 	Packets uint64
@@ -95,6 +106,9 @@ type snapshot struct {
 	// RxCPU is the CPU time of the receiving threads (the server
 	// process's, for the server path); zero for xdp-drop, which has none.
 	RxCPU time.Duration
+	// Buffers are the kernel path's recvmmsg buffers (fewer than Packets
+	// when UDP GRO merged datagrams); 0 on the other paths.
+	Buffers uint64
 	// Drops by reason: the interface's drop and error counters, the XDP
 	// program's outcomes other than the measured one, AF_XDP's and the
 	// kernel socket's loss counters, the server's sink drops.
@@ -102,7 +116,7 @@ type snapshot struct {
 }
 
 func (s snapshot) sub(o snapshot) snapshot {
-	d := snapshot{Packets: s.Packets - o.Packets, Bytes: s.Bytes - o.Bytes, RxCPU: s.RxCPU - o.RxCPU, Drops: map[string]uint64{}}
+	d := snapshot{Packets: s.Packets - o.Packets, Bytes: s.Bytes - o.Bytes, RxCPU: s.RxCPU - o.RxCPU, Buffers: s.Buffers - o.Buffers, Drops: map[string]uint64{}}
 	for k, v := range s.Drops {
 		if v > o.Drops[k] {
 			d.Drops[k] = v - o.Drops[k]
@@ -522,7 +536,7 @@ func startKernel(name string, o pathOpts) (receiver, error) {
 	if name == pathKernel {
 		err := nsDo(o.Side, func() (err error) {
 			r.rs, _, err = kernel.Open(kernel.Config{Ports: []uint16{o.Port}, Workers: len(o.Queues),
-				RcvBuf: kernelRcvBuf, ForceRcvBuf: true, MaxPayload: 9216})
+				RcvBuf: kernelRcvBuf, ForceRcvBuf: true})
 			return err
 		})
 		if err != nil {
@@ -642,8 +656,17 @@ func (r *kernelRx) Describe() string {
 
 func (r *kernelRx) Snapshot() snapshot {
 	s := r.loops.snapshot()
+	s.Buffers = r.buffers()
 	r.addDrops(s.Drops)
 	return s
+}
+
+// buffers sums the Receivers' Buffers (they stay readable after Close).
+func (r *kernelRx) buffers() (n uint64) {
+	for _, rx := range r.rs {
+		n += rx.Buffers()
+	}
+	return n
 }
 
 func (r *kernelRx) addDrops(into map[string]uint64) {
@@ -675,6 +698,7 @@ func (r *kernelRx) Stop() (snapshot, *bench.SeqMeter, error) {
 	}
 	m, lerr := r.loops.wait()
 	s := r.loops.snapshot()
+	s.Buffers = r.buffers()
 	r.addDrops(s.Drops)
 	for k, v := range drops {
 		s.Drops[k] = max(s.Drops[k], v)

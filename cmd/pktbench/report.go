@@ -94,6 +94,9 @@ type runResult struct {
 	BusyUsPerPkt float64           `json:"busy_cpu_us_per_packet"`
 	Drops        map[string]uint64 `json:"drops,omitempty"`
 	CPU          []bench.CPULoad   `json:"cpu"`
+	// Buffers: the kernel path's recvmmsg buffers, below Received when
+	// UDP GRO merged datagrams (--gro).
+	Buffers uint64 `json:"buffers,omitempty"`
 }
 
 func (r *report) group(queues, size int, path string) *group {

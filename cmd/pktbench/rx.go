@@ -90,14 +90,10 @@ reports what is missing below the highest number seen of each stream.
 		return usageError(stderr, "rx", "unknown path %q: want one of %s", *path, strings.Join(knownPaths, ", "))
 	}
 	o.PcapDir = *pcapDir
-	if *spin < 0 {
-		return usageError(stderr, "rx", "--spin %d: want 0 or more", *spin)
+	if err := checkSpinNap(*spin, *nap); err != nil {
+		return usageError(stderr, "rx", "%v", err)
 	}
-	o.Spin = *spin
-	if *nap > time.Millisecond {
-		return usageError(stderr, "rx", "--nap %v: at most 1ms", *nap)
-	}
-	o.Nap = *nap
+	o.Spin, o.Nap = *spin, *nap
 	if isServer(*path) {
 		if o.Xdpingest, err = findXdpingest(*server); err != nil {
 			return usageError(stderr, "rx", "%v", err)

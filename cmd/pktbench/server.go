@@ -18,6 +18,7 @@ import (
 
 	"github.com/xdpingest/xdpingest/bench"
 	"github.com/xdpingest/xdpingest/internal/promtext"
+	"github.com/xdpingest/xdpingest/internal/testbed"
 )
 
 // The server path runs `xdpingest run` with the discard sink in the
@@ -41,15 +42,56 @@ func findXdpingest(named string) (string, error) {
 		}
 		return named, nil
 	}
+	return besideSelf("xdpingest", "the server path", "run `make build` (it puts both in bin/), pass --xdpingest PATH, or leave the server out with --paths")
+}
+
+// besideSelf returns the program name next to this executable, or an error
+// saying that what needs it can't run, and how to get it.
+func besideSelf(name, what, how string) (string, error) {
 	self, err := os.Executable()
 	if err != nil {
-		return "", fmt.Errorf("the server path needs the xdpingest binary, and pktbench can't tell where it runs from (%v): pass --xdpingest PATH", err)
+		return "", fmt.Errorf("%s needs the %s binary, and pktbench can't tell where it runs from (%v): %s", what, name, err, how)
 	}
-	p := filepath.Join(filepath.Dir(self), "xdpingest")
+	p := filepath.Join(filepath.Dir(self), name)
 	if st, err := os.Stat(p); err != nil || st.IsDir() {
-		return "", fmt.Errorf("the server path needs the xdpingest binary, and there is none next to pktbench (%s): run `make build` (it puts both in bin/), pass --xdpingest PATH, or leave the server out with --paths", p)
+		return "", fmt.Errorf("%s needs the %s binary, and there is none next to pktbench (%s): %s", what, name, p, how)
 	}
 	return p, nil
+}
+
+// nsCommand runs bin in the side's namespace (nil: this one) with `ip
+// netns exec`, which execs in place (no fork): the pid is bin's, and /sys
+// is the namespace's.
+func nsCommand(side *testbed.Side, bin string, args ...string) *exec.Cmd {
+	if side == nil {
+		return exec.Command(bin, args...)
+	}
+	return exec.Command("ip", append([]string{"netns", "exec", side.Netns, bin}, args...)...)
+}
+
+// startChild starts cmd from a goroutine whose thread stays locked until
+// the child exits: cmd's Pdeathsig fires when the thread that forked it
+// exits, not the process. While the child runs, the goroutine calls
+// running (may be nil); then it stores Wait's error in *waitErr and closes
+// done.
+func startChild(cmd *exec.Cmd, running func(), done chan struct{}, waitErr *error) error {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		if running != nil {
+			running()
+		}
+		*waitErr = cmd.Wait()
+		close(done)
+	}()
+	return <-started
 }
 
 // tailBuffer keeps the last bytes a process wrote, for error messages.
@@ -157,32 +199,11 @@ func startServer(o pathOpts, sinkKind string) (rcv receiver, err error) {
 		args = append(args, "--nap", max(o.Nap, 0).String())
 	}
 	r := &serverRx{o: o, out: &tailBuffer{}, done: make(chan struct{}), url: "http://" + addr, dir: dir}
-	if o.Side != nil {
-		// `ip netns exec` execs in place (no fork): the pid is the
-		// server's, and /sys is the namespace's.
-		r.cmd = exec.Command("ip", append([]string{"netns", "exec", o.Side.Netns, o.Xdpingest}, args...)...)
-	} else {
-		r.cmd = exec.Command(o.Xdpingest, args...)
-	}
+	r.cmd = nsCommand(o.Side, o.Xdpingest, args...)
 	r.cmd.Stdout, r.cmd.Stderr = r.out, r.out
 	// The server dies with pktbench, even on SIGKILL: the bed can then go.
-	// Pdeathsig fires when the thread that forked exits, so the fork runs
-	// on a thread locked until the server has exited.
-	r.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	started := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		if err := r.cmd.Start(); err != nil {
-			started <- err
-			runtime.UnlockOSThread()
-			return
-		}
-		started <- nil
-		r.waitErr = r.cmd.Wait()
-		close(r.done)
-		runtime.UnlockOSThread()
-	}()
-	if err := <-started; err != nil {
+	err = startChild(r.cmd, nil, r.done, &r.waitErr)
+	if err != nil {
 		return nil, fmt.Errorf("can't start %s: %w", o.Xdpingest, err)
 	}
 	r.client = &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{

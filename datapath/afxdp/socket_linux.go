@@ -612,7 +612,6 @@ func (s *Socket) drain(batch []datapath.Datagram) int {
 	return k
 }
 
-// sleep waits in poll() until the socket has frames or Close signals.
 // sleepFor sleeps on a timer (EINTR cuts it short, harmlessly).
 //
 // A raw syscall: the goroutine keeps its P through the nap. Through the
@@ -628,6 +627,7 @@ func (s *Socket) sleepFor(d time.Duration) {
 	unix.RawSyscall(unix.SYS_NANOSLEEP, uintptr(unsafe.Pointer(&ts)), 0, 0)
 }
 
+// sleep waits in poll() until the socket has frames or Close signals.
 func (s *Socket) sleep() error {
 	s.polls.Add(1)
 	_, err := unix.Ppoll(s.pollfds[:], nil, nil)

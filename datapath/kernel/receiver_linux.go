@@ -123,6 +123,9 @@ func Open(cfg Config) (rs []*Receiver, warnings []string, err error) {
 			rs = nil
 		}
 	}()
+	if !cfg.NoGRO && !cfg.gro() {
+		warnings = append(warnings, fmt.Sprintf("UDP GRO off: a %d-byte MaxPayload can't hold a merged buffer (up to %d bytes); set NoGRO to turn it off on purpose", cfg.MaxPayload, defaultMaxPayload))
+	}
 	for w := 0; w < cfg.Workers; w++ {
 		r, err := newReceiver(w, &cfg)
 		if err != nil {

@@ -561,6 +561,33 @@ func TestRcvBuf(t *testing.T) {
 	}
 }
 
+// UDP GRO is asked for by default, left off (with a warning) when the
+// buffers are too small for a merged buffer, and off without one on
+// request.
+func TestGROOption(t *testing.T) {
+	b := newBed(t, testbed.Config{})
+	for i, c := range []struct {
+		cfg     Config
+		gro     int
+		warning string
+	}{
+		{Config{}, 1, ""},
+		{Config{MaxPayload: 9216}, 0, "UDP GRO off: a 9216-byte MaxPayload"},
+		{Config{NoGRO: true}, 0, ""},
+	} {
+		c.cfg.Ports = []uint16{testPort + 30 + uint16(i)}
+		rs, warnings := openRx(t, b, c.cfg)
+		if got := strings.Join(warnings, "; "); (c.warning == "") != (got == "") || !strings.Contains(got, c.warning) {
+			t.Errorf("%+v: warnings %q, want %q", c.cfg, got, c.warning)
+		}
+		for _, s := range rs[0].socks {
+			if v, err := unix.GetsockoptInt(s.fd, unix.SOL_UDP, unix.UDP_GRO); err != nil || v != c.gro {
+				t.Errorf("%+v: UDP_GRO on %v reads %d (%v), want %d", c.cfg, s.local, v, err, c.gro)
+			}
+		}
+	}
+}
+
 // TestSteering pins a sender to each CPU in turn and checks that its
 // datagrams are read by the worker of that CPU. On a veth the receive
 // softirq runs on the sending CPU.

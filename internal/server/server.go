@@ -243,10 +243,12 @@ func (s *server) start(ctx context.Context) error {
 		return err
 	}
 	s.pipe = pipe
-	if s.path == "afxdp" && os.Getenv("GOMAXPROCS") == "" {
+	if s.path == "afxdp" && c.Nap > 0 && os.Getenv("GOMAXPROCS") == "" {
 		// AF_XDP workers keep their P while they nap (afxdp.Config.Nap):
 		// the sink writers and the rest get Ps of their own.
-		runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + len(s.rxs))
+		n := runtime.GOMAXPROCS(0) + len(s.rxs)
+		runtime.GOMAXPROCS(n)
+		s.log.Info("GOMAXPROCS raised by the AF_XDP workers, which keep theirs while they nap (set GOMAXPROCS to choose)", "gomaxprocs", n)
 	}
 	s.health.Store(pipe)
 	s.metrics.set(s.path, s.prog, s.rxs, s.pipe, s.sinks)
@@ -352,7 +354,7 @@ func (s *server) openPath() error {
 		cpus[i] = s.workers[i].CPU
 		distinct[cpus[i]] = true
 	}
-	kcfg := kernel.Config{Ports: c.PortList, Workers: n, Batch: c.BatchSize, RcvBuf: c.RcvBufBytes, ForceRcvBuf: true, MaxPayload: 9216}
+	kcfg := kernel.Config{Ports: c.PortList, Workers: n, Batch: c.BatchSize, RcvBuf: c.RcvBufBytes, ForceRcvBuf: true}
 	if len(distinct) == n {
 		kcfg.CPUs = cpus
 	}

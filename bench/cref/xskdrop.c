@@ -12,7 +12,7 @@
 // first bytes of its payload, as any consumer must. pktbench runs it beside
 // the Go receiver to show how close Go comes to C in the same run.
 //
-// Usage: xskdrop IFACE QUEUE CPU SPIN [NAP_US [WALK]], with fd 3 a unix
+// Usage: xskdrop IFACE QUEUE CPU SPIN [NAP_US [WALK [SLICE_US]]], with fd 3 a unix
 // socket: once bound, the socket's fd is sent on it (SCM_RIGHTS) for the
 // caller to put into its XSKMAP. Every 100 ms it prints "packets N" on stdout; on SIGTERM or
 // SIGINT it prints the socket's XDP_STATISTICS and exits 0.
@@ -30,6 +30,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -75,6 +76,33 @@ static uint64_t walk_frame(const uint8_t *f, uint32_t len) {
 	uint64_t seq;
 	memcpy(&seq, u + 8, sizeof(seq));
 	return ((uint64_t)u[0] << 8 | u[1]) ^ ((uint64_t)u[2] << 8 | u[3]) ^ seq;
+}
+
+// set_slice gives the calling thread a scheduler slice of us microseconds
+// (sched_setattr's sched_runtime on a SCHED_OTHER thread, Linux 6.12+), as
+// tuning.SetThreadSlice does for the Go receivers. Older kernels ignore it.
+struct slice_attr {
+	uint32_t size, policy;
+	uint64_t flags;
+	int32_t nice;
+	uint32_t priority;
+	uint64_t runtime, deadline, period;
+	uint32_t util_min, util_max;
+};
+
+static int set_slice(long us) {
+	struct slice_attr a;
+	memset(&a, 0, sizeof(a));
+	a.size = sizeof(a);
+	if (syscall(SYS_sched_getattr, 0, &a, sizeof(a), 0))
+		return -1;
+	if (a.policy != 0 && a.policy != 3) // SCHED_OTHER, SCHED_BATCH
+		return 0;
+	a.size = sizeof(a);
+	a.flags = 0;
+	a.runtime = (uint64_t)us * 1000;
+	a.deadline = a.period = 0;
+	return (int)syscall(SYS_sched_setattr, 0, &a, 0);
 }
 
 static void on_signal(int sig) { (void)sig; stop = 1; }
@@ -126,12 +154,13 @@ static void *report(void *arg) {
 }
 
 int main(int argc, char **argv) {
-	if (argc < 5 || argc > 7) {
-		fprintf(stderr, "usage: xskdrop IFACE QUEUE CPU SPIN [NAP_US [WALK]] (fd 3: unix socket for the XSK fd)\n");
+	if (argc < 5 || argc > 8) {
+		fprintf(stderr, "usage: xskdrop IFACE QUEUE CPU SPIN [NAP_US [WALK [SLICE_US]]] (fd 3: unix socket for the XSK fd)\n");
 		return 2;
 	}
 	long nap_us = argc >= 6 ? atol(argv[5]) : 0;
-	int walk = argc == 7 && atoi(argv[6]) != 0;
+	int walk = argc >= 7 && atoi(argv[6]) != 0;
+	long slice_us = argc == 8 ? atol(argv[7]) : 0;
 	unsigned ifindex = if_nametoindex(argv[1]);
 	if (ifindex == 0)
 		die(argv[1]);
@@ -145,6 +174,8 @@ int main(int argc, char **argv) {
 		if (sched_setaffinity(0, sizeof(set), &set))
 			die("sched_setaffinity");
 	}
+	if (slice_us > 0 && set_slice(slice_us))
+		die("sched_setattr");
 	struct sigaction sa = {.sa_handler = on_signal};
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);

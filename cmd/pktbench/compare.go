@@ -36,9 +36,8 @@ type compareOpts struct {
 	xdpMode       xdp.Mode
 	xdpingest     string
 	pcapDir       string
-	spin          int
 	gro           bool
-	nap           time.Duration
+	rx            pathOpts // the receivers' settings (Spin, Nap, Slice, Frames, RingSize)
 	jsonOut       string
 	svgOut        string
 	pngOut        string
@@ -61,12 +60,11 @@ func cmdCompare(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		server   = fs.String("xdpingest", "", "server path: the xdpingest `binary` (default: the one next to pktbench)")
 		pcapDir  = fs.String("pcap-dir", "", "server-pcap path: write the files under this `dir` (default /dev/shm: the pipeline's cost, not the disk's)")
 		gro      = fs.Bool("gro", false, "turn GRO on on the receiving veth, as a NIC has it (the kernel path's UDP GRO needs it; off by default, as a veth has it). With it, about 1 live frame in 60 arrives with a wrong IP length (counted xdp_truncated, then lost): GRO seems to rewrite the head frame of each merged batch in place, and the live generator sends that page again")
-		spin     = fs.Int("spin", 0, "afxdp, afxdp-c: empty ring checks before a receiver sleeps in poll() (default: datapath/afxdp's)")
-		nap      = fs.Duration("nap", 0, "afxdp, afxdp-c, server: how long an AF_XDP receiver sleeps on a timer when its ring is empty while traffic is recent (default: datapath/afxdp's, 20µs; negative: poll() at once)")
 		jsonOut  = fs.String("json", "", "write every run and summary to this `file`")
 		svgOut   = fs.String("svg", "", "draw the chart (median Mpps per path and size) into this SVG `file`")
 		pngOut   = fs.String("png", "", "draw the chart into this PNG `file`")
 	)
+	rxf := addRxFlags(fs)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), `usage: pktbench compare [flags]
 
@@ -128,10 +126,10 @@ Needs root.
 		return usageError(stderr, "compare", "%v", err)
 	}
 	o.pcapDir = *pcapDir
-	if err := checkSpinNap(*spin, *nap); err != nil {
+	if err := rxf.apply(&o.rx); err != nil {
 		return usageError(stderr, "compare", "%v", err)
 	}
-	o.spin, o.nap, o.gro = *spin, *nap, *gro
+	o.gro = *gro
 	if slices.ContainsFunc(o.paths, isServer) {
 		if o.xdpingest, err = findXdpingest(*server); err != nil {
 			return usageError(stderr, "compare", "%v", err)
@@ -271,7 +269,7 @@ func compareBed(ctx context.Context, o compareOpts, q int, cpus []int, rep *repo
 			SrcMAC: bed.Gen.MAC, DstMAC: bed.Rx.MAC, Src: netip.AddrPortFrom(src, 10000), Dst: netip.AddrPortFrom(dst, comparePort),
 			Size: size, Flows: o.flows, Duration: o.duration, CPUs: genCPUs}
 		po := pathOpts{Side: bed.Rx, Iface: bed.Rx.Link, Port: comparePort, Queues: queues, CPUs: rxCPUs, MaxFrame: maxSize,
-			XDPMode: o.xdpMode, Xdpingest: o.xdpingest, PcapDir: o.pcapDir, Spin: o.spin, Nap: o.nap, Meter: true}
+			XDPMode: o.xdpMode, Xdpingest: o.xdpingest, PcapDir: o.pcapDir, Spin: o.rx.Spin, Nap: o.rx.Nap, Slice: o.rx.Slice, Frames: o.rx.Frames, RingSize: o.rx.RingSize, Meter: true}
 		for r := 1; r <= o.reps; r++ {
 			for _, path := range o.paths {
 				if err := ctx.Err(); err != nil {

@@ -108,9 +108,11 @@ func startXskdrop(bin string, o pathOpts, prog *xdp.Program, queue, cpu int, wal
 	// The same nap as the Go receiver's: datapath/afxdp's default unless
 	// --nap says otherwise (negative: none).
 	args = append(args, strconv.Itoa(int(max(cmp.Or(o.Nap, afxdp.DefaultNap), 0)/time.Microsecond)))
+	walkArg := "0"
 	if walk {
-		args = append(args, "1")
+		walkArg = "1"
 	}
+	args = append(args, walkArg, strconv.Itoa(int(o.Slice/time.Microsecond)))
 	p := &crefProc{queue: queue, stderr: &tailBuffer{}, done: make(chan struct{}), stats: map[string]uint64{}}
 	p.cmd = nsCommand(o.Side, bin, args...)
 	p.cmd.ExtraFiles = []*os.File{theirs}

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"cmp"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -81,19 +83,53 @@ type pathOpts struct {
 	// Nap is how long the AF_XDP receivers nap while traffic is recent
 	// (0: datapath/afxdp's default; negative: never).
 	Nap time.Duration
+	// Slice is the scheduler slice of every receiving thread (0: the
+	// kernel's); see tuning.SetThreadSlice.
+	Slice time.Duration
+	// Frames and RingSize are the AF_XDP receivers' UMEM frames and RX and
+	// fill ring entries (0: datapath/afxdp's defaults).
+	Frames, RingSize int
 	// Meter keeps a sequence meter on the paths that see payloads.
 	Meter bool
 	Log   io.Writer
 }
 
-// checkSpinNap checks --spin and --nap, which compare and rx share.
-func checkSpinNap(spin int, nap time.Duration) error {
-	if spin < 0 {
-		return fmt.Errorf("--spin %d: want 0 or more", spin)
+// rxFlags are the receivers' settings compare and rx share.
+type rxFlags struct {
+	spin          *int
+	nap, slice    *time.Duration
+	frames, rings *int
+}
+
+func addRxFlags(fs *flag.FlagSet) rxFlags {
+	return rxFlags{
+		spin:   fs.Int("spin", 0, "afxdp, afxdp-c: empty ring checks before a receiver sleeps (default: datapath/afxdp's)"),
+		nap:    fs.Duration("nap", 0, fmt.Sprintf("afxdp, afxdp-c, server: how long an AF_XDP receiver sleeps on a timer when its ring is empty while traffic is recent (default: datapath/afxdp's, %v; negative: poll() at once)", afxdp.DefaultNap)),
+		slice:  fs.Duration("slice", tuning.DefaultWorkerSlice, fmt.Sprintf("every path's receiving threads (the server's workers, xskdrop) run with this scheduler slice, as xdpingest's workers do (0: the kernel's; %v to %v)", tuning.MinSlice, tuning.MaxSlice)),
+		frames: fs.Int("frames", 0, fmt.Sprintf("afxdp, server: UMEM frames per socket, a power of two (default %d)", afxdp.DefaultNumFrames)),
+		rings:  fs.Int("ring-size", 0, fmt.Sprintf("afxdp, server: RX and fill ring entries, a power of two (default %d)", afxdp.DefaultRingSize)),
 	}
-	if nap > time.Millisecond {
-		return fmt.Errorf("--nap %v: at most 1ms", nap)
+}
+
+// apply checks the flags and sets them in o.
+func (f rxFlags) apply(o *pathOpts) error {
+	if *f.spin < 0 {
+		return fmt.Errorf("--spin %d: want 0 or more", *f.spin)
 	}
+	if *f.nap > time.Millisecond {
+		return fmt.Errorf("--nap %v: at most 1ms", *f.nap)
+	}
+	if err := tuning.CheckSlice(*f.slice); err != nil {
+		return fmt.Errorf("--slice: %w", err)
+	}
+	frames, rings := cmp.Or(*f.frames, afxdp.DefaultNumFrames), cmp.Or(*f.rings, afxdp.DefaultRingSize)
+	if frames < 64 || frames > 1<<20 || frames&(frames-1) != 0 {
+		return fmt.Errorf("--frames %d: want a power of two from 64 to 1048576", frames)
+	}
+	if rings < 64 || rings > frames || rings&(rings-1) != 0 {
+		return fmt.Errorf("--ring-size %d: want a power of two from 64 up to the frames (%d)", rings, frames)
+	}
+	o.Spin, o.Nap, o.Slice, o.Frames, o.RingSize = *f.spin, *f.nap, *f.slice, *f.frames, *f.rings
 	return nil
 }
 
@@ -347,7 +383,8 @@ type loops struct {
 	wg sync.WaitGroup
 }
 
-func startLoops(n int, cpus []int, meter bool, body func(i int, l *loop) error) *loops {
+func startLoops(n int, o pathOpts, body func(i int, l *loop) error) *loops {
+	cpus, meter := o.CPUs, o.Meter
 	g := &loops{}
 	started := make(chan struct{}, n)
 	for i := 0; i < n; i++ {
@@ -365,6 +402,9 @@ func startLoops(n int, cpus []int, meter bool, body func(i int, l *loop) error) 
 			var err error
 			if len(cpus) > 0 {
 				err = tuning.PinThread(cpus[i%len(cpus)])
+			}
+			if err == nil {
+				_, err = tuning.SetThreadSlice(o.Slice)
 			}
 			l.mu.Lock()
 			l.tid = unix.Gettid()
@@ -437,7 +477,8 @@ func startAFXDP(o pathOpts) (receiver, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg := afxdp.Config{Iface: o.Iface, Queues: o.Queues, SpinChecks: o.Spin, Nap: o.Nap}
+	cfg := afxdp.Config{Iface: o.Iface, Queues: o.Queues, SpinChecks: o.Spin, Nap: o.Nap,
+		NumFrames: o.Frames, FillRingSize: o.RingSize, RxRingSize: o.RingSize}
 	if o.MaxFrame > afxdp.DefaultFrameSize-256 {
 		cfg.FrameSize = 4096
 	}
@@ -448,7 +489,7 @@ func startAFXDP(o pathOpts) (receiver, error) {
 	}
 	socks := p.Sockets()
 	r := &afxdpRx{a: a, p: p}
-	r.loops = startLoops(len(socks), o.CPUs, o.Meter, func(i int, l *loop) error {
+	r.loops = startLoops(len(socks), o, func(i int, l *loop) error {
 		s := socks[i]
 		batch := make([]datapath.Datagram, 64)
 		for {
@@ -542,7 +583,7 @@ func startKernel(name string, o pathOpts) (receiver, error) {
 		if err != nil {
 			return fail(err)
 		}
-		r.loops = startLoops(len(r.rs), o.CPUs, o.Meter, func(i int, l *loop) error {
+		r.loops = startLoops(len(r.rs), o, func(i int, l *loop) error {
 			rx := r.rs[i]
 			batch := make([]datapath.Datagram, 64)
 			for {
@@ -582,7 +623,7 @@ func startKernel(name string, o pathOpts) (receiver, error) {
 		}
 		return fail(err)
 	}
-	r.loops = startLoops(1, o.CPUs, o.Meter, func(i int, l *loop) error {
+	r.loops = startLoops(1, o, func(i int, l *loop) error {
 		buf := make([]byte, 9216)
 		for {
 			n, from, err := r.conn.ReadFromUDP(buf)

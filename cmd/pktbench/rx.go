@@ -32,9 +32,8 @@ func cmdRx(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		noXDP    = fs.Bool("no-xdp", false, "kernel, stdnet: don't attach the XDP program (in pass mode); on a veth, turn GRO on instead")
 		server   = fs.String("xdpingest", "", "server path: the xdpingest `binary` (default: the one next to pktbench)")
 		pcapDir  = fs.String("pcap-dir", "", "server-pcap path: write the files under this `dir` (default /dev/shm)")
-		spin     = fs.Int("spin", 0, "afxdp, afxdp-c: empty ring checks before a receiver sleeps in poll() (default: datapath/afxdp's)")
-		nap      = fs.Duration("nap", 0, "afxdp, afxdp-c, server: how long an AF_XDP receiver sleeps on a timer when its ring is empty while traffic is recent (default: datapath/afxdp's, 20µs; negative: poll() at once)")
 	)
+	rxf := addRxFlags(fs)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), `usage: pktbench rx --path PATH --iface IFACE [flags]
 
@@ -90,10 +89,9 @@ reports what is missing below the highest number seen of each stream.
 		return usageError(stderr, "rx", "unknown path %q: want one of %s", *path, strings.Join(knownPaths, ", "))
 	}
 	o.PcapDir = *pcapDir
-	if err := checkSpinNap(*spin, *nap); err != nil {
+	if err := rxf.apply(&o); err != nil {
 		return usageError(stderr, "rx", "%v", err)
 	}
-	o.Spin, o.Nap = *spin, *nap
 	if isServer(*path) {
 		if o.Xdpingest, err = findXdpingest(*server); err != nil {
 			return usageError(stderr, "rx", "%v", err)

@@ -198,6 +198,13 @@ func startServer(o pathOpts, sinkKind string) (rcv receiver, err error) {
 	if o.Nap != 0 {
 		args = append(args, "--nap", max(o.Nap, 0).String())
 	}
+	args = append(args, "--sched-slice", o.Slice.String())
+	if o.Frames > 0 {
+		args = append(args, "--frames", strconv.Itoa(o.Frames))
+	}
+	if o.RingSize > 0 {
+		args = append(args, "--ring-size", strconv.Itoa(o.RingSize))
+	}
 	r := &serverRx{o: o, out: &tailBuffer{}, done: make(chan struct{}), url: "http://" + addr, dir: dir}
 	r.cmd = nsCommand(o.Side, o.Xdpingest, args...)
 	r.cmd.Stdout, r.cmd.Stderr = r.out, r.out

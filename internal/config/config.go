@@ -18,6 +18,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/xdpingest/xdpingest/datapath/afxdp"
 	"github.com/xdpingest/xdpingest/sink"
 	"github.com/xdpingest/xdpingest/tuning"
 )
@@ -50,8 +51,14 @@ type Config struct {
 	BusyPoll  bool `yaml:"busy_poll"`
 	// Nap: how long an AF_XDP receiver sleeps on a timer when its ring is
 	// empty while traffic is recent, instead of waiting in poll() for the
-	// kernel to wake it; "0s" never naps (default 20µs, at most 1ms).
+	// kernel to wake it, adapting below it to the traffic; "0s" never naps
+	// (default 100µs, at most 1ms).
 	Nap time.Duration `yaml:"nap"`
+	// SchedSlice: the scheduler slice of each worker thread (EEVDF custom
+	// slice, Linux 6.12+), so that a worker waking from a nap preempts
+	// what shares its core without waiting out that task's slice; "0s"
+	// keeps the kernel's (default 100µs, else 100µs to 100ms).
+	SchedSlice time.Duration `yaml:"sched_slice"`
 	// Kernel path.
 	Workers  int `yaml:"workers"`   // sockets per port and family (default: one per queue, at most one per CPU)
 	RcvBufMB int `yaml:"rcvbuf_mb"` // SO_RCVBUF per socket
@@ -79,7 +86,8 @@ func Defaults() Config {
 		RingSize:     2048,
 		RcvBufMB:     8,
 		DrainTimeout: 4 * time.Second,
-		Nap:          20 * time.Microsecond,
+		Nap:          afxdp.DefaultNap,
+		SchedSlice:   tuning.DefaultWorkerSlice,
 	}
 }
 
@@ -266,6 +274,9 @@ func (c Config) Validate() (*Resolved, error) {
 	}
 	if c.Nap < 0 || c.Nap > time.Millisecond {
 		return nil, fmt.Errorf("nap %v out of range [0, 1ms]", c.Nap)
+	}
+	if err := tuning.CheckSlice(c.SchedSlice); err != nil {
+		return nil, fmt.Errorf("sched_slice: %w", err)
 	}
 	return r, nil
 }

@@ -7,6 +7,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/xdpingest/xdpingest/datapath/afxdp"
+	"github.com/xdpingest/xdpingest/tuning"
 )
 
 func parse(t *testing.T, args ...string) (*Resolved, error) {
@@ -44,6 +47,12 @@ func TestFlagsValid(t *testing.T) {
 	if len(r.SinkSpecs) != 1 || r.Sinks[0] != "pcap:./capture" {
 		t.Errorf("default sink: %v", r.Sinks)
 	}
+	if r.SchedSlice != tuning.DefaultWorkerSlice || r.Nap != afxdp.DefaultNap {
+		t.Errorf("default slice %v and nap %v", r.SchedSlice, r.Nap)
+	}
+	if r, err = parse(t, "--iface", "x0", "--ports", "1", "--sched-slice", "0", "--nap", "0"); err != nil || r.SchedSlice != 0 || r.Nap != 0 {
+		t.Errorf("--sched-slice 0 --nap 0: %v, %v, %v", r.SchedSlice, r.Nap, err)
+	}
 }
 
 func TestFlagsRefused(t *testing.T) {
@@ -68,6 +77,8 @@ func TestFlagsRefused(t *testing.T) {
 		"bad xdp mode":       {"--iface", "x0", "--ports", "9000", "--xdp-mode", "offload"},
 		"nap too long":       {"--iface", "x0", "--ports", "9000", "--nap", "5ms"},
 		"negative nap":       {"--iface", "x0", "--ports", "9000", "--nap", "-1us"},
+		"slice too short":    {"--iface", "x0", "--ports", "9000", "--sched-slice", "50us"},
+		"slice too long":     {"--iface", "x0", "--ports", "9000", "--sched-slice", "1s"},
 	}
 	for name, args := range cases {
 		if _, err := parse(t, args...); err == nil {

@@ -148,11 +148,13 @@ type Pipeline struct {
 	workers []*worker
 	block   bool
 	batch   int
+	slice   time.Duration
 
-	wg       sync.WaitGroup        // workers
-	writerWG sync.WaitGroup        // sink writers
-	err      atomic.Pointer[error] // the first worker failure
-	started  atomic.Int32          // workers in their loop
+	sliceNoted atomic.Bool           // the kernel ignoring the slice was logged
+	wg         sync.WaitGroup        // workers
+	writerWG   sync.WaitGroup        // sink writers
+	err        atomic.Pointer[error] // the first worker failure
+	started    atomic.Int32          // workers in their loop
 }
 
 // PipelineConfig sizes the pipeline.
@@ -165,7 +167,10 @@ type PipelineConfig struct {
 	QueueBytes  int
 	BlockOnFull bool
 	BatchSize   int
-	Log         *slog.Logger
+	// Slice is the scheduler slice of every worker thread (0: the
+	// kernel's); see tuning.SetThreadSlice.
+	Slice time.Duration
+	Log   *slog.Logger
 }
 
 // batchBuckets are the upper bounds of the batch size histogram.
@@ -176,7 +181,7 @@ func NewPipeline(cfg PipelineConfig) (*Pipeline, error) {
 	if len(cfg.Sinks) == 0 {
 		return nil, errors.New("the pipeline needs a sink")
 	}
-	p := &Pipeline{log: cfg.Log, sinks: cfg.Sinks, block: cfg.BlockOnFull, batch: cfg.BatchSize}
+	p := &Pipeline{log: cfg.Log, sinks: cfg.Sinks, block: cfg.BlockOnFull, batch: cfg.BatchSize, slice: cfg.Slice}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
@@ -256,13 +261,20 @@ func (p *Pipeline) work(w *worker) {
 			close(q.ch)
 		}
 	}()
-	if w.cpu >= 0 {
+	if w.cpu >= 0 || p.slice > 0 {
 		// The thread stays locked to the end: it carries a CPU affinity
-		// that other goroutines must not inherit.
+		// and a scheduler slice that other goroutines must not inherit.
 		runtime.LockOSThread()
+	}
+	if w.cpu >= 0 {
 		if err := tuning.PinThread(w.cpu); err != nil {
 			p.log.Warn("can't pin worker; it runs unpinned", "queue", w.rx.Queue(), "cpu", w.cpu, "err", err)
 		}
+	}
+	if ok, err := tuning.SetThreadSlice(p.slice); err != nil {
+		p.log.Warn("can't set the worker's scheduler slice; it keeps the kernel's", "queue", w.rx.Queue(), "slice", p.slice, "err", err)
+	} else if p.slice > 0 && !ok && p.sliceNoted.CompareAndSwap(false, true) {
+		p.log.Info("the kernel ignores custom scheduler slices (Linux 6.12+ has them) or the workers run under a real-time policy; workers keep the kernel's slice", "slice", p.slice)
 	}
 	p.started.Add(1)
 	defer p.started.Add(-1)

@@ -13,7 +13,7 @@ func TestConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.FrameSize != 2048 || c.NumFrames != 4096 || c.FillRingSize != 2048 || c.CompletionRingSize != 2048 ||
-		c.RxRingSize != 2048 || c.TxRingSize != 0 || c.TxFrames != 0 || c.SpinChecks != defaultSpinChecks || c.Nap != 20*time.Microsecond {
+		c.RxRingSize != 2048 || c.TxRingSize != 0 || c.TxFrames != 0 || c.SpinChecks != defaultSpinChecks || c.Nap != 100*time.Microsecond {
 		t.Errorf("defaults: %+v", c)
 	}
 	if c.rxFrames() != 4096 {

@@ -45,6 +45,7 @@ func newFakeKernel(t testing.TB, cfg Config, start uint32) *fakeKernel {
 	for 1<<s.shift < cfg.FrameSize {
 		s.shift++
 	}
+	s.napNow.Store(int64(cfg.Nap))
 	s.fill = newProdRing(&k.fill.prod, &k.fill.cons, &k.fill.flags, k.fill.entries)
 	s.comp = newConsRing(&comp.prod, &comp.cons, &comp.flags, comp.entries)
 	s.rx = newConsRing(&k.rx.prod, &k.rx.cons, &k.rx.flags, k.rx.entries)
@@ -207,6 +208,76 @@ func TestCloseWakesFakeReceive(t *testing.T) {
 // look again, so a frame that arrives meanwhile is picked up without any
 // wakeup from the kernel (the fake kernel gives none); some 64 naps after
 // the last frame it sleeps in poll().
+// The nap shrinks by a quarter after one that let the RX ring fill past
+// half, grows by an eighth after one that left it under a quarter full,
+// stays between, and never leaves [minNap, Config.Nap].
+func TestNapAdaptsToBacklog(t *testing.T) {
+	const nap = 80 * time.Microsecond
+	k := newFakeKernel(t, Config{NumFrames: 256, RxRingSize: 64, FillRingSize: 128, SpinChecks: 1, Nap: nap}, 0)
+	s := k.s
+	buf := make([]byte, bench.SizedSpan)
+	seq := uint64(0)
+	burst := func(n int) [][]byte {
+		var fs [][]byte
+		for range n {
+			fs = append(fs, frames.Build(frames.Spec{Src: fsrc, Dst: fdst, Payload: bench.PutSized(buf, seq)}))
+			seq++
+		}
+		return fs
+	}
+	batch := make([]datapath.Datagram, 64)
+	k.deliver(burst(1))
+	if n, err := s.Receive(batch); n != 1 || err != nil {
+		t.Fatalf("Receive: %d, %v", n, err)
+	}
+	// afterNap waits until Receive naps, delivers n frames and returns the
+	// next nap's length once Receive has taken them.
+	afterNap := func(n int) time.Duration {
+		t.Helper()
+		naps := s.naps.Load()
+		done := make(chan int)
+		go func() {
+			got, _ := s.Receive(batch)
+			done <- got
+		}()
+		for s.naps.Load() == naps {
+			time.Sleep(5 * time.Microsecond)
+		}
+		k.deliver(burst(n))
+		if got := <-done; got != n {
+			t.Fatalf("Receive after a nap took %d of %d frames", got, n)
+		}
+		return s.LoopStats().Nap
+	}
+	want := nap
+	for i, c := range []struct {
+		backlog int
+		next    func(time.Duration) time.Duration
+	}{
+		{40, func(d time.Duration) time.Duration { return d - d/4 }}, // > 32 of 64: shrink
+		{40, func(d time.Duration) time.Duration { return d - d/4 }},
+		{20, func(d time.Duration) time.Duration { return d }},          // between: keep
+		{3, func(d time.Duration) time.Duration { return d + d/8 + 1 }}, // < 16: grow
+	} {
+		want = c.next(want)
+		if got := afterNap(c.backlog); got != want {
+			t.Fatalf("step %d: backlog %d: next nap %v, want %v", i, c.backlog, got, want)
+		}
+	}
+	for range 10 {
+		afterNap(1)
+	}
+	if got := s.LoopStats().Nap; got != nap {
+		t.Errorf("after ten quiet naps the nap is %v, want back at Config.Nap %v", got, nap)
+	}
+	for range 20 {
+		afterNap(60)
+	}
+	if got := s.LoopStats().Nap; got != minNap {
+		t.Errorf("after twenty floods the nap is %v, want minNap %v", got, minNap)
+	}
+}
+
 func TestReceiveNapsWhileTrafficIsRecent(t *testing.T) {
 	const nap = 50 * time.Microsecond
 	k := newFakeKernel(t, Config{NumFrames: 64, SpinChecks: 1, Nap: nap}, 0)

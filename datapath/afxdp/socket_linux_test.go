@@ -4,11 +4,15 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"os"
 	"runtime"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"go.uber.org/goleak"
 	"golang.org/x/sys/unix"
@@ -346,4 +350,65 @@ func TestDroppedSocketIsClosed(t *testing.T) {
 		t.Fatalf("rebinding after the cleanup: %v", err)
 	}
 	s.Close()
+}
+
+// A UMEM of 2 MiB or more is aligned to 2 MiB and advised for transparent
+// huge pages. (Nothing is asserted of a smaller one: it may land in Go heap
+// memory that an earlier UMEM's advice still covers.)
+func TestUMEMHugePageAdvice(t *testing.T) {
+	if _, err := os.Stat("/sys/kernel/mm/transparent_hugepage"); err != nil {
+		testbed.Skip(t, "this kernel has no transparent huge pages (CONFIG_TRANSPARENT_HUGEPAGE)")
+	}
+	b := bedT(t, 1)
+	var s *Socket
+	err := b.Rx.Do(func() (err error) {
+		s, err = NewSocket(Config{Ifindex: b.Rx.Index, NumFrames: 4096}, 0)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	addr := uintptr(unsafe.Pointer(&s.umem[0]))
+	if addr%hugePageSize != 0 {
+		t.Errorf("UMEM at %#x, not 2 MiB aligned", addr)
+	}
+	flags, huge := vmaOf(t, addr)
+	if !slices.Contains(flags, "hg") {
+		t.Errorf("UMEM mapping's VmFlags %v: no huge page advice (hg)", flags)
+	}
+	t.Logf("AnonHugePages of the UMEM's mapping: %d kB", huge)
+}
+
+// vmaOf returns the VmFlags and AnonHugePages (kB) of this process's
+// mapping that holds addr, from /proc/self/smaps.
+func vmaOf(t *testing.T, addr uintptr) (flags []string, hugeKB int) {
+	t.Helper()
+	data, err := os.ReadFile("/proc/self/smaps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := false
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		if lo, hi, ok := strings.Cut(f[0], "-"); ok && len(f) >= 5 {
+			l, err1 := strconv.ParseUint(lo, 16, 64)
+			h, err2 := strconv.ParseUint(hi, 16, 64)
+			if err1 == nil && err2 == nil {
+				in = uint64(addr) >= l && uint64(addr) < h
+				continue
+			}
+		}
+		switch {
+		case in && f[0] == "AnonHugePages:":
+			hugeKB, _ = strconv.Atoi(f[1])
+		case in && f[0] == "VmFlags:":
+			return f[1:], hugeKB
+		}
+	}
+	t.Fatalf("no mapping in /proc/self/smaps holds %#x", addr)
+	return nil, 0
 }

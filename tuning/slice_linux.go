@@ -54,9 +54,14 @@ func SetThreadSlice(d time.Duration) (bool, error) {
 	if err := CheckSlice(d); err != nil {
 		return false, err
 	}
-	attr, err := unix.SchedGetAttr(0, 0)
+	return setSlice(0, d)
+}
+
+// setSlice sets thread tid's slice (0: the calling thread).
+func setSlice(tid int, d time.Duration) (bool, error) {
+	attr, err := unix.SchedGetAttr(tid, 0)
 	if err != nil {
-		return false, fmt.Errorf("can't read the thread's scheduling attributes (sched_getattr): %w", err)
+		return false, fmt.Errorf("can't read the scheduling attributes of thread %d (sched_getattr): %w", tid, err)
 	}
 	if attr.Policy != schedOther && attr.Policy != schedBatch {
 		return false, nil
@@ -64,21 +69,22 @@ func SetThreadSlice(d time.Duration) (bool, error) {
 	attr.Runtime = uint64(d)
 	attr.Deadline, attr.Period = 0, 0
 	attr.Flags = 0
-	if err := unix.SchedSetAttr(0, attr, 0); err != nil {
+	if err := unix.SchedSetAttr(tid, attr, 0); err != nil {
 		if errors.Is(err, unix.EPERM) {
 			return false, fmt.Errorf("can't set a %v scheduler slice: %w: grant CAP_SYS_NICE", d, err)
 		}
 		return false, fmt.Errorf("can't set a %v scheduler slice (sched_setattr): %w", d, err)
 	}
-	got, err := ThreadSlice()
+	got, err := unix.SchedGetAttr(tid, 0)
 	if err != nil {
-		return false, err
+		return false, fmt.Errorf("can't read the scheduling attributes of thread %d (sched_getattr): %w", tid, err)
 	}
-	return got == d, nil
+	return time.Duration(got.Runtime) == d, nil
 }
 
-// ThreadSlice returns the calling thread's custom slice, 0 if it has none
-// or the kernel has no custom slices.
+// ThreadSlice returns the calling thread's slice as the kernel reports it:
+// its custom slice, else (Linux 6.12+) the kernel's default; 0 on kernels
+// without custom slices.
 func ThreadSlice() (time.Duration, error) {
 	attr, err := unix.SchedGetAttr(0, 0)
 	if err != nil {

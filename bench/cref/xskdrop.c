@@ -12,7 +12,7 @@
 // first bytes of its payload, as any consumer must. pktbench runs it beside
 // the Go receiver to show how close Go comes to C in the same run.
 //
-// Usage: xskdrop IFACE QUEUE CPU SPIN [NAP_US [WALK [SLICE_US]]], with fd 3 a unix
+// Usage: xskdrop IFACE QUEUE CPU SPIN [NAP_US [WALK [SLICE_US [NICE]]]], with fd 3 a unix
 // socket: once bound, the socket's fd is sent on it (SCM_RIGHTS) for the
 // caller to put into its XSKMAP. Every 100 ms it prints "packets N" on stdout; on SIGTERM or
 // SIGINT it prints the socket's XDP_STATISTICS and exits 0.
@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -154,13 +155,14 @@ static void *report(void *arg) {
 }
 
 int main(int argc, char **argv) {
-	if (argc < 5 || argc > 8) {
-		fprintf(stderr, "usage: xskdrop IFACE QUEUE CPU SPIN [NAP_US [WALK [SLICE_US]]] (fd 3: unix socket for the XSK fd)\n");
+	if (argc < 5 || argc > 9) {
+		fprintf(stderr, "usage: xskdrop IFACE QUEUE CPU SPIN [NAP_US [WALK [SLICE_US [NICE]]]] (fd 3: unix socket for the XSK fd)\n");
 		return 2;
 	}
 	long nap_us = argc >= 6 ? atol(argv[5]) : 0;
 	int walk = argc >= 7 && atoi(argv[6]) != 0;
-	long slice_us = argc == 8 ? atol(argv[7]) : 0;
+	long slice_us = argc >= 8 ? atol(argv[7]) : 0;
+	int nice_val = argc == 9 ? atoi(argv[8]) : 0;
 	unsigned ifindex = if_nametoindex(argv[1]);
 	if (ifindex == 0)
 		die(argv[1]);
@@ -176,6 +178,10 @@ int main(int argc, char **argv) {
 	}
 	if (slice_us > 0 && set_slice(slice_us))
 		die("sched_setattr");
+	// The receive loop runs on this thread (the reporter thread, made
+	// later, inherits the value): as pktbench's --nice for every receiver.
+	if (nice_val != 0 && setpriority(PRIO_PROCESS, (id_t)gettid(), nice_val))
+		die("setpriority");
 	struct sigaction sa = {.sa_handler = on_signal};
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);

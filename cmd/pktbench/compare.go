@@ -269,7 +269,7 @@ func compareBed(ctx context.Context, o compareOpts, q int, cpus []int, rep *repo
 			SrcMAC: bed.Gen.MAC, DstMAC: bed.Rx.MAC, Src: netip.AddrPortFrom(src, 10000), Dst: netip.AddrPortFrom(dst, comparePort),
 			Size: size, Flows: o.flows, Duration: o.duration, CPUs: genCPUs}
 		po := pathOpts{Side: bed.Rx, Iface: bed.Rx.Link, Port: comparePort, Queues: queues, CPUs: rxCPUs, MaxFrame: maxSize,
-			XDPMode: o.xdpMode, Xdpingest: o.xdpingest, PcapDir: o.pcapDir, Spin: o.rx.Spin, Nap: o.rx.Nap, Slice: o.rx.Slice, Frames: o.rx.Frames, RingSize: o.rx.RingSize, Meter: true}
+			XDPMode: o.xdpMode, Xdpingest: o.xdpingest, PcapDir: o.pcapDir, Spin: o.rx.Spin, Nap: o.rx.Nap, Slice: o.rx.Slice, Frames: o.rx.Frames, RingSize: o.rx.RingSize, Nice: o.rx.Nice, Meter: true}
 		for r := 1; r <= o.reps; r++ {
 			for _, path := range o.paths {
 				if err := ctx.Err(); err != nil {

@@ -289,6 +289,7 @@ func TestCompareFlagErrors(t *testing.T) {
 		{[]string{"compare", "--nap", "2ms"}, "--nap 2ms: at most 1ms"},
 		{[]string{"compare", "--slice", "10us"}, "--slice: scheduler slice 10µs: want 0 (the kernel's default) or 100µs to 100ms"},
 		{[]string{"compare", "--frames", "1000"}, "--frames 1000: want a power of two"},
+		{[]string{"compare", "--nice", "-30"}, "--nice: nice -30: want -20 to 19"},
 		{[]string{"compare", "--ring-size", "8192"}, "--ring-size 8192: want a power of two from 64 up to the frames (4096)"},
 		{[]string{"rx", "--path", "afxdp", "--iface", "x", "--frames", "32"}, "--frames 32"},
 		{[]string{"rx", "--path", "afxdp", "--iface", "x", "--nap", "5ms"}, "--nap 5ms: at most 1ms"},

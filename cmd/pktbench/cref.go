@@ -112,7 +112,7 @@ func startXskdrop(bin string, o pathOpts, prog *xdp.Program, queue, cpu int, wal
 	if walk {
 		walkArg = "1"
 	}
-	args = append(args, walkArg, strconv.Itoa(int(o.Slice/time.Microsecond)))
+	args = append(args, walkArg, strconv.Itoa(int(o.Slice/time.Microsecond)), strconv.Itoa(o.Nice))
 	p := &crefProc{queue: queue, stderr: &tailBuffer{}, done: make(chan struct{}), stats: map[string]uint64{}}
 	p.cmd = nsCommand(o.Side, bin, args...)
 	p.cmd.ExtraFiles = []*os.File{theirs}

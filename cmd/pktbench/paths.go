@@ -89,6 +89,8 @@ type pathOpts struct {
 	// Frames and RingSize are the AF_XDP receivers' UMEM frames and RX and
 	// fill ring entries (0: datapath/afxdp's defaults).
 	Frames, RingSize int
+	// Nice is the nice value of every receiving thread (0: pktbench's).
+	Nice int
 	// Meter keeps a sequence meter on the paths that see payloads.
 	Meter bool
 	Log   io.Writer
@@ -99,6 +101,7 @@ type rxFlags struct {
 	spin          *int
 	nap, slice    *time.Duration
 	frames, rings *int
+	nice          *int
 }
 
 func addRxFlags(fs *flag.FlagSet) rxFlags {
@@ -107,6 +110,7 @@ func addRxFlags(fs *flag.FlagSet) rxFlags {
 		nap:    fs.Duration("nap", 0, fmt.Sprintf("afxdp, afxdp-c, server: how long an AF_XDP receiver sleeps on a timer when its ring is empty while traffic is recent (default: datapath/afxdp's, %v; negative: poll() at once)", afxdp.DefaultNap)),
 		slice:  fs.Duration("slice", tuning.DefaultWorkerSlice, fmt.Sprintf("every path's receiving threads (the server's workers, xskdrop) run with this scheduler slice, as xdpingest's workers do (0: the kernel's; %v to %v)", tuning.MinSlice, tuning.MaxSlice)),
 		frames: fs.Int("frames", 0, fmt.Sprintf("afxdp, server: UMEM frames per socket, a power of two (default %d)", afxdp.DefaultNumFrames)),
+		nice:   fs.Int("nice", tuning.DefaultWorkerNice, "every path's receiving threads (the server's workers, xskdrop) run at this nice value, as xdpingest's workers do (0: pktbench's; below it needs CAP_SYS_NICE)"),
 		rings:  fs.Int("ring-size", 0, fmt.Sprintf("afxdp, server: RX and fill ring entries, a power of two (default %d)", afxdp.DefaultRingSize)),
 	}
 }
@@ -129,7 +133,10 @@ func (f rxFlags) apply(o *pathOpts) error {
 	if rings < 64 || rings > frames || rings&(rings-1) != 0 {
 		return fmt.Errorf("--ring-size %d: want a power of two from 64 up to the frames (%d)", rings, frames)
 	}
-	o.Spin, o.Nap, o.Slice, o.Frames, o.RingSize = *f.spin, *f.nap, *f.slice, *f.frames, *f.rings
+	if err := tuning.CheckNice(*f.nice); err != nil {
+		return fmt.Errorf("--nice: %w", err)
+	}
+	o.Spin, o.Nap, o.Slice, o.Frames, o.RingSize, o.Nice = *f.spin, *f.nap, *f.slice, *f.frames, *f.rings, *f.nice
 	return nil
 }
 
@@ -405,6 +412,9 @@ func startLoops(n int, o pathOpts, body func(i int, l *loop) error) *loops {
 			}
 			if err == nil {
 				_, err = tuning.SetThreadSlice(o.Slice)
+			}
+			if err == nil && o.Nice != 0 {
+				err = tuning.SetThreadNice(o.Nice)
 			}
 			l.mu.Lock()
 			l.tid = unix.Gettid()

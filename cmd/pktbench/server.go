@@ -198,7 +198,7 @@ func startServer(o pathOpts, sinkKind string) (rcv receiver, err error) {
 	if o.Nap != 0 {
 		args = append(args, "--nap", max(o.Nap, 0).String())
 	}
-	args = append(args, "--sched-slice", o.Slice.String())
+	args = append(args, "--sched-slice", o.Slice.String(), "--worker-nice", strconv.Itoa(o.Nice))
 	if o.Frames > 0 {
 		args = append(args, "--frames", strconv.Itoa(o.Frames))
 	}

@@ -59,6 +59,11 @@ type Config struct {
 	// what shares its core without waiting out that task's slice; "0s"
 	// keeps the kernel's (default 100µs, else 100µs to 100ms).
 	SchedSlice time.Duration `yaml:"sched_slice"`
+	// WorkerNice: the nice value of each worker thread, so that a worker
+	// waking from a nap gets its core back from what shares it at once
+	// (default -10; 0 leaves the workers at the process's; needs
+	// CAP_SYS_NICE below the process's value).
+	WorkerNice int `yaml:"worker_nice"`
 	// Kernel path.
 	Workers  int `yaml:"workers"`   // sockets per port and family (default: one per queue, at most one per CPU)
 	RcvBufMB int `yaml:"rcvbuf_mb"` // SO_RCVBUF per socket
@@ -88,6 +93,7 @@ func Defaults() Config {
 		DrainTimeout: 4 * time.Second,
 		Nap:          afxdp.DefaultNap,
 		SchedSlice:   tuning.DefaultWorkerSlice,
+		WorkerNice:   tuning.DefaultWorkerNice,
 	}
 }
 
@@ -277,6 +283,9 @@ func (c Config) Validate() (*Resolved, error) {
 	}
 	if err := tuning.CheckSlice(c.SchedSlice); err != nil {
 		return nil, fmt.Errorf("sched_slice: %w", err)
+	}
+	if err := tuning.CheckNice(c.WorkerNice); err != nil {
+		return nil, fmt.Errorf("worker_nice: %w", err)
 	}
 	return r, nil
 }

@@ -47,8 +47,8 @@ func TestFlagsValid(t *testing.T) {
 	if len(r.SinkSpecs) != 1 || r.Sinks[0] != "pcap:./capture" {
 		t.Errorf("default sink: %v", r.Sinks)
 	}
-	if r.SchedSlice != tuning.DefaultWorkerSlice || r.Nap != afxdp.DefaultNap {
-		t.Errorf("default slice %v and nap %v", r.SchedSlice, r.Nap)
+	if r.SchedSlice != tuning.DefaultWorkerSlice || r.Nap != afxdp.DefaultNap || r.WorkerNice != tuning.DefaultWorkerNice {
+		t.Errorf("default slice %v, nap %v, nice %d", r.SchedSlice, r.Nap, r.WorkerNice)
 	}
 	if r, err = parse(t, "--iface", "x0", "--ports", "1", "--sched-slice", "0", "--nap", "0"); err != nil || r.SchedSlice != 0 || r.Nap != 0 {
 		t.Errorf("--sched-slice 0 --nap 0: %v, %v, %v", r.SchedSlice, r.Nap, err)
@@ -79,6 +79,8 @@ func TestFlagsRefused(t *testing.T) {
 		"negative nap":       {"--iface", "x0", "--ports", "9000", "--nap", "-1us"},
 		"slice too short":    {"--iface", "x0", "--ports", "9000", "--sched-slice", "50us"},
 		"slice too long":     {"--iface", "x0", "--ports", "9000", "--sched-slice", "1s"},
+		"nice too low":       {"--iface", "x0", "--ports", "9000", "--worker-nice", "-21"},
+		"nice too high":      {"--iface", "x0", "--ports", "9000", "--worker-nice", "20"},
 	}
 	for name, args := range cases {
 		if _, err := parse(t, args...); err == nil {

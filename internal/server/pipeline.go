@@ -149,6 +149,7 @@ type Pipeline struct {
 	block   bool
 	batch   int
 	slice   time.Duration
+	nice    int
 
 	sliceNoted atomic.Bool           // the kernel ignoring the slice was logged
 	wg         sync.WaitGroup        // workers
@@ -170,7 +171,10 @@ type PipelineConfig struct {
 	// Slice is the scheduler slice of every worker thread (0: the
 	// kernel's); see tuning.SetThreadSlice.
 	Slice time.Duration
-	Log   *slog.Logger
+	// Nice is the nice value of every worker thread (0: left as it is);
+	// see tuning.DefaultWorkerNice.
+	Nice int
+	Log  *slog.Logger
 }
 
 // batchBuckets are the upper bounds of the batch size histogram.
@@ -181,7 +185,7 @@ func NewPipeline(cfg PipelineConfig) (*Pipeline, error) {
 	if len(cfg.Sinks) == 0 {
 		return nil, errors.New("the pipeline needs a sink")
 	}
-	p := &Pipeline{log: cfg.Log, sinks: cfg.Sinks, block: cfg.BlockOnFull, batch: cfg.BatchSize, slice: cfg.Slice}
+	p := &Pipeline{log: cfg.Log, sinks: cfg.Sinks, block: cfg.BlockOnFull, batch: cfg.BatchSize, slice: cfg.Slice, nice: cfg.Nice}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
@@ -261,14 +265,19 @@ func (p *Pipeline) work(w *worker) {
 			close(q.ch)
 		}
 	}()
-	if w.cpu >= 0 || p.slice > 0 {
+	if w.cpu >= 0 || p.slice > 0 || p.nice != 0 {
 		// The thread stays locked to the end: it carries a CPU affinity
-		// and a scheduler slice that other goroutines must not inherit.
+		// and scheduling settings that other goroutines must not inherit.
 		runtime.LockOSThread()
 	}
 	if w.cpu >= 0 {
 		if err := tuning.PinThread(w.cpu); err != nil {
 			p.log.Warn("can't pin worker; it runs unpinned", "queue", w.rx.Queue(), "cpu", w.cpu, "err", err)
+		}
+	}
+	if p.nice != 0 {
+		if err := tuning.SetThreadNice(p.nice); err != nil {
+			p.log.Warn("can't set the worker's nice value; it keeps the process's", "queue", w.rx.Queue(), "nice", p.nice, "err", err)
 		}
 	}
 	if ok, err := tuning.SetThreadSlice(p.slice); err != nil {

@@ -238,7 +238,7 @@ func (s *server) start(ctx context.Context) error {
 		}
 	}
 	pipe, err := NewPipeline(PipelineConfig{Receivers: s.rxs, CPUs: cpus, Sinks: s.sinks, QueueBytes: c.QueueBytes,
-		BlockOnFull: c.BlockOnFull, BatchSize: c.BatchSize, Slice: c.SchedSlice, Log: s.log})
+		BlockOnFull: c.BlockOnFull, BatchSize: c.BatchSize, Slice: c.SchedSlice, Nice: c.WorkerNice, Log: s.log})
 	if err != nil {
 		return err
 	}

@@ -359,7 +359,9 @@ const hugePageSize = 2 << 20
 // two frames, more pages than the TLB holds, and on the test bed two
 // queues receive 5% more on huge pages. The advice is ignored where THP is
 // off or compiled out; the kernel pins the pages whatever their size when
-// the UMEM is registered, which is also when they are faulted in.
+// the UMEM is registered, which is also when they are faulted in. The
+// advice outlives the UMEM: Go heap objects later placed in that range may
+// get huge pages too, which costs nothing but the pages' granularity.
 func umemBytes(size int) []byte {
 	if size < hugePageSize {
 		return alignedBytes(size, os.Getpagesize())

@@ -477,7 +477,8 @@ func (s *server) logStart() {
 		"iface", c.Iface, "path", s.path, "xdp_mode", mode, "afxdp_mode", copyMode,
 		"workers", strings.Join(qs, ","), "ports", config.FormatPorts(c.PortList),
 		"allow", prefixes(c.Config.Allow), "deny", prefixes(c.Config.Deny),
-		"sinks", strings.Join(names, ","), "on_full", c.OnFull, "metrics", c.MetricsAddr)
+		"sinks", strings.Join(names, ","), "on_full", c.OnFull, "metrics", c.MetricsAddr,
+		"worker_nice", c.WorkerNice, "sched_slice", c.SchedSlice, "nap", c.Nap)
 }
 
 func prefixes(p []string) string {

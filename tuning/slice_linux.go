@@ -9,7 +9,8 @@ import (
 )
 
 // The kernel's bounds for a custom slice of a fair-class task
-// (sched_setattr's sched_runtime, Linux 6.12+): it refuses anything outside.
+// (sched_setattr's sched_runtime, Linux 6.12+): it clamps anything outside
+// to them; CheckSlice refuses it instead, so that what is asked is what runs.
 const (
 	MinSlice = 100 * time.Microsecond
 	MaxSlice = 100 * time.Millisecond
@@ -28,6 +29,8 @@ func CheckSlice(d time.Duration) error {
 const (
 	schedOther = 0
 	schedBatch = 3
+
+	schedFlagResetOnFork = 0x01
 )
 
 // SetThreadSlice asks the scheduler to give the calling OS thread time
@@ -68,7 +71,7 @@ func setSlice(tid int, d time.Duration) (bool, error) {
 	}
 	attr.Runtime = uint64(d)
 	attr.Deadline, attr.Period = 0, 0
-	attr.Flags = 0
+	attr.Flags &= schedFlagResetOnFork // keep it; nothing else applies here
 	if err := unix.SchedSetAttr(tid, attr, 0); err != nil {
 		if errors.Is(err, unix.EPERM) {
 			return false, fmt.Errorf("can't set a %v scheduler slice: %w: grant CAP_SYS_NICE", d, err)

@@ -100,7 +100,7 @@ static int set_slice(long us) {
 	if (a.policy != 0 && a.policy != 3) // SCHED_OTHER, SCHED_BATCH
 		return 0;
 	a.size = sizeof(a);
-	a.flags = 0;
+	a.flags &= 0x01; // SCHED_FLAG_RESET_ON_FORK, kept
 	a.runtime = (uint64_t)us * 1000;
 	a.deadline = a.period = 0;
 	return (int)syscall(SYS_sched_setattr, 0, &a, 0);
@@ -189,10 +189,14 @@ int main(int argc, char **argv) {
 	int fd = socket(AF_XDP, SOCK_RAW, 0);
 	if (fd < 0)
 		die("socket(AF_XDP)");
-	size_t umem_len = (size_t)NUM_FRAMES * FRAME_SIZE;
-	char *umem = mmap(NULL, umem_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-	if (umem == MAP_FAILED)
+	// Aligned to 2 MiB and advised for transparent huge pages, as
+	// datapath/afxdp's UMEM; the registration below faults it in.
+	size_t umem_len = (size_t)NUM_FRAMES * FRAME_SIZE, huge = (size_t)2 << 20;
+	char *raw = mmap(NULL, umem_len + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (raw == MAP_FAILED)
 		die("mmap UMEM");
+	char *umem = (char *)(((uintptr_t)raw + huge - 1) & ~(uintptr_t)(huge - 1));
+	(void)madvise(umem, umem_len, MADV_HUGEPAGE);
 	struct xdp_umem_reg reg = {.addr = (uint64_t)(uintptr_t)umem, .len = umem_len, .chunk_size = FRAME_SIZE};
 	if (setsockopt(fd, SOL_XDP, XDP_UMEM_REG, &reg, sizeof(reg)))
 		die("XDP_UMEM_REG");

@@ -68,11 +68,12 @@ type Config struct {
 
 	// Nap is the longest Receive sleeps on a timer, after SpinChecks empty
 	// checks, before it looks at the ring again, as long as the last
-	// datagram came less than 64 naps ago; after that it sleeps in poll()
+	// datagram came less than 64 x Nap ago; after that it sleeps in poll()
 	// (default 100µs; negative: never nap, poll() at once). Within it the
 	// nap adapts to the traffic: it shrinks by a quarter whenever the RX
 	// ring was more than half full at the end of one (down to 5µs), and
-	// grows back by an eighth while the ring stayed under a quarter full.
+	// grows back by an eighth while the ring stayed under a quarter full;
+	// it starts again from Nap after a sleep in poll().
 	//
 	// Why: a receiver in poll() is woken by the kernel once per batch the
 	// kernel hands over, from the core that processes the packets. Across

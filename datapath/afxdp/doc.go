@@ -51,7 +51,7 @@
 //
 // When the RX ring is empty Receive checks again a few times
 // ([Config.SpinChecks]). Then, while the last batch came recently (less
-// than 64 naps ago), it naps on a timer and looks again: a receiver
+// than 64 x [Config.Nap] ago), it naps on a timer and looks again: a receiver
 // waiting in poll() is woken by the kernel once per batch it hands over,
 // from the core that processes the packets, and that wakeup costs that
 // core more than the receiver's timer does. The nap is at most

@@ -360,6 +360,8 @@ const hugePageSize = 2 << 20
 // queues receive 5% more on huge pages. The advice is ignored where THP is
 // off or compiled out; the kernel pins the pages whatever their size when
 // the UMEM is registered, which is also when they are faulted in. The
+// alignment costs up to 2 MiB more per socket (allocated with the UMEM,
+// resident when the Go heap hands out reused memory, which it zeroes). The
 // advice outlives the UMEM: Go heap objects later placed in that range may
 // get huge pages too, which costs nothing but the pages' granularity.
 func umemBytes(size int) []byte {
@@ -514,6 +516,12 @@ func (s *Socket) Receive(batch []datapath.Datagram) (int, error) {
 			s.sleepFor(time.Duration(s.napNow.Load()))
 			s.napped = true
 			continue
+		}
+		// Idle: the next burst starts with the longest nap again, and
+		// what piles up during poll() says nothing about the nap.
+		s.napped = false
+		if s.nap > 0 {
+			s.napNow.Store(int64(s.nap))
 		}
 		if err := s.sleep(); err != nil {
 			return 0, err
@@ -826,7 +834,8 @@ type LoopStats struct {
 	// Config.Nap); Wakeups counts recvfrom calls made because the kernel
 	// asked (or busy polling is on).
 	Polls, Naps, Wakeups uint64
-	// Nap is the length of the next nap (see Config.Nap).
+	// Nap is the length of the next nap (see Config.Nap); 0 when the
+	// socket never naps.
 	Nap time.Duration
 	// TxPackets counts frames submitted; TxCompleted those the kernel
 	// handed back; Kicks the sendto calls that woke TX.
@@ -836,7 +845,7 @@ type LoopStats struct {
 // LoopStats returns the loop counters; safe from any goroutine.
 func (s *Socket) LoopStats() LoopStats {
 	return LoopStats{
-		Polls: s.polls.Load(), Naps: s.naps.Load(), Wakeups: s.wakeups.Load(), Nap: time.Duration(s.napNow.Load()),
+		Polls: s.polls.Load(), Naps: s.naps.Load(), Wakeups: s.wakeups.Load(), Nap: max(time.Duration(s.napNow.Load()), 0),
 		TxPackets: s.txPackets.Load(), TxCompleted: s.txCompleted.Load(), Kicks: s.kicks.Load(),
 	}
 }

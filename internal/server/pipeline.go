@@ -59,14 +59,65 @@ type chunk struct {
 	buf  []byte
 	dgs  []datapath.Datagram
 	refs atomic.Int32
-	free chan *chunk
+	free *freeList
 }
 
 func (c *chunk) release() {
 	if c.refs.Add(-1) == 0 {
 		c.buf = c.buf[:0]
 		c.dgs = c.dgs[:0]
-		c.free <- c
+		c.free.put(c)
+	}
+}
+
+// freeList holds a worker's free chunks and hands them out last in, first
+// out: the chunk released last is the one most likely still in cache. At a
+// steady rate a few chunks then cycle, rather than every chunk of the
+// queue memory (512 of 32 KiB for 16 MiB), each cold in cache when the
+// worker copies into it: with a FIFO list the copy into chunks took 17% of
+// the machine's time with 2 queues on the test bed.
+type freeList struct {
+	mu    sync.Mutex
+	stack []*chunk
+	// wake holds a token after a put, for a taker waiting in get.
+	wake chan struct{}
+}
+
+func newFreeList(n int) *freeList {
+	return &freeList{stack: make([]*chunk, 0, n), wake: make(chan struct{}, 1)}
+}
+
+func (f *freeList) put(c *chunk) {
+	f.mu.Lock()
+	f.stack = append(f.stack, c)
+	f.mu.Unlock()
+	select {
+	case f.wake <- struct{}{}:
+	default:
+	}
+}
+
+// tryGet returns a free chunk, or nil when there is none.
+func (f *freeList) tryGet() *chunk {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := len(f.stack)
+	if n == 0 {
+		return nil
+	}
+	c := f.stack[n-1]
+	f.stack[n-1] = nil
+	f.stack = f.stack[:n-1]
+	return c
+}
+
+// get returns a free chunk, waiting for one.
+func (f *freeList) get() *chunk {
+	for {
+		if c := f.tryGet(); c != nil {
+			return c
+		}
+		<-f.wake
 	}
 }
 
@@ -127,7 +178,7 @@ type worker struct {
 	rx     datapath.Receiver
 	cpu    int // -1: not pinned
 	queues []*sinkQueue
-	free   chan *chunk
+	free   *freeList
 	// mu guards open and done. A writer queues the open chunk with mu
 	// held, so the worker, which takes open back under mu, never queues a
 	// later chunk first. The worker itself never blocks with mu held
@@ -201,9 +252,9 @@ func NewPipeline(cfg PipelineConfig) (*Pipeline, error) {
 		// Enough chunks that every queue can be full and every writer
 		// busy with one, plus one being filled.
 		n := perSink*len(cfg.Sinks) + len(cfg.Sinks) + 1
-		w.free = make(chan *chunk, n)
+		w.free = newFreeList(n)
 		for j := 0; j < n; j++ {
-			w.free <- &chunk{buf: make([]byte, 0, chunkBytes), dgs: make([]datapath.Datagram, 0, chunkDatagrams), free: w.free}
+			w.free.put(&chunk{buf: make([]byte, 0, chunkBytes), dgs: make([]datapath.Datagram, 0, chunkDatagrams), free: w.free})
 		}
 		for range cfg.Sinks {
 			w.queues = append(w.queues, &sinkQueue{ch: make(chan *chunk, perSink)})
@@ -375,13 +426,11 @@ func bucket(n int) int {
 // chunk takes a free chunk, waiting when blocking; without one (drop mode)
 // it counts the rest of the batch as dropped for every sink.
 func (p *Pipeline) chunk(w *worker, rest int) *chunk {
-	select {
-	case c := <-w.free:
+	if c := w.free.tryGet(); c != nil {
 		return c
-	default:
 	}
 	if p.block {
-		return <-w.free
+		return w.free.get()
 	}
 	for _, sc := range p.counts {
 		sc.queueFull.Add(uint64(rest))

@@ -206,3 +206,42 @@ func TestPipelineCoalescesWhileWritersAreBehind(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// The free list hands out the chunk released last, and a taker waiting in
+// get gets the next one released.
+func TestFreeListLIFO(t *testing.T) {
+	f := newFreeList(3)
+	a, b, c := &chunk{free: f}, &chunk{free: f}, &chunk{free: f}
+	for _, x := range []*chunk{a, b, c} {
+		f.put(x)
+	}
+	if got := f.tryGet(); got != c {
+		t.Fatal("tryGet did not return the chunk put last")
+	}
+	f.put(c)
+	for _, want := range []*chunk{c, b, a} {
+		if got := f.get(); got != want {
+			t.Fatalf("get returned the wrong chunk")
+		}
+	}
+	if f.tryGet() != nil {
+		t.Fatal("tryGet on an empty list returned a chunk")
+	}
+	got := make(chan *chunk)
+	go func() { got <- f.get() }()
+	select {
+	case <-got:
+		t.Fatal("get returned from an empty list")
+	case <-time.After(20 * time.Millisecond):
+	}
+	b.refs.Store(1)
+	b.release()
+	select {
+	case x := <-got:
+		if x != b {
+			t.Fatal("the waiting get took another chunk")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a waiting get missed the chunk released")
+	}
+}

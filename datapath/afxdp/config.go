@@ -71,8 +71,8 @@ type Config struct {
 	// datagram came less than 64 x Nap ago; after that it sleeps in poll()
 	// (default 100µs; negative: never nap, poll() at once). Within it the
 	// nap adapts to the traffic: it shrinks by a quarter whenever the RX
-	// ring was more than half full at the end of one (down to 5µs), and
-	// grows back by an eighth while the ring stayed under a quarter full;
+	// ring was more than three quarters full at the end of one (down to
+	// 5µs), and grows back by an eighth while the ring stayed under half full;
 	// it starts again from Nap after a sleep in poll().
 	//
 	// Why: a receiver in poll() is woken by the kernel once per batch the

@@ -56,8 +56,8 @@
 // from the core that processes the packets, and that wakeup costs that
 // core more than the receiver's timer does. The nap is at most
 // [Config.Nap] (100µs) and adapts to the traffic: it shrinks by a quarter
-// when the RX ring was more than half full at the end of one and grows
-// back while the ring stays under a quarter full. Otherwise it sleeps
+// when the RX ring was more than three quarters full at the end of one and
+// grows back while the ring stays under half full. Otherwise it sleeps
 // in poll() on the socket and an eventfd that Close signals. It sleeps
 // whatever the ring's wakeup flag says: in
 // copy mode the kernel never sets XDP_RING_NEED_WAKEUP on the fill ring,

@@ -205,9 +205,9 @@ func TestCloseWakesFakeReceive(t *testing.T) {
 }
 
 // The nap shrinks by a quarter after one that let the RX ring fill past
-// half, grows by an eighth after one that left it under a quarter full,
-// stays between, never leaves [minNap, Config.Nap], and starts again from
-// Config.Nap after a sleep in poll(). The batch is smaller than the
+// three quarters, grows by an eighth after one that left it under half
+// full, stays between, never leaves [minNap, Config.Nap], and starts again
+// from Config.Nap after a sleep in poll(). The batch is smaller than the
 // backlogs, so that the backlog counts what stays in the ring too.
 func TestNapAdaptsToBacklog(t *testing.T) {
 	const nap = 80 * time.Microsecond
@@ -275,10 +275,10 @@ func TestNapAdaptsToBacklog(t *testing.T) {
 		backlog int
 		next    func(time.Duration) time.Duration
 	}{
-		{40, func(d time.Duration) time.Duration { return d - d/4 }}, // > 32 of 64: shrink
-		{40, func(d time.Duration) time.Duration { return d - d/4 }},
-		{20, func(d time.Duration) time.Duration { return d }},          // between: keep
-		{3, func(d time.Duration) time.Duration { return d + d/8 + 1 }}, // < 16: grow
+		{50, func(d time.Duration) time.Duration { return d - d/4 }}, // > 48 of 64: shrink
+		{50, func(d time.Duration) time.Duration { return d - d/4 }},
+		{40, func(d time.Duration) time.Duration { return d }},           // between: keep
+		{20, func(d time.Duration) time.Duration { return d + d/8 + 1 }}, // < 32: grow
 	} {
 		want = c.next(want)
 		if got := afterNap(c.backlog); got != want {

@@ -129,6 +129,7 @@ Needs root.
 	if err := rxf.apply(&o.rx); err != nil {
 		return usageError(stderr, "compare", "%v", err)
 	}
+	noteSlice(o.rx.Slice, stderr)
 	o.gro = *gro
 	if slices.ContainsFunc(o.paths, isServer) {
 		if o.xdpingest, err = findXdpingest(*server); err != nil {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -112,6 +113,29 @@ func addRxFlags(fs *flag.FlagSet) rxFlags {
 		frames: fs.Int("frames", 0, fmt.Sprintf("afxdp, server: UMEM frames per socket, a power of two (default %d)", afxdp.DefaultNumFrames)),
 		nice:   fs.Int("nice", tuning.DefaultWorkerNice, "every path's receiving threads (the server's workers, xskdrop) run at this nice value, as xdpingest's workers do (0: pktbench's; below it needs CAP_SYS_NICE)"),
 		rings:  fs.Int("ring-size", 0, fmt.Sprintf("afxdp, server: RX and fill ring entries, a power of two (default %d)", afxdp.DefaultRingSize)),
+	}
+}
+
+// noteSlice says on stderr when the receivers can't have the scheduler
+// slice d: the kernel has no custom slices (before 6.12), or refuses. It
+// tries on a thread of its own, discarded afterwards.
+func noteSlice(d time.Duration, stderr io.Writer) {
+	if d == 0 {
+		return
+	}
+	var ok bool
+	res := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread goes with its slice
+		var err error
+		ok, err = tuning.SetThreadSlice(d)
+		res <- err
+	}()
+	switch err := <-res; {
+	case err != nil:
+		fmt.Fprintf(stderr, "pktbench: the receivers keep the kernel's scheduler slice: %v\n", err)
+	case !ok:
+		fmt.Fprintf(stderr, "pktbench: this kernel ignores --slice %v (custom scheduler slices came in Linux 6.12); the receivers keep the kernel's\n", d)
 	}
 }
 
@@ -499,30 +523,38 @@ func startAFXDP(o pathOpts) (receiver, error) {
 	}
 	socks := p.Sockets()
 	r := &afxdpRx{a: a, p: p}
-	r.loops = startLoops(len(socks), o, func(i int, l *loop) error {
-		s := socks[i]
-		batch := make([]datapath.Datagram, 64)
-		for {
-			n, err := s.Receive(batch)
-			if err != nil {
-				if errors.Is(err, net.ErrClosed) {
-					return nil
-				}
-				return err
-			}
-			var bytes uint64
-			for j := range batch[:n] {
-				d := &batch[j]
-				if l.meter != nil {
-					l.meter.Add(d.Payload)
-				}
-				bytes += uint64(len(d.Frame))
-			}
-			l.packets.Add(uint64(n))
-			l.bytes.Add(bytes)
-		}
-	})
+	r.loops = startLoops(len(socks), o, func(i int, l *loop) error { return receiveLoop(socks[i], l) })
 	return r, nil
+}
+
+// receiveLoop drains rx into l until rx is closed. Bytes are whole frames:
+// the frame where the path has one (AF_XDP), else the payload and the
+// headers in front of it (the kernel path).
+func receiveLoop(rx datapath.Receiver, l *loop) error {
+	batch := make([]datapath.Datagram, 64)
+	for {
+		n, err := rx.Receive(batch)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return err
+		}
+		var bytes uint64
+		for j := range batch[:n] {
+			d := &batch[j]
+			if l.meter != nil {
+				l.meter.Add(d.Payload)
+			}
+			if d.Frame != nil {
+				bytes += uint64(len(d.Frame))
+			} else {
+				bytes += uint64(len(d.Payload)) + headerLen(d.Src)
+			}
+		}
+		l.packets.Add(uint64(n))
+		l.bytes.Add(bytes)
+	}
 }
 
 func (r *afxdpRx) Describe() string {
@@ -593,29 +625,7 @@ func startKernel(name string, o pathOpts) (receiver, error) {
 		if err != nil {
 			return fail(err)
 		}
-		r.loops = startLoops(len(r.rs), o, func(i int, l *loop) error {
-			rx := r.rs[i]
-			batch := make([]datapath.Datagram, 64)
-			for {
-				n, err := rx.Receive(batch)
-				if err != nil {
-					if errors.Is(err, net.ErrClosed) {
-						return nil
-					}
-					return err
-				}
-				var bytes uint64
-				for j := range batch[:n] {
-					d := &batch[j]
-					if l.meter != nil {
-						l.meter.Add(d.Payload)
-					}
-					bytes += uint64(len(d.Payload)) + headerLen(d.Src)
-				}
-				l.packets.Add(uint64(n))
-				l.bytes.Add(bytes)
-			}
-		})
+		r.loops = startLoops(len(r.rs), o, func(i int, l *loop) error { return receiveLoop(r.rs[i], l) })
 		return r, nil
 	}
 

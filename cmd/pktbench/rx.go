@@ -92,6 +92,7 @@ reports what is missing below the highest number seen of each stream.
 	if err := rxf.apply(&o); err != nil {
 		return usageError(stderr, "rx", "%v", err)
 	}
+	noteSlice(o.Slice, stderr)
 	if isServer(*path) {
 		if o.Xdpingest, err = findXdpingest(*server); err != nil {
 			return usageError(stderr, "rx", "%v", err)

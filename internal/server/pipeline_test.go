@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/netip"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -11,8 +12,10 @@ import (
 	"github.com/xdpingest/xdpingest/bench"
 	"github.com/xdpingest/xdpingest/datapath"
 	"github.com/xdpingest/xdpingest/internal/frames"
+	"github.com/xdpingest/xdpingest/internal/testbed"
 	"github.com/xdpingest/xdpingest/sink"
 	"github.com/xdpingest/xdpingest/sink/pcapfile"
+	"github.com/xdpingest/xdpingest/tuning"
 )
 
 // sized returns n datagrams numbered from first: every other one with a
@@ -243,5 +246,59 @@ func TestFreeListLIFO(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("a waiting get missed the chunk released")
+	}
+}
+
+// schedRecorder is a receiver that notes the nice value and scheduler slice
+// of the thread its Receive runs on.
+type schedRecorder struct {
+	datapath.Receiver
+	once  sync.Once
+	nice  int
+	slice time.Duration
+	err   error
+}
+
+func (r *schedRecorder) Receive(b []datapath.Datagram) (int, error) {
+	r.once.Do(func() {
+		if r.nice, r.err = tuning.ThreadNice(); r.err == nil {
+			r.slice, r.err = tuning.ThreadSlice()
+		}
+	})
+	return r.Receiver.Receive(b)
+}
+
+// Workers run at the configured nice value and scheduler slice, on a
+// thread of their own.
+func TestPipelineWorkerScheduling(t *testing.T) {
+	if os.Geteuid() != 0 {
+		testbed.Skip(t, "lowering a nice value needs CAP_SYS_NICE; run as root")
+	}
+	f := datapath.NewFake(0, sized(0, 10))
+	f.AtEnd = io.EOF
+	r := &schedRecorder{Receiver: f}
+	out, _ := sink.Open(context.Background(), sink.Spec{Kind: sink.KindDiscard}, sink.Options{})
+	p, err := NewPipeline(PipelineConfig{Receivers: []datapath.Receiver{r}, CPUs: []int{-1}, Sinks: []sink.Sink{out},
+		QueueBytes: 1 << 20, BatchSize: 64, Nice: -4, Slice: 300 * time.Microsecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Start()
+	if err := p.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if r.nice != -4 {
+		t.Errorf("worker ran at nice %d, want -4", r.nice)
+	}
+	// Kernels before 6.12 have no custom slices (tuning's tests check the
+	// read-back there).
+	if r.slice != 300*time.Microsecond && r.slice != 0 {
+		t.Errorf("worker ran with a %v slice, want 300µs", r.slice)
+	}
+	if n, _ := tuning.ThreadNice(); n == -4 {
+		t.Error("the test's own thread got the worker's nice value")
 	}
 }

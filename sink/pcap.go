@@ -50,6 +50,30 @@ type pcapSink struct {
 	log     *slog.Logger
 	writers []*pcapWriter
 	closed  atomic.Bool
+
+	// create makes a new file (createPcapFile); retryAfter is
+	// pcapRetryAfter. Tests change them, to fail writes on cue and to
+	// resume without waiting a second.
+	create     func(path string) (pcapFile, error)
+	retryAfter time.Duration
+}
+
+// pcapFile is what a writer needs of its file: an *os.File, or in tests a
+// wrapper that fails at a chosen byte.
+type pcapFile interface {
+	Write(b []byte) (int, error)
+	Truncate(size int64) error
+	Sync() error
+	Close() error
+}
+
+// createPcapFile creates path, never overwriting a file (O_EXCL).
+func createPcapFile(path string) (pcapFile, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
+	if err != nil {
+		return nil, err
+	}
+	return f, nil
 }
 
 type pcapWriter struct {
@@ -57,7 +81,7 @@ type pcapWriter struct {
 	worker int
 	c      counters
 
-	f       *os.File
+	f       pcapFile
 	path    string // of the .part file
 	opened  time.Time
 	size    int64 // bytes in the file, buffer included
@@ -84,7 +108,7 @@ func openPcap(spec PcapSpec, opts Options) (*pcapSink, error) {
 	probe.Close()
 	os.Remove(probe.Name())
 
-	s := &pcapSink{spec: spec, log: opts.Logger.With("sink", "pcap:"+spec.Dir)}
+	s := &pcapSink{spec: spec, log: opts.Logger.With("sink", "pcap:"+spec.Dir), create: createPcapFile, retryAfter: pcapRetryAfter}
 	s.writers = make([]*pcapWriter, opts.Workers)
 	for i := range s.writers {
 		s.writers[i] = &pcapWriter{s: s, worker: i, buf: make([]byte, 0, pcapBufSize)}
@@ -206,7 +230,7 @@ func (w *pcapWriter) open(now time.Time) error {
 		return fmt.Errorf("can't write to %s: waiting %v after a failure", w.s.Name(), w.retryAt.Sub(now).Round(time.Millisecond))
 	}
 	stamp := now.UTC().Format(pcapTimeLayout)
-	var f *os.File
+	var f pcapFile
 	var path string
 	var err error
 	// O_EXCL never overwrites: a name taken (same nanosecond, another
@@ -214,14 +238,14 @@ func (w *pcapWriter) open(now time.Time) error {
 	for range 100 {
 		w.seq++
 		path = filepath.Join(w.s.spec.Dir, fmt.Sprintf("%sw%03d-%s-%06d%s%s", pcapPrefix, w.worker, stamp, w.seq, pcapSuffix, partSuffix))
-		f, err = os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
+		f, err = w.s.create(path)
 		if !errors.Is(err, fs.ErrExist) {
 			break
 		}
 	}
 	if err != nil {
 		w.c.errors.Add(1)
-		w.retryAt = now.Add(pcapRetryAfter)
+		w.retryAt = now.Add(w.s.retryAfter)
 		w.s.log.Error("can't open pcap file", "worker", w.worker, "err", err)
 		return fmt.Errorf("can't open pcap file: %w", err)
 	}
@@ -247,7 +271,7 @@ func (w *pcapWriter) flushBuf() error {
 		w.c.errors.Add(1)
 		w.c.drop(pcapWriteFailed, pending)
 		w.c.inFlight.Add(-pending)
-		w.retryAt = time.Now().Add(pcapRetryAfter)
+		w.retryAt = time.Now().Add(w.s.retryAfter)
 		w.s.log.Error("can't write pcap file", "worker", w.worker, "path", w.path, "dropped", pending, "err", err)
 		w.closeFile()
 		return fmt.Errorf("can't write pcap file %s: %w", w.path, err)

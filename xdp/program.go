@@ -68,14 +68,22 @@ type LoadOptions struct {
 type Program struct {
 	objs ingestObjects
 
-	mu       sync.Mutex
-	cfg      Config
+	mu  sync.Mutex
+	cfg Config
+	// Mirrors of what the maps hold, so that Update writes only changes.
 	ports    [1024]uint64
 	prefixes map[string]map[netip.Prefix]bool // list name -> current entries
-	flags    uint32
-	xsk      map[int]bool
-	att      *Attachment
-	closed   bool
+	conf     ingestConfig
+	// mixed: a rollback failed, and the mirrors may be wrong.
+	mixed       bool
+	maxPrefixes int
+	xsk         map[int]bool
+	att         *Attachment
+	closed      bool
+
+	// fault, set only by tests, runs before every map write of Update and
+	// its rollback; an error it returns stands for the write's.
+	fault func() error
 }
 
 // Keep in step with the CFG_ flags in bpf/ingest.c.
@@ -115,8 +123,9 @@ func Load(cfg Config, opts LoadOptions) (*Program, error) {
 		spec.Maps[m].MaxEntries = uint32(opts.MaxPrefixes)
 	}
 	p := &Program{
-		prefixes: map[string]map[netip.Prefix]bool{"allow4": {}, "allow6": {}, "deny4": {}, "deny6": {}},
-		xsk:      map[int]bool{},
+		prefixes:    map[string]map[netip.Prefix]bool{"allow4": {}, "allow6": {}, "deny4": {}, "deny6": {}},
+		xsk:         map[int]bool{},
+		maxPrefixes: opts.MaxPrefixes,
 	}
 	if err := spec.LoadAndAssign(&p.objs, nil); err != nil {
 		return nil, loadError(err)
@@ -157,10 +166,23 @@ func validate(cfg Config) error {
 	return nil
 }
 
+// listNames are the four prefix lists, in the order Update writes them.
+var listNames = [...]string{"allow4", "allow6", "deny4", "deny6"}
+
 // Update changes ports, prefix lists and action of the running program,
-// without reattaching it. Ports and prefixes are changed one entry at a
-// time, new entries before old ones are removed, so no datagram that both
-// the old and the new configuration take is ever refused while it runs.
+// without reattaching it.
+//
+// It is all or nothing. It checks the new configuration against the maps'
+// sizes before it writes anything; if a write still fails midway, it undoes
+// the writes it made, in reverse order, and returns an error saying that the
+// running configuration is unchanged. Only if the undo fails too does the
+// program run a mix of both, and the error says so.
+//
+// Entries change one at a time: new prefixes are added, then the flags and
+// action switch, then the port set, then old prefixes are removed. So no
+// datagram that both the old and the new configuration take is ever
+// refused while it runs, and new ports never run with the old flags. A list
+// needs room for its old and new prefixes together while it switches.
 func (p *Program) Update(cfg Config) error {
 	if err := validate(cfg); err != nil {
 		return err
@@ -170,24 +192,17 @@ func (p *Program) Update(cfg Config) error {
 	if p.closed {
 		return os.ErrClosed
 	}
+	if p.mixed {
+		// A rollback failed: the mirrors may not describe the maps.
+		if err := p.readBack(); err != nil {
+			return fmt.Errorf("can't update the XDP program: %w", err)
+		}
+	}
 
-	// Ports: write the words that change.
 	var bm [1024]uint64
 	for _, port := range cfg.Ports {
 		bm[port>>6] |= 1 << (port & 63)
 	}
-	for w := range bm {
-		if bm[w] == p.ports[w] {
-			continue
-		}
-		if err := p.objs.Ports.Update(uint32(w), bm[w], ebpf.UpdateAny); err != nil {
-			return fmt.Errorf("can't update the port set: %w", err)
-		}
-		p.ports[w] = bm[w]
-	}
-
-	// Prefix lists: add new entries, switch the flags, then delete the old
-	// entries.
 	want := map[string]map[netip.Prefix]bool{"allow4": {}, "allow6": {}, "deny4": {}, "deny6": {}}
 	for _, pfx := range cfg.Allow {
 		pfx = pfx.Masked()
@@ -197,40 +212,162 @@ func (p *Program) Update(cfg Config) error {
 		pfx = pfx.Masked()
 		want[listName("deny", pfx)][pfx] = true
 	}
-	for name, set := range want {
-		for pfx := range set {
-			if p.prefixes[name][pfx] {
-				continue
-			}
-			if err := p.putPrefix(name, pfx); err != nil {
-				return err
-			}
-			p.prefixes[name][pfx] = true
-		}
-	}
 	var flags uint32
 	for name, bit := range map[string]uint32{"allow4": cfgAllow4, "allow6": cfgAllow6, "deny4": cfgDeny4, "deny6": cfgDeny6} {
 		if len(want[name]) > 0 {
 			flags |= bit
 		}
 	}
-	if err := p.objs.Config.Update(uint32(0), ingestConfig{Mode: uint32(cfg.Action), Flags: flags}, ebpf.UpdateAny); err != nil {
-		return fmt.Errorf("can't update the program's configuration: %w", err)
-	}
-	p.flags = flags
-	for name, set := range p.prefixes {
-		for pfx := range set {
-			if want[name][pfx] {
-				continue
+	conf := ingestConfig{Mode: uint32(cfg.Action), Flags: flags}
+
+	// Check before touching a map. A list holds its old and its new entries
+	// together between the two phases.
+	for _, name := range listNames {
+		both := len(want[name])
+		for pfx := range p.prefixes[name] {
+			if !want[name][pfx] {
+				both++
 			}
-			if err := p.deletePrefix(name, pfx); err != nil {
-				return err
-			}
-			delete(set, pfx)
+		}
+		switch {
+		case len(want[name]) > p.maxPrefixes:
+			return fmt.Errorf("can't apply the new configuration: the %s list has %d prefixes, more than the %d its map holds (LoadOptions.MaxPrefixes); the running configuration is unchanged", name, len(want[name]), p.maxPrefixes)
+		case both > p.maxPrefixes:
+			return fmt.Errorf("can't apply the new configuration: the %s list needs room for its %d old and %d new prefixes (%d together) while it switches, more than the %d its map holds (LoadOptions.MaxPrefixes); the running configuration is unchanged: remove prefixes in one update and add them in the next, or load with a larger MaxPrefixes",
+				name, len(p.prefixes[name]), len(want[name]), both, p.maxPrefixes)
 		}
 	}
+
+	// Every write that succeeds pushes its inverse.
+	var undo []func() error
+	apply := func() error {
+		for _, name := range listNames {
+			for _, pfx := range sortedSet(want[name]) {
+				if p.prefixes[name][pfx] {
+					continue
+				}
+				if err := p.putPrefix(name, pfx); err != nil {
+					return err
+				}
+				undo = append(undo, func() error { return p.deletePrefix(name, pfx) })
+			}
+		}
+		if conf != p.conf {
+			if err := p.write(p.objs.Config, uint32(0), conf); err != nil {
+				return fmt.Errorf("can't update the program's configuration: %w", err)
+			}
+			old := p.conf
+			undo = append(undo, func() error {
+				if err := p.write(p.objs.Config, uint32(0), old); err != nil {
+					return fmt.Errorf("can't restore the program's configuration: %w", err)
+				}
+				return nil
+			})
+		}
+		for w := range bm {
+			if bm[w] == p.ports[w] {
+				continue
+			}
+			if err := p.write(p.objs.Ports, uint32(w), bm[w]); err != nil {
+				return fmt.Errorf("can't update the port set: %w", err)
+			}
+			old := p.ports[w]
+			undo = append(undo, func() error {
+				if err := p.write(p.objs.Ports, uint32(w), old); err != nil {
+					return fmt.Errorf("can't restore the port set: %w", err)
+				}
+				return nil
+			})
+		}
+		for _, name := range listNames {
+			for _, pfx := range sortedSet(p.prefixes[name]) {
+				if want[name][pfx] {
+					continue
+				}
+				if err := p.deletePrefix(name, pfx); err != nil {
+					return err
+				}
+				undo = append(undo, func() error { return p.putPrefix(name, pfx) })
+			}
+		}
+		return nil
+	}
+	if err := apply(); err != nil {
+		var failed []error
+		for i := len(undo) - 1; i >= 0; i-- {
+			if uerr := undo[i](); uerr != nil {
+				failed = append(failed, uerr)
+			}
+		}
+		if len(failed) > 0 {
+			p.mixed = true
+			return fmt.Errorf("can't apply the new configuration: %w; AND rolling it back failed (%w): the XDP program now runs a MIX of the old and the new ports and prefix lists: apply a configuration again, or restart", err, errors.Join(failed...))
+		}
+		return fmt.Errorf("can't apply the new configuration, the running configuration is unchanged: %w", err)
+	}
+	p.ports, p.prefixes, p.conf = bm, want, conf
 	p.cfg = Config{Ports: sortedPorts(bm), Allow: sortedPrefixes(cfg.Allow), Deny: sortedPrefixes(cfg.Deny), Action: cfg.Action}
 	return nil
+}
+
+// readBack rebuilds the mirrors of the port set, the prefix lists and the
+// configuration from the maps themselves, after a rollback failed.
+func (p *Program) readBack() error {
+	var ports [1024]uint64
+	for w := range ports {
+		if err := p.objs.Ports.Lookup(uint32(w), &ports[w]); err != nil {
+			return fmt.Errorf("can't read the port set back: %w", err)
+		}
+	}
+	var conf ingestConfig
+	if err := p.objs.Config.Lookup(uint32(0), &conf); err != nil {
+		return fmt.Errorf("can't read the program's configuration back: %w", err)
+	}
+	prefixes := map[string]map[netip.Prefix]bool{}
+	for _, name := range listNames {
+		prefixes[name] = map[netip.Prefix]bool{}
+		var v uint8
+		if name == "allow4" || name == "deny4" {
+			var k ingestLpm4Key
+			it := p.listMap(name).Iterate()
+			for it.Next(&k, &v) {
+				prefixes[name][netip.PrefixFrom(netip.AddrFrom4(k.Addr), int(k.Prefixlen))] = true
+			}
+			if err := it.Err(); err != nil {
+				return fmt.Errorf("can't read the %s list back: %w", name, err)
+			}
+			continue
+		}
+		var k ingestLpm6Key
+		it := p.listMap(name).Iterate()
+		for it.Next(&k, &v) {
+			prefixes[name][netip.PrefixFrom(netip.AddrFrom16(k.Addr), int(k.Prefixlen))] = true
+		}
+		if err := it.Err(); err != nil {
+			return fmt.Errorf("can't read the %s list back: %w", name, err)
+		}
+	}
+	p.ports, p.conf, p.prefixes, p.mixed = ports, conf, prefixes, false
+	return nil
+}
+
+// write updates one map entry. Every map write of Update and of its
+// rollback goes through it, so that tests can make any of them fail.
+func (p *Program) write(m *ebpf.Map, key, value any) error {
+	if p.fault != nil {
+		if err := p.fault(); err != nil {
+			return err
+		}
+	}
+	return m.Update(key, value, ebpf.UpdateAny)
+}
+
+func sortedSet(set map[netip.Prefix]bool) []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(set))
+	for pfx := range set {
+		out = append(out, pfx)
+	}
+	return sortedPrefixes(out)
 }
 
 // SetAction changes only what happens to matched datagrams.
@@ -280,13 +417,18 @@ func lpmKey(pfx netip.Prefix) any {
 }
 
 func (p *Program) putPrefix(name string, pfx netip.Prefix) error {
-	if err := p.listMap(name).Update(lpmKey(pfx), uint8(1), ebpf.UpdateAny); err != nil {
+	if err := p.write(p.listMap(name), lpmKey(pfx), uint8(1)); err != nil {
 		return fmt.Errorf("can't add %s to the %s list: %w", pfx, name, err)
 	}
 	return nil
 }
 
 func (p *Program) deletePrefix(name string, pfx netip.Prefix) error {
+	if p.fault != nil {
+		if err := p.fault(); err != nil {
+			return fmt.Errorf("can't remove %s from the %s list: %w", pfx, name, err)
+		}
+	}
 	if err := p.listMap(name).Delete(lpmKey(pfx)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return fmt.Errorf("can't remove %s from the %s list: %w", pfx, name, err)
 	}

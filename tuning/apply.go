@@ -67,6 +67,9 @@ type Applied struct {
 	// not yet reverted), nil if there was none.
 	prior *State
 	opts  Options
+	// lock is the state file's lock, held from before the originals are
+	// read until Revert or Release.
+	lock *stateLock
 }
 
 // Outcome says whether everything the profile names is in effect.
@@ -100,24 +103,49 @@ func (a *Applied) Changed() []StateEntry { return slices.Clone(a.changed) }
 // changes nothing. A channel change replaces the queue IRQs: the IRQ
 // affinity is planned again after it.
 //
+// Unless NoState, Apply locks the state file (flock(2) on STATE.lock) before
+// it reads anything, and the returned Applied keeps the lock until
+// Applied.Revert or Applied.Release: an Apply or Revert of the same state
+// file meanwhile, in this process or another, fails at once with an error
+// matching ErrLocked that names the holder, and changes nothing. Without the
+// lock, a second apply could read the first one's tuned values as the
+// originals, and whichever wrote the state file last would drop the other's
+// entries. The kernel drops the lock when its process dies.
+//
 // The returned Applied is non-nil whenever something may have changed, also
 // with an error; use Applied.Revert to undo.
-func Apply(ctx context.Context, iface string, p *Profile, opts Options) (*Applied, error) {
+func Apply(ctx context.Context, iface string, p *Profile, opts Options) (a *Applied, err error) {
 	s, err := newSession(iface, opts)
 	if err != nil {
 		return nil, err
 	}
 	defer s.close()
+	statePath := ""
+	var lock *stateLock
+	if !opts.NoState {
+		statePath = opts.StatePath
+		if statePath == "" {
+			statePath = DefaultStatePath(iface)
+		}
+		// A bad profile is refused before the state directory is made.
+		if err := p.Validate(); err != nil {
+			return nil, err
+		}
+		if lock, err = lockState(statePath, true); err != nil {
+			return nil, err
+		}
+		defer func() {
+			if a == nil {
+				lock.release()
+			}
+		}()
+	}
 	pl, err := s.plan(ctx, p)
 	if err != nil {
 		return nil, err
 	}
-	a := &Applied{Plan: pl, opts: opts}
+	a = &Applied{Plan: pl, opts: opts, StatePath: statePath}
 	if !opts.NoState {
-		a.StatePath = opts.StatePath
-		if a.StatePath == "" {
-			a.StatePath = DefaultStatePath(iface)
-		}
 		prior, err := LoadState(a.StatePath)
 		switch {
 		case errors.Is(err, ErrNoState):
@@ -133,6 +161,7 @@ func Apply(ctx context.Context, iface string, p *Profile, opts Options) (*Applie
 				return nil, err // nothing changed yet
 			}
 		}
+		a.lock = lock
 	}
 	if err := s.applyItems(ctx, a); err != nil {
 		return a, err
@@ -375,12 +404,31 @@ func (s *session) restoreAll(ctx context.Context, entries []StateEntry) ([]Item,
 	return items, keep
 }
 
+// Release lets go of the state file's lock before the Applied is reverted,
+// so that another apply or revert may take it: nictune apply does, as it
+// leaves its record in the state file and exits. Revert takes the lock
+// again. Safe to call twice.
+func (a *Applied) Release() {
+	a.lock.release()
+	a.lock = nil
+}
+
 // Revert restores what this Apply changed, newest first, reads each value
 // back, and leaves the state file as it was before the Apply (minus nothing,
-// plus any setting that could not be restored). Calling it twice is
-// harmless.
+// plus any setting that could not be restored). It releases the state
+// file's lock; after Release it takes it again first, and fails with
+// ErrLocked (changing nothing) while another apply or revert holds it.
+// Calling it twice is harmless.
 func (a *Applied) Revert(ctx context.Context) (*Reverted, error) {
 	r := &Reverted{Iface: a.Plan.Iface, Profile: a.Plan.Profile, StatePath: a.StatePath}
+	if a.lock == nil && !a.opts.NoState && a.StatePath != "" {
+		l, err := lockState(a.StatePath, true)
+		if err != nil {
+			return r, err
+		}
+		a.lock = l
+	}
+	defer a.Release()
 	s, err := newSession(a.Plan.Iface, a.opts)
 	if err != nil {
 		return r, err
@@ -394,7 +442,8 @@ func (a *Applied) Revert(ctx context.Context) (*Reverted, error) {
 // Revert restores the values saved in iface's state file, newest first,
 // reads each back, and removes the file when every value is back (entries
 // that were refused stay for another try). Without a state file it returns
-// an error matching ErrNoState.
+// an error matching ErrNoState. Like Apply it locks the state file, and
+// fails with ErrLocked, changing nothing, while an apply holds it.
 func Revert(ctx context.Context, iface string, opts Options) (*Reverted, error) {
 	path := opts.StatePath
 	if path == "" {
@@ -406,6 +455,11 @@ func Revert(ctx context.Context, iface string, opts Options) (*Reverted, error) 
 		return r, err
 	}
 	defer s.close()
+	lock, err := lockState(path, false)
+	if err != nil {
+		return r, err
+	}
+	defer lock.release()
 	st, err := LoadState(path)
 	if errors.Is(err, ErrNoState) {
 		return r, fmt.Errorf("nothing to revert on %s: no saved state at %s (nictune apply saves it there; pass the --state it used): %w", iface, path, ErrNoState)

@@ -89,6 +89,9 @@ func TestApplyRevertLatency(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// As nictune apply does: leave the record in the state file and let
+	// the next apply or revert take the lock.
+	a.Release()
 	if a.Outcome() != tuning.Complete {
 		t.Fatalf("outcome %v: %+v", a.Outcome(), a.Plan.Items)
 	}
@@ -129,6 +132,7 @@ func TestApplyRevertLatency(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	a2.Release()
 	if a2.Outcome() != tuning.Complete || len(a2.Plan.Changes()) != 0 || len(r.et.Calls) != calls {
 		t.Errorf("second apply: outcome %v, %d changes, %d set calls", a2.Outcome(), len(a2.Plan.Changes()), len(r.et.Calls)-calls)
 	}
@@ -218,6 +222,7 @@ func TestApplyChannelsRespread(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	a.Release()
 	if a.Outcome() != tuning.Complete {
 		t.Fatalf("outcome %v: %+v", a.Outcome(), a.Plan.Items)
 	}
@@ -271,6 +276,7 @@ func TestApplyPartialFailure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	a.Release()
 	if a.Outcome() != tuning.Partial {
 		t.Fatalf("outcome %v, want partial", a.Outcome())
 	}
@@ -484,9 +490,11 @@ func TestPlanCmdlineInEffect(t *testing.T) {
 
 func TestRevertOtherBoot(t *testing.T) {
 	r := newRig(t, 4)
-	if _, err := tuning.Apply(context.Background(), "eth1", tuning.BuiltinProfile("balanced"), r.opts); err != nil {
+	a, err := tuning.Apply(context.Background(), "eth1", tuning.BuiltinProfile("balanced"), r.opts)
+	if err != nil {
 		t.Fatal(err)
 	}
+	a.Release()
 	r.tree.Write("proc/sys/kernel/random/boot_id", "00000000-0000-0000-0000-000000000000")
 	if _, err := tuning.Revert(context.Background(), "eth1", r.opts); err == nil || !strings.Contains(err.Error(), "reboot") {
 		t.Errorf("revert across a reboot: %v", err)

@@ -15,6 +15,9 @@ var (
 	ErrBadInput = errors.New("bad input")
 	// ErrNoState says there is no saved state to revert.
 	ErrNoState = errors.New("no saved state")
+	// ErrLocked says another apply or revert holds the state file (see
+	// Apply); nothing was changed.
+	ErrLocked = errors.New("state file in use")
 )
 
 // inputError carries a message about bad input and matches ErrBadInput.

@@ -83,6 +83,7 @@ func TestTestbedChannelsFeatures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	a.Release() // as nictune does: the next apply and the revert go through the state file
 	res := results(a.Plan.Items)
 	if res["channels"] != tuning.ResultApplied || res["feature.rx-gro"] != tuning.ResultApplied || res["feature.rx-udp-gro-forwarding"] != tuning.ResultApplied {
 		t.Errorf("results %v", res)
@@ -104,6 +105,7 @@ func TestTestbedChannelsFeatures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	a2.Release()
 	if len(a2.Plan.Changes()) != 0 {
 		t.Errorf("second apply changes %+v", a2.Plan.Changes())
 	}

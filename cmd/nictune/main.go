@@ -313,6 +313,9 @@ func (c *command) apply(ctx context.Context, iface string) int {
 	if a == nil {
 		return c.fail(err)
 	}
+	// The state file is the record from here on; nictune revert (or
+	// another apply) takes the lock when this run is done.
+	defer a.Release()
 	if c.opts.json {
 		c.printJSON(struct {
 			*tuning.Applied

@@ -22,6 +22,17 @@ type Ethtool struct {
 	devs map[string]*Device
 	// Calls logs every set operation: "SetChannels eth0", ...
 	Calls []string
+	// BeforeSet, if set, runs at the start of every set operation
+	// ("SetChannels", "SetRing", "SetCoalesce", "Change"), outside the
+	// backend's lock: a test can stop an apply half-way there while other
+	// goroutines keep using the backend.
+	BeforeSet func(op, iface string)
+}
+
+func (e *Ethtool) beforeSet(op, iface string) {
+	if e.BeforeSet != nil {
+		e.BeforeSet(op, iface)
+	}
 }
 
 var _ tuning.Ethtool = (*Ethtool)(nil)
@@ -136,6 +147,7 @@ func (e *Ethtool) GetChannels(iface string) (ethtool.Channels, error) {
 }
 
 func (e *Ethtool) SetChannels(iface string, c ethtool.Channels) (ethtool.Channels, error) {
+	e.beforeSet("SetChannels", iface)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.Calls = append(e.Calls, "SetChannels "+iface)
@@ -175,6 +187,7 @@ func (e *Ethtool) GetRing(iface string) (ethtool.Ring, error) {
 }
 
 func (e *Ethtool) SetRing(iface string, r ethtool.Ring) (ethtool.Ring, error) {
+	e.beforeSet("SetRing", iface)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.Calls = append(e.Calls, "SetRing "+iface)
@@ -211,6 +224,7 @@ func (e *Ethtool) GetCoalesce(iface string) (ethtool.Coalesce, error) {
 }
 
 func (e *Ethtool) SetCoalesce(iface string, c ethtool.Coalesce) (ethtool.Coalesce, error) {
+	e.beforeSet("SetCoalesce", iface)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.Calls = append(e.Calls, "SetCoalesce "+iface)
@@ -258,6 +272,7 @@ func (e *Ethtool) FeaturesWithState(iface string) (map[string]ethtool.FeatureSta
 // features the driver can't change are silently left alone (the kernel
 // returns a positive "some wishes not granted" that the library ignores).
 func (e *Ethtool) Change(iface string, features map[string]bool) error {
+	e.beforeSet("Change", iface)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.Calls = append(e.Calls, "Change "+iface)

@@ -56,6 +56,15 @@ type Writer interface {
 	Flush() error
 }
 
+// Aborter is implemented by sinks whose Write can wait: for room in a
+// backlog, for a broker's acknowledgements. Abort, called from any goroutine
+// when the drain at shutdown has run out of time, makes every Write and Flush
+// in progress or to come return promptly, counting what they did not deliver
+// as dropped. Close is still called afterwards, once every Write returned.
+type Aborter interface {
+	Abort()
+}
+
 // Stats are a sink's counters since Open. Every field but InFlight only
 // grows.
 type Stats struct {

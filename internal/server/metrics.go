@@ -1,6 +1,7 @@
 package server
 
 import (
+	"maps"
 	"runtime"
 	"strconv"
 	"sync"
@@ -50,7 +51,7 @@ var (
 	dSinkOffered = desc("sink_offered_total", "Datagrams handed to the sink by the pipeline.", "sink")
 	dSinkWritten = desc("sink_written_total", "Datagrams the sink's destination took.", "sink")
 	dSinkBytes   = desc("sink_written_bytes_total", "UDP payload bytes the sink's destination took.", "sink")
-	dSinkDropped = desc("sink_dropped_total", "Datagrams lost on the way to the sink, by reason (queue_full: the pipeline's queue to the sink was full).", "sink", "reason")
+	dSinkDropped = desc("sink_dropped_total", "Datagrams lost on the way to the sink, by reason (queue_full: the pipeline's queue to the sink was full; shutdown: still queued when the drain timed out).", "sink", "reason")
 	dSinkErrors  = desc("sink_errors_total", "Failed sink operations (a write, a publish, a send).", "sink")
 	dSinkFlight  = desc("sink_in_flight", "Datagrams queued for the sink or inside it, not yet written or dropped.", "sink")
 )
@@ -130,9 +131,19 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		counter(dSinkOffered, st.Offered, name)
 		counter(dSinkWritten, st.Written, name)
 		counter(dSinkBytes, st.WrittenBytes, name)
-		counter(dSinkErrors, st.Errors+pc.WriteErrs, name)
-		counter(dSinkDropped, pc.QueueFull, name, "queue_full")
-		for reason, v := range st.Dropped {
+		// The sink counts its failed operations itself; the errors its
+		// writers returned are the same ones.
+		counter(dSinkErrors, st.Errors, name)
+		// The pipeline's reasons and the sink's in one series each (a
+		// sink may count a reason of the same name).
+		dropped := maps.Clone(st.Dropped)
+		if dropped == nil {
+			dropped = map[string]uint64{}
+		}
+		dropped["queue_full"] += pc.QueueFull
+		dropped["shutdown"] += pc.Shutdown
+		dropped["too_large"] += pc.TooLarge
+		for reason, v := range dropped {
 			counter(dSinkDropped, v, name, reason)
 		}
 		gauge(dSinkFlight, float64(st.InFlight)+float64(max(pc.Queued, 0)), name)

@@ -26,11 +26,12 @@ import (
 // goes back to its worker's free list when every sink is done with it.
 //
 // Memory is bounded: each worker owns a fixed set of chunks (QueueBytes per
-// sink, counting both the data and the datagram descriptors), allocated at
-// start. When a sink's queue is full, OnFull says what happens: drop the
-// datagrams for that sink and count them (queue_full), or block the worker,
-// so the receive ring backs up and the kernel counts the loss (AF_XDP
-// rx_ring_full / rx_dropped, socket overflows).
+// sink, counting both the data and the datagram descriptors, and an eighth
+// more in big chunks for datagrams over 32 KiB), allocated at start. When a
+// sink's queue is full, OnFull says what happens: drop the datagrams for
+// that sink and count them (queue_full), or block the worker, so the receive
+// ring backs up and the kernel counts the loss (AF_XDP rx_ring_full /
+// rx_dropped, socket overflows).
 //
 // Small batches are coalesced while the writers are behind: after a batch,
 // the worker ships its chunk at once only if some writer has nothing queued
@@ -46,14 +47,24 @@ const (
 	// quiet and every chunk carries a small batch; a full batch of large
 	// frames spreads over several.
 	chunkBytes = 32 << 10
+	// bigChunkBytes is the data capacity of a big chunk: any UDP payload
+	// (at most 65,535 bytes on the kernel path) and any AF_XDP frame fits.
+	// A datagram larger than chunkBytes goes into one of these, which a
+	// worker keeps a few of (an eighth of its queue memory), and the next
+	// datagrams of its batch follow it there.
+	bigChunkBytes = 64 << 10
 	// chunkDatagrams bounds the datagrams per chunk. At 256, minimum-size
 	// frames use half the data; the descriptors (unsafe.Sizeof(Datagram)
 	// each) weigh about as much as the data.
 	chunkDatagrams = 256
 )
 
-// chunkMem is the memory of one chunk, data and descriptors.
-var chunkMem = chunkBytes + chunkDatagrams*int(unsafe.Sizeof(datapath.Datagram{}))
+// chunkMem and bigChunkMem are the memory of one chunk, data and
+// descriptors.
+var (
+	chunkMem    = chunkBytes + chunkDatagrams*int(unsafe.Sizeof(datapath.Datagram{}))
+	bigChunkMem = bigChunkBytes + chunkDatagrams*int(unsafe.Sizeof(datapath.Datagram{}))
+)
 
 type chunk struct {
 	buf  []byte
@@ -121,10 +132,13 @@ func (f *freeList) get() *chunk {
 	}
 }
 
+// need is the chunk memory d takes: its frame, or its payload when there is
+// no frame or the payload lies outside it.
+func need(d *datapath.Datagram) int { return max(len(d.Payload), len(d.Frame)) }
+
 // add copies d into the chunk, returning false when it doesn't fit.
 func (c *chunk) add(d *datapath.Datagram) bool {
-	need := max(len(d.Payload), len(d.Frame))
-	if len(c.dgs) == cap(c.dgs) || len(c.buf)+need > cap(c.buf) {
+	if len(c.dgs) == cap(c.dgs) || len(c.buf)+need(d) > cap(c.buf) {
 		return false
 	}
 	c.dgs = append(c.dgs, *d)
@@ -169,8 +183,11 @@ type sinkQueue struct {
 // sinkCounters are the pipeline's counts for one sink, over all workers.
 type sinkCounters struct {
 	queueFull atomic.Uint64 // datagrams dropped because the queue was full
+	shutdown  atomic.Uint64 // datagrams dropped because the drain timed out
+	tooLarge  atomic.Uint64 // datagrams larger than a big chunk (none from our receivers)
 	queued    atomic.Int64  // datagrams waiting in queues
 	writeErrs atomic.Uint64 // Write and Flush errors (the sink counts the datagrams)
+	writers   atomic.Int32  // writer goroutines not yet returned
 }
 
 // worker is one receive loop.
@@ -179,6 +196,7 @@ type worker struct {
 	cpu    int // -1: not pinned
 	queues []*sinkQueue
 	free   *freeList
+	big    *freeList // big chunks, for datagrams larger than chunkBytes
 	// mu guards open and done. A writer queues the open chunk with mu
 	// held, so the worker, which takes open back under mu, never queues a
 	// later chunk first. The worker itself never blocks with mu held
@@ -189,6 +207,10 @@ type worker struct {
 	held atomic.Int64 // datagrams in open, counted in flight for every sink
 	// Counted by the worker only, read by metrics.
 	batchSizes []atomic.Uint64 // histogram buckets, see batchBuckets
+	// progress counts up when the worker starts handling a batch and again
+	// when it is done: odd while it handles one. A worker whose progress
+	// stays odd for long is stuck (see Health).
+	progress atomic.Uint64
 }
 
 // Pipeline runs the workers and the sink writers.
@@ -207,6 +229,11 @@ type Pipeline struct {
 	writerWG   sync.WaitGroup        // sink writers
 	err        atomic.Pointer[error] // the first worker failure
 	started    atomic.Int32          // workers in their loop
+	// aborting makes writers drop what is queued, counted as shutdown,
+	// instead of writing it: see Abort.
+	aborting atomic.Bool
+
+	health *healthMonitor
 }
 
 // PipelineConfig sizes the pipeline.
@@ -226,6 +253,10 @@ type PipelineConfig struct {
 	// see tuning.DefaultWorkerNice.
 	Nice int
 	Log  *slog.Logger
+	// StuckAfter and SinkWindow set what Health calls a stuck worker and
+	// a failing sink (0: 5s and 10s); HealthTick is how often it looks
+	// (0: every second).
+	StuckAfter, SinkWindow, HealthTick time.Duration
 }
 
 // batchBuckets are the upper bounds of the batch size histogram.
@@ -237,12 +268,18 @@ func NewPipeline(cfg PipelineConfig) (*Pipeline, error) {
 		return nil, errors.New("the pipeline needs a sink")
 	}
 	p := &Pipeline{log: cfg.Log, sinks: cfg.Sinks, block: cfg.BlockOnFull, batch: cfg.BatchSize, slice: cfg.Slice, nice: cfg.Nice}
+	if p.batch <= 0 {
+		p.batch = 64
+	}
+	defer func() { p.health = newHealthMonitor(p, cfg.StuckAfter, cfg.SinkWindow, cfg.HealthTick) }()
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
 	for range cfg.Sinks {
 		p.counts = append(p.counts, &sinkCounters{})
 	}
+	// Big chunks come on top: an eighth of the queue memory, at least one.
+	bigPerSink := max(cfg.QueueBytes/8/bigChunkMem, 1)
 	perSink := max(cfg.QueueBytes/chunkMem, 2)
 	for i, rx := range cfg.Receivers {
 		w := &worker{rx: rx, cpu: -1, batchSizes: make([]atomic.Uint64, len(batchBuckets))}
@@ -256,8 +293,13 @@ func NewPipeline(cfg PipelineConfig) (*Pipeline, error) {
 		for j := 0; j < n; j++ {
 			w.free.put(&chunk{buf: make([]byte, 0, chunkBytes), dgs: make([]datapath.Datagram, 0, chunkDatagrams), free: w.free})
 		}
+		nb := bigPerSink*len(cfg.Sinks) + 1
+		w.big = newFreeList(nb)
+		for j := 0; j < nb; j++ {
+			w.big.put(&chunk{buf: make([]byte, 0, bigChunkBytes), dgs: make([]datapath.Datagram, 0, chunkDatagrams), free: w.big})
+		}
 		for range cfg.Sinks {
-			w.queues = append(w.queues, &sinkQueue{ch: make(chan *chunk, perSink)})
+			w.queues = append(w.queues, &sinkQueue{ch: make(chan *chunk, perSink+bigPerSink)})
 		}
 		p.workers = append(p.workers, w)
 	}
@@ -266,9 +308,11 @@ func NewPipeline(cfg PipelineConfig) (*Pipeline, error) {
 
 // Start runs the workers and the writers.
 func (p *Pipeline) Start() {
+	p.health.start()
 	for wi, w := range p.workers {
 		for si, s := range p.sinks {
 			p.writerWG.Add(1)
+			p.counts[si].writers.Add(1)
 			go p.write(w, s.Writer(wi), w.queues[si], p.counts[si], s.Name())
 		}
 		p.wg.Add(1)
@@ -285,6 +329,7 @@ func (p *Pipeline) Running() int { return int(p.started.Load()) }
 func (p *Pipeline) Wait() error {
 	p.wg.Wait()
 	p.writerWG.Wait()
+	p.health.close()
 	return p.Err()
 }
 
@@ -304,13 +349,19 @@ func (p *Pipeline) fail(err error) {
 func (p *Pipeline) work(w *worker) {
 	defer p.wg.Done()
 	defer func() {
+		// Ship the open chunk without holding mu (dispatch may wait for
+		// room), then close the queues under it: a writer in flushOpen
+		// either shipped before or sees done.
+		w.mu.Lock()
+		c := w.open
+		w.open = nil
+		w.held.Store(0)
+		w.mu.Unlock()
+		if c != nil {
+			p.dispatch(w, c)
+		}
 		w.mu.Lock()
 		defer w.mu.Unlock()
-		if w.open != nil {
-			p.dispatch(w, w.open)
-			w.open = nil
-			w.held.Store(0)
-		}
 		w.done = true
 		for _, q := range w.queues {
 			close(q.ch)
@@ -348,6 +399,7 @@ func (p *Pipeline) work(w *worker) {
 			}
 			return
 		}
+		w.progress.Add(1)
 		w.batchSizes[bucket(n)].Add(1)
 		// Take the open chunk back. While w.open is nil no writer can ship
 		// anything of this worker, so the chunks go out in order.
@@ -357,15 +409,27 @@ func (p *Pipeline) work(w *worker) {
 		w.held.Store(0)
 		w.mu.Unlock()
 		for i := 0; i < n; i++ {
-			if c == nil {
-				if c = p.chunk(w, n-i); c == nil {
-					break // dropped and counted for every sink
-				}
+			d := &batch[i]
+			if c != nil && c.add(d) {
+				continue
 			}
-			if !c.add(&batch[i]) {
+			if c != nil {
 				p.dispatch(w, c)
 				c = nil
-				i-- // retry this datagram in a new chunk
+			}
+			if need(d) > chunkBytes {
+				if c = p.bigChunk(w); c == nil {
+					continue // dropped and counted for every sink
+				}
+			} else if c = p.chunk(w, n-i); c == nil {
+				break // dropped and counted for every sink
+			}
+			if !c.add(d) {
+				// Larger than any chunk: no receiver of ours delivers
+				// such a datagram, but never retry it forever.
+				for _, sc := range p.counts {
+					sc.tooLarge.Add(1)
+				}
 			}
 		}
 		w.rx.Release(batch[:n])
@@ -386,6 +450,7 @@ func (p *Pipeline) work(w *worker) {
 				p.dispatch(w, c)
 			}
 		}
+		w.progress.Add(1)
 	}
 }
 
@@ -401,12 +466,26 @@ func (w *worker) writersBusy() bool {
 }
 
 // flushOpen ships w's open chunk, if any: a writer calls it when its queue
-// runs dry. It reports whether there was one.
+// runs dry. It reports whether it shipped one.
+//
+// It ships only when every queue has room, so it never waits with w.mu
+// held: the worker may have filled a queue (the caller's own included)
+// since the caller found its queue empty, and a writer waiting on the queue
+// only it drains, holding the lock the worker and the other writers need,
+// would wait forever. While w.open is set the worker dispatches nothing,
+// and other writers ship only under w.mu, so the room seen here stays.
+// When a queue is full its writer has work, and ships the open chunk when
+// that runs out.
 func (p *Pipeline) flushOpen(w *worker) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.done || w.open == nil {
 		return false
+	}
+	for _, q := range w.queues {
+		if len(q.ch) == cap(q.ch) {
+			return false
+		}
 	}
 	p.dispatch(w, w.open)
 	w.open = nil
@@ -434,6 +513,21 @@ func (p *Pipeline) chunk(w *worker, rest int) *chunk {
 	}
 	for _, sc := range p.counts {
 		sc.queueFull.Add(uint64(rest))
+	}
+	return nil
+}
+
+// bigChunk takes a free big chunk, waiting when blocking; without one (drop
+// mode) it counts the datagram as dropped for every sink.
+func (p *Pipeline) bigChunk(w *worker) *chunk {
+	if c := w.big.tryGet(); c != nil {
+		return c
+	}
+	if p.block {
+		return w.big.get()
+	}
+	for _, sc := range p.counts {
+		sc.queueFull.Add(1)
 	}
 	return nil
 }
@@ -472,6 +566,7 @@ func (p *Pipeline) dispatch(w *worker, c *chunk) {
 // flushes at least every second, so that idle files rotate on age.
 func (p *Pipeline) write(w *worker, wr sink.Writer, q *sinkQueue, sc *sinkCounters, name string) {
 	defer p.writerWG.Done()
+	defer sc.writers.Add(-1)
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	var lastLog time.Time
@@ -489,7 +584,11 @@ func (p *Pipeline) write(w *worker, wr sink.Writer, q *sinkQueue, sc *sinkCounte
 		n := int64(len(c.dgs))
 		q.queued.Add(-n)
 		sc.queued.Add(-n)
-		report(wr.Write(c.dgs))
+		if p.aborting.Load() {
+			sc.shutdown.Add(uint64(n))
+		} else {
+			report(wr.Write(c.dgs))
+		}
 		c.release()
 	}
 	for {
@@ -521,7 +620,12 @@ func (p *Pipeline) write(w *worker, wr sink.Writer, q *sinkQueue, sc *sinkCounte
 
 // SinkCounts are the pipeline's own counts for a sink.
 type SinkCounts struct {
-	QueueFull uint64
+	// QueueFull, Shutdown and TooLarge count datagrams the pipeline
+	// dropped for the sink: its queue was full, the drain timed out, or
+	// the datagram was larger than any chunk.
+	QueueFull, Shutdown, TooLarge uint64
+	// Queued counts datagrams waiting for the sink's writers, in queues
+	// or in a worker's open chunk.
 	Queued    int64
 	WriteErrs uint64
 }
@@ -533,8 +637,29 @@ func (p *Pipeline) SinkCounts(i int) SinkCounts {
 	for _, w := range p.workers {
 		queued += w.held.Load()
 	}
-	return SinkCounts{QueueFull: sc.queueFull.Load(), Queued: queued, WriteErrs: sc.writeErrs.Load()}
+	return SinkCounts{QueueFull: sc.queueFull.Load(), Shutdown: sc.shutdown.Load(), TooLarge: sc.tooLarge.Load(),
+		Queued: queued, WriteErrs: sc.writeErrs.Load()}
 }
+
+// Abort makes the writers drop what is still queued, counted as shutdown,
+// instead of writing it, and asks every sink that can (sink.Aborter) to
+// stop waiting in Write. The workers end when their receivers are closed;
+// a Write already in progress finishes first. The server calls it when the
+// drain at shutdown runs out of time.
+func (p *Pipeline) Abort() {
+	if p.aborting.Swap(true) {
+		return
+	}
+	for _, s := range p.sinks {
+		if a, ok := s.(sink.Aborter); ok {
+			a.Abort()
+		}
+	}
+}
+
+// WritersDone reports whether every writer of sink i has returned: only
+// then may the sink be closed.
+func (p *Pipeline) WritersDone(i int) bool { return p.counts[i].writers.Load() == 0 }
 
 // BatchHistogram returns the bucket counts of batch sizes of worker i.
 func (p *Pipeline) BatchHistogram(i int) []uint64 {

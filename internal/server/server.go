@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -179,8 +180,8 @@ func (s *server) serveHTTP(ln net.Listener) {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		if err := s.pipeErr(); err != nil {
-			http.Error(w, "unhealthy: "+err.Error(), http.StatusServiceUnavailable)
+		if problems := s.healthProblems(); len(problems) > 0 {
+			http.Error(w, "unhealthy: "+strings.Join(problems, "\nunhealthy: "), http.StatusServiceUnavailable)
 			return
 		}
 		io.WriteString(w, "ok\n")
@@ -196,13 +197,20 @@ func (s *server) serveHTTP(ln net.Listener) {
 	go s.httpSrv.Serve(ln)
 }
 
-// pipeErr is for the health endpoint, which runs from before the pipeline
-// exists: it reads the pipeline through an atomic pointer.
-func (s *server) pipeErr() error {
-	if p := s.health.Load(); p != nil {
-		return p.Err()
+// healthProblems is for the health endpoint, which runs from before the
+// pipeline exists: it reads the pipeline through an atomic pointer. A worker
+// that failed, a worker stuck on one batch and a sink that writes nothing of
+// what it is offered each make a line.
+func (s *server) healthProblems() []string {
+	p := s.health.Load()
+	if p == nil {
+		return nil
 	}
-	return nil
+	var problems []string
+	if err := p.Err(); err != nil {
+		problems = append(problems, err.Error())
+	}
+	return append(problems, p.Health()...)
 }
 
 func (s *server) start(ctx context.Context) error {
@@ -225,7 +233,7 @@ func (s *server) start(ctx context.Context) error {
 	}
 	// The sinks open once the number of workers is known. Traffic for our
 	// ports meanwhile reaches the sockets' rings, which wait.
-	sinks, err := sink.OpenAll(ctx, c.SinkSpecs, sink.Options{Workers: len(s.rxs), Logger: s.log, CloseTimeout: c.DrainTimeout / 2})
+	sinks, err := sink.OpenAll(ctx, c.SinkSpecs, sink.Options{Workers: len(s.rxs), Logger: s.log, CloseTimeout: s.closeBudget()})
 	if err != nil {
 		return err
 	}
@@ -520,9 +528,17 @@ func (s *server) reload() {
 }
 
 // shutdown stops taking new datagrams, drains rings and queues into the
-// sinks, and closes them, within the drain timeout.
+// sinks, and closes them, all within the drain timeout plus a second.
+//
+// The drain has until the timeout less the sinks' close budget (a quarter
+// of it, for flushing and acknowledgements). When it runs out, the
+// pipeline aborts: what is still queued is counted as dropped (shutdown)
+// rather than written, the receivers close, and the workers and writers get
+// a second to return. close then closes only the sinks whose writers have
+// all returned: a sink is never closed under a writer.
 func (s *server) shutdown(why string) error {
 	start := time.Now()
+	drainBy := start.Add(s.cfg.DrainTimeout - s.closeBudget())
 	s.log.Info("shutting down: draining", "signal", why)
 	s.ready.Store(false)
 	// Stop new matches at the program (counted as drop_mode from now on):
@@ -543,30 +559,31 @@ func (s *server) shutdown(why string) error {
 	var err error
 	select {
 	case err = <-done:
-	case <-time.After(s.cfg.DrainTimeout):
-		s.log.Error("drain timed out; closing with datagrams still queued (counted as in flight, then dropped by the sinks)", "timeout", s.cfg.DrainTimeout)
+	case <-time.After(time.Until(drainBy)):
+		s.log.Error("drain timed out; dropping what is still queued (counted as shutdown)", "timeout", s.cfg.DrainTimeout)
+		s.pipe.Abort()
 		for _, rx := range s.rxs {
 			rx.Close()
 		}
 		select {
 		case err = <-done:
-		case <-time.After(500 * time.Millisecond):
-			err = errors.New("workers did not stop after their receivers closed")
+		case <-time.After(time.Second):
+			err = errors.New("workers or sink writers did not return within a second of the drain timeout; their sinks are left open")
 		}
 	}
 	s.log.Info("drained", "took", time.Since(start).Round(time.Millisecond))
 	return err
 }
 
+// closeBudget is the time sinks get to close (flush, fsync, wait for
+// acknowledgements): a quarter of the drain timeout.
+func (s *server) closeBudget() time.Duration { return s.cfg.DrainTimeout / 4 }
+
 // close releases everything, in the reverse order of start: sinks (flush,
 // fsync, acks), receivers, the program (detaches it), tuning, metrics.
 func (s *server) close() error {
 	var errs []error
-	for _, sk := range s.sinks {
-		if err := sk.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("sink %s: %w", sk.Name(), err))
-		}
-	}
+	errs = append(errs, s.closeSinks()...)
 	if s.afxdp != nil {
 		errs = append(errs, s.afxdp.Close())
 	}
@@ -592,6 +609,30 @@ func (s *server) close() error {
 	return errors.Join(errs...)
 }
 
+// closeSinks closes, side by side, every sink whose writers have returned;
+// a sink with a writer still in Write or Flush stays open (its datagrams
+// stay counted as in flight), since closing it under the writer breaks the
+// sink contract.
+func (s *server) closeSinks() []error {
+	errs := make([]error, len(s.sinks))
+	var wg sync.WaitGroup
+	for i, sk := range s.sinks {
+		if s.pipe != nil && !s.pipe.WritersDone(i) {
+			errs[i] = fmt.Errorf("sink %s: a writer is still in Write or Flush; not closing the sink under it (what it holds is lost)", sk.Name())
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := sk.Close(); err != nil {
+				errs[i] = fmt.Errorf("sink %s: %w", sk.Name(), err)
+			}
+		}()
+	}
+	wg.Wait()
+	return errs
+}
+
 // logFinal writes the accounting at exit.
 func (s *server) logFinal() {
 	var rx datapath.Stats
@@ -607,11 +648,13 @@ func (s *server) logFinal() {
 	}
 	for i, sk := range s.sinks {
 		st := sk.Stats()
-		qf := uint64(0)
+		var qf, sd uint64
+		var queued int64
 		if s.pipe != nil {
-			qf = s.pipe.SinkCounts(i).QueueFull
+			pc := s.pipe.SinkCounts(i)
+			qf, sd, queued = pc.QueueFull, pc.Shutdown+pc.TooLarge, pc.Queued
 		}
-		args = append(args, "sink."+sk.Name(), fmt.Sprintf("written=%d dropped=%d queue_full=%d in_flight=%d", st.Written, st.DroppedTotal(), qf, st.InFlight))
+		args = append(args, "sink."+sk.Name(), fmt.Sprintf("written=%d dropped=%d queue_full=%d shutdown=%d in_flight=%d", st.Written, st.DroppedTotal(), qf, sd, st.InFlight+uint64(max(queued, 0))))
 	}
 	if s.path != "" {
 		s.log.Info("xdpingest stopped", args...)

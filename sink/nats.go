@@ -123,7 +123,7 @@ func openNATS(ctx context.Context, spec NATSSpec, opts Options) (*natsSink, erro
 	if dl, ok := ctx.Deadline(); ok {
 		connectTimeout = max(time.Until(dl), time.Millisecond)
 	}
-	nc, err := nats.Connect(spec.ServerURL,
+	nc, err := nats.Connect(spec.serverURLs(), append(spec.auth(),
 		nats.Name("xdpingest"),
 		nats.Timeout(connectTimeout),
 		nats.MaxReconnects(-1),
@@ -151,9 +151,9 @@ func openNATS(ctx context.Context, spec NATSSpec, opts Options) (*natsSink, erro
 			s.log.Info("NATS reconnected", "server", nc.ConnectedUrlRedacted())
 			s.wake()
 		}),
-	)
+	)...)
 	if err != nil {
-		return nil, fmt.Errorf("can't connect to NATS at %s: %w: is the server running and reachable?", spec.Addr, err)
+		return nil, fmt.Errorf("can't connect to NATS at %s: %w: is the server running and reachable?", spec.addrs(), err)
 	}
 	s.nc = nc
 	s.connected.Store(true)
@@ -166,7 +166,7 @@ func openNATS(ctx context.Context, spec NATSSpec, opts Options) (*natsSink, erro
 	)
 	if err != nil {
 		nc.Close()
-		return nil, fmt.Errorf("can't use JetStream on %s: %w", spec.Addr, err)
+		return nil, fmt.Errorf("can't use JetStream on %s: %w", spec.addrs(), err)
 	}
 	s.js = js
 	if err := s.setupStream(ctx); err != nil {
@@ -183,7 +183,26 @@ func openNATS(ctx context.Context, spec NATSSpec, opts Options) (*natsSink, erro
 	return s, nil
 }
 
-func (n NATSSpec) name() string { return "nats://" + n.Addr + "/" + n.Subject }
+// serverURLs is the seed list as nats.Connect takes it. The credentials go
+// in options instead (auth), so that every seed and every server the
+// cluster announces gets them: nats.go gives those of a URL to that URL only.
+func (n NATSSpec) serverURLs() string {
+	urls := make([]string, len(n.Servers))
+	for i, s := range n.Servers {
+		urls[i] = "nats://" + s
+	}
+	return strings.Join(urls, ",")
+}
+
+func (n NATSSpec) auth() []nats.Option {
+	switch {
+	case n.Token != "":
+		return []nats.Option{nats.Token(n.Token)}
+	case n.User != "" || n.Password != "":
+		return []nats.Option{nats.UserInfo(n.User, n.Password)}
+	}
+	return nil
+}
 
 // reconnectDelay backs off from 100 ms to 2 s, with up to 25% jitter so that
 // a fleet of ingest hosts does not reconnect in step.
@@ -200,10 +219,10 @@ func (s *natsSink) setupStream(ctx context.Context) error {
 	if s.spec.Stream == "" {
 		_, err := s.js.StreamNameBySubject(ctx, subj)
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
-			return fmt.Errorf("no JetStream stream on %s captures subject %s: create one, or add ?stream=NAME to the sink URL to have it created", s.spec.Addr, subj)
+			return fmt.Errorf("no JetStream stream on %s captures subject %s: create one, or add ?stream=NAME to the sink URL to have it created", s.spec.addrs(), subj)
 		}
 		if err != nil {
-			return fmt.Errorf("can't look up the stream of subject %s on %s: %w", subj, s.spec.Addr, err)
+			return fmt.Errorf("can't look up the stream of subject %s on %s: %w", subj, s.spec.addrs(), err)
 		}
 		return nil
 	}
@@ -223,7 +242,7 @@ func (s *natsSink) setupStream(ctx context.Context) error {
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("can't find or create JetStream stream %s on %s: %w", name, s.spec.Addr, err)
+		return fmt.Errorf("can't find or create JetStream stream %s on %s: %w", name, s.spec.addrs(), err)
 	}
 	if subs := st.CachedInfo().Config.Subjects; !subjectsCover(subs, subj) {
 		return fmt.Errorf("JetStream stream %s captures %v, not %s: add the subject to the stream, or publish to one it captures", name, subs, subj)

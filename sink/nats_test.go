@@ -381,3 +381,71 @@ func TestNATSCloseLeavesNoGoroutines(t *testing.T) {
 	srv.WaitForShutdown()
 	goleak.VerifyNone(t, ignore) // retries for a while before failing
 }
+
+// A seed list: the sink connects through the servers that answer, whatever
+// the order nats.go tries them in, and the credentials reach each (nats.go
+// itself gives those of "nats://u:p@a,b" to a only). The name shows the
+// list without them.
+func TestNATSSeedList(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := l.Addr().(*net.TCPAddr).Port
+	l.Close() // nothing listens there now
+	for _, c := range []struct {
+		name, creds string
+		opts        server.Options
+	}{
+		{"user and password", "ingest:pw%2Fx@", server.Options{Username: "ingest", Password: "pw/x"}},
+		{"token", "t0ken@", server.Options{Authorization: "t0ken"}},
+		{"none", "", server.Options{}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			o := c.opts
+			o.Host, o.Port, o.JetStream, o.StoreDir, o.NoLog, o.NoSigs = "127.0.0.1", server.RANDOM_PORT, true, t.TempDir(), true, true
+			srv, err := server.NewServer(&o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			go srv.Start()
+			t.Cleanup(srv.Shutdown)
+			if !srv.ReadyForConnections(10 * time.Second) {
+				t.Fatal("NATS server not ready after 10 s")
+			}
+			live := natsPort(srv)
+			url := fmt.Sprintf("nats://%s127.0.0.1:%d,127.0.0.1:%d/seed.list?stream=SEED", c.creds, dead, live)
+			spec, err := Parse(url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Several opens: nats.go shuffles the list, so that some try
+			// the dead server first.
+			for range 4 {
+				s, err := Open(context.Background(), spec, Options{Workers: 1, CloseTimeout: time.Second})
+				if err != nil {
+					t.Fatalf("open %s: %v", Redact(url), err)
+				}
+				want := fmt.Sprintf("nats://127.0.0.1:%d,127.0.0.1:%d/seed.list", dead, live)
+				if s.Name() != want {
+					t.Errorf("name %q, want %q", s.Name(), want)
+				}
+				g := gen{}
+				dgs := make([]datapath.Datagram, 4)
+				buf := make([]byte, 4*slotSize)
+				if err := s.Writer(0).Write(g.batch(dgs, buf, 0)); err != nil {
+					t.Fatal(err)
+				}
+				if err := s.Writer(0).Flush(); err != nil {
+					t.Fatal(err)
+				}
+				if err := s.Close(); err != nil {
+					t.Fatal(err)
+				}
+				if st := s.Stats(); st.Written != 4 {
+					t.Fatalf("stats %+v: want 4 written", st)
+				}
+			}
+		})
+	}
+}

@@ -3,8 +3,11 @@ package sink
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -46,12 +49,17 @@ type PcapSpec struct {
 	MaxAge time.Duration
 }
 
-// NATSSpec describes nats://[USER:PASS@]HOST[:PORT]/SUBJECT[?PARAMS].
+// NATSSpec describes
+// nats://[USER:PASS@|TOKEN@]HOST[:PORT][,HOST[:PORT]...]/SUBJECT[?PARAMS].
 type NATSSpec struct {
-	// ServerURL is what nats.Connect gets: scheme, credentials, host, port.
-	ServerURL string
-	// Addr is HOST:PORT, for messages (never the credentials).
-	Addr string
+	// Servers are the seed servers, HOST:PORT each (IPv6 in brackets), in
+	// the order given: nats.go connects to one of them and learns the rest
+	// of the cluster from it.
+	Servers []string
+	// User and Password (USER:PASS@), or Token (TOKEN@, a user without a
+	// password), authenticate with every server. No name or message shows
+	// them.
+	User, Password, Token string
 	// Subject is where messages are published.
 	Subject string
 	// Stream, when set, is the JetStream stream to use, created (file
@@ -121,13 +129,15 @@ var ErrBadURL = errors.New("bad sink URL")
 // can use it. The forms:
 //
 //	pcap:DIR[?max_mb=N&max_age=DURATION]
-//	nats://[USER:PASS@]HOST[:PORT]/SUBJECT[?stream=NAME&batch=N&max_inflight=N&max_buffer_mb=N&ack_timeout=D&retry_for=D&max_wait=D]
+//	nats://[USER:PASS@|TOKEN@]HOST[:PORT][,HOST[:PORT]...]/SUBJECT[?stream=NAME&batch=N&max_inflight=N&max_buffer_mb=N&ack_timeout=D&retry_for=D&max_wait=D]
 //	udp://HOST:PORT
 //	discard
+//
+// Its errors show the URL with the credentials hidden (Redact).
 func Parse(rawURL string) (Spec, error) {
 	s, err := parse(rawURL)
 	if err != nil {
-		return Spec{}, fmt.Errorf("%w %q: %w", ErrBadURL, redact(rawURL), err)
+		return Spec{}, fmt.Errorf("%w %q: %w", ErrBadURL, Redact(rawURL), err)
 	}
 	return s, nil
 }
@@ -190,38 +200,60 @@ func parsePcap(rest string) (PcapSpec, error) {
 }
 
 func parseNATS(raw string) (NATSSpec, error) {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return NATSSpec{}, errors.Unwrap(err) // url.Error repeats the URL, with credentials
-	}
-	if u.Opaque != "" || u.Host == "" {
+	// Parsed here rather than by net/url, which takes a seed list
+	// "a:4222,b:4222" for one host "a:4222,b" with port 4222.
+	rest, ok := strings.CutPrefix(raw, "nats://")
+	if !ok {
 		return NATSSpec{}, errors.New("no host: write nats://HOST:PORT/SUBJECT")
 	}
-	if u.Fragment != "" {
+	end := strings.IndexAny(rest, "/?#")
+	if end < 0 {
+		end = len(rest)
+	}
+	authority, tail := rest[:end], rest[end:]
+	if strings.Contains(tail, "@") {
+		// Most likely a password with a raw / ? or #: refuse it without
+		// quoting any part, which could be the password's.
+		return NATSSpec{}, errors.New("an @ after the host: percent-encode / ? # in a user name or password (%2F %3F %23) and @ in a subject (%40)")
+	}
+	if strings.Contains(tail, "#") {
 		return NATSSpec{}, errors.New("a fragment (#...) means nothing here")
 	}
-	host, port := u.Hostname(), u.Port()
-	if host == "" {
+	var n NATSSpec
+	if at := strings.LastIndex(authority, "@"); at >= 0 {
+		var err error
+		if n.User, n.Password, n.Token, err = parseUserinfo(authority[:at]); err != nil {
+			return NATSSpec{}, err
+		}
+		authority = authority[at+1:]
+	}
+	if authority == "" {
 		return NATSSpec{}, errors.New("no host: write nats://HOST:PORT/SUBJECT")
 	}
-	if port == "" {
-		port = defaultNATSPort
+	seen := map[string]bool{}
+	for entry := range strings.SplitSeq(authority, ",") {
+		addr, err := parseServer(entry)
+		if err != nil {
+			return NATSSpec{}, err
+		}
+		if seen[addr] {
+			return NATSSpec{}, fmt.Errorf("server %s is listed twice", addr)
+		}
+		seen[addr] = true
+		n.Servers = append(n.Servers, addr)
 	}
-	if _, err := parseInt("port", port, 1, 65535); err != nil {
-		return NATSSpec{}, err
+	path, query, _ := strings.Cut(tail, "?")
+	subject, err := url.PathUnescape(strings.TrimPrefix(path, "/"))
+	if err != nil {
+		return NATSSpec{}, errors.New("the subject has an invalid %-escape")
 	}
-	addr := net.JoinHostPort(host, port)
-	subject := strings.TrimPrefix(u.Path, "/")
 	if err := checkSubject(subject); err != nil {
 		return NATSSpec{}, err
 	}
-	server := url.URL{Scheme: "nats", User: u.User, Host: addr}
-	n := NATSSpec{
-		ServerURL: server.String(), Addr: addr, Subject: subject, Batch: 1,
-		MaxInFlight: defaultMaxInFlight, MaxBufferBytes: defaultMaxBufferMB << 20,
-		AckTimeout: defaultAckTimeout, RetryFor: defaultRetryFor, MaxWait: defaultMaxWait,
-	}
-	q, err := parseQuery(u.RawQuery, natsParamStream, natsParamBatch, natsParamMaxInFlight,
+	n.Subject, n.Batch = subject, 1
+	n.MaxInFlight, n.MaxBufferBytes = defaultMaxInFlight, defaultMaxBufferMB<<20
+	n.AckTimeout, n.RetryFor, n.MaxWait = defaultAckTimeout, defaultRetryFor, defaultMaxWait
+	q, err := parseQuery(query, natsParamStream, natsParamBatch, natsParamMaxInFlight,
 		natsParamMaxBuffer, natsParamAckTimeout, natsParamRetryFor, natsParamMaxWait)
 	if err != nil {
 		return n, err
@@ -268,16 +300,84 @@ func parseNATS(raw string) (NATSSpec, error) {
 	return n, nil
 }
 
+// parseUserinfo splits USER:PASS or TOKEN, percent-decoded as net/url does.
+// Its errors never quote it.
+func parseUserinfo(s string) (user, pass, token string, err error) {
+	user, pass, hasPass := strings.Cut(s, ":")
+	if user, err = url.PathUnescape(user); err == nil {
+		pass, err = url.PathUnescape(pass)
+	}
+	if err != nil {
+		return "", "", "", errors.New("the user or password has an invalid %-escape")
+	}
+	if !hasPass {
+		return "", "", user, nil // what nats.go makes of a user without a password
+	}
+	return user, pass, "", nil
+}
+
+// parseServer parses one HOST[:PORT] of a seed list into HOST:PORT, the
+// port defaulted and an IPv6 address (in brackets) in its canonical form.
+func parseServer(s string) (string, error) {
+	if s == "" {
+		return "", errors.New("an empty server in the list: write nats://HOST:PORT[,HOST:PORT...]/SUBJECT")
+	}
+	var host, port string
+	hasPort := false
+	if inner, ok := strings.CutPrefix(s, "["); ok {
+		h, after, ok := strings.Cut(inner, "]")
+		a, err := netip.ParseAddr(h)
+		if !ok || err != nil || !a.Is6() || a.Zone() != "" {
+			return "", fmt.Errorf("server %q: want an IPv6 address without a zone in brackets, e.g. [2001:db8::1]:4222", s)
+		}
+		host = a.String()
+		if after != "" {
+			if port, hasPort = strings.CutPrefix(after, ":"); !hasPort {
+				return "", fmt.Errorf("server %q: want [IPV6]:PORT", s)
+			}
+		}
+	} else {
+		host, port, hasPort = strings.Cut(s, ":")
+		if strings.Contains(port, ":") {
+			return "", fmt.Errorf("server %q: write an IPv6 address in brackets, e.g. [2001:db8::1]:4222", s)
+		}
+		if !validHost(host) {
+			return "", fmt.Errorf("server %q: want a host name or IP address", s)
+		}
+	}
+	if !hasPort {
+		port = defaultNATSPort
+	}
+	p, err := parseInt("port", port, 1, 65535)
+	if err != nil {
+		return "", err
+	}
+	return net.JoinHostPort(host, strconv.Itoa(p)), nil
+}
+
+// validHost accepts a DNS name or an IPv4 address.
+func validHost(h string) bool {
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	for _, c := range []byte(h) {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
 func parseUDP(raw string) (UDPSpec, error) {
+	if strings.Contains(raw, "@") {
+		return UDPSpec{}, errors.New("udp takes no user or password")
+	}
 	u, err := url.Parse(raw)
 	if err != nil {
 		return UDPSpec{}, errors.Unwrap(err)
 	}
 	if u.Opaque != "" || u.Host == "" || u.Hostname() == "" {
 		return UDPSpec{}, errors.New("no host: write udp://HOST:PORT")
-	}
-	if u.User != nil {
-		return UDPSpec{}, errors.New("udp takes no user or password")
 	}
 	if u.Path != "" && u.Path != "/" {
 		return UDPSpec{}, fmt.Errorf("udp takes no path (%q): write udp://HOST:PORT", u.Path)
@@ -368,35 +468,99 @@ func checkStreamName(s string) error {
 	return nil
 }
 
-// redact hides the password of a URL for error messages.
-func redact(raw string) string {
-	u, err := url.Parse(raw)
-	if err == nil {
-		if u.User == nil {
-			return raw
-		}
-		return u.Redacted()
+// Redact returns a sink URL fit for messages and logs: whatever sits
+// between the scheme and the last @ (user, password, token) is hidden, the
+// user name kept when a password follows it. It hides too much rather than too
+// little when the URL is malformed.
+func Redact(raw string) string {
+	scheme, rest, ok := strings.Cut(raw, ":")
+	if !ok {
+		return raw
 	}
-	// Unparsable: hide whatever sits between "://" and the last "@".
-	if i := strings.Index(raw, "://"); i >= 0 {
-		if j := strings.LastIndex(raw, "@"); j > i {
-			return raw[:i+3] + "xxxxx" + raw[j:]
-		}
+	sep := ":"
+	if r, ok := strings.CutPrefix(rest, "//"); ok {
+		sep, rest = "://", r
+	} else if Kind(scheme) == KindPcap {
+		return raw // a path: no credentials, and an @ may be part of it
 	}
-	return raw
+	at := strings.LastIndex(rest, "@")
+	if at < 0 {
+		return raw
+	}
+	user, _, hasPass := strings.Cut(rest[:at], ":")
+	if hasPass && !strings.ContainsAny(user, "/?#@") {
+		return scheme + sep + user + ":xxxxx" + rest[at:]
+	}
+	return scheme + sep + "xxxxx" + rest[at:]
 }
 
-// String returns the sink's name: its URL without credentials or parameters.
+// String returns the sink's name, the one its Sink's Name returns: its URL
+// without credentials or parameters.
 func (s Spec) String() string {
 	switch s.Kind {
 	case KindPcap:
 		return "pcap:" + s.Pcap.Dir
 	case KindNATS:
-		return "nats://" + s.NATS.Addr + "/" + s.NATS.Subject
+		return s.NATS.name()
 	case KindUDP:
 		return "udp://" + s.UDP.Addr
 	case KindDiscard:
 		return "discard"
 	}
 	return "invalid sink spec"
+}
+
+// String and LogValue keep the credentials out of what prints or logs a
+// spec whole (fmt's %v, slog's JSON handler).
+func (n NATSSpec) String() string { return n.name() }
+
+// LogValue is the name, for slog.
+func (n NATSSpec) LogValue() slog.Value { return slog.StringValue(n.name()) }
+
+// LogValue is the name, for slog.
+func (s Spec) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
+func (n NATSSpec) name() string { return "nats://" + n.addrs() + "/" + n.Subject }
+
+// addrs lists the servers for messages (never the credentials).
+func (n NATSSpec) addrs() string { return strings.Join(n.Servers, ",") }
+
+// Destinations names the places the sink writes to, such that two sinks
+// sharing one would write the same datagrams twice there (or, for pcap, race
+// for its files): the pcap directory made absolute, each NATS server with
+// the subject, the UDP collector. Like Parse it resolves no name, so two
+// names of one host are not seen as one.
+func (s Spec) Destinations() []string {
+	switch s.Kind {
+	case KindPcap:
+		dir, err := filepath.Abs(s.Pcap.Dir)
+		if err != nil {
+			dir = filepath.Clean(s.Pcap.Dir)
+		}
+		return []string{"pcap:" + dir}
+	case KindNATS:
+		out := make([]string, len(s.NATS.Servers))
+		for i, srv := range s.NATS.Servers {
+			out[i] = "nats://" + canonHostPort(srv) + "/" + s.NATS.Subject
+		}
+		return out
+	case KindUDP:
+		return []string{"udp://" + canonHostPort(s.UDP.Addr)}
+	case KindDiscard:
+		return []string{"discard"}
+	}
+	return nil
+}
+
+// canonHostPort writes an address one way: IP addresses in their canonical
+// form, host names in lower case.
+func canonHostPort(hp string) string {
+	h, p, err := net.SplitHostPort(hp)
+	if err != nil {
+		return strings.ToLower(hp)
+	}
+	if a, err := netip.ParseAddr(h); err == nil {
+		return net.JoinHostPort(a.Unmap().String(), p)
+	}
+	return net.JoinHostPort(strings.ToLower(h), p)
 }

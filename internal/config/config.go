@@ -8,11 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/bits"
 	"net/netip"
 	"os"
-	"slices"
-	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -27,7 +25,7 @@ import (
 // flag names with dashes turned into underscores.
 type Config struct {
 	Iface       string   `yaml:"iface"`
-	Ports       string   `yaml:"ports"`  // "9000,9100-9199"
+	Ports       PortSpec `yaml:"ports"`  // "9000,9100-9199"
 	Path        string   `yaml:"path"`   // auto | afxdp | kernel
 	Queues      string   `yaml:"queues"` // all | 0,1
 	XDPMode     string   `yaml:"xdp_mode"`
@@ -123,23 +121,75 @@ func decode(r io.Reader, cfg *Config) error {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(cfg); err != nil {
-		var te *yaml.TypeError
-		if errors.As(err, &te) {
-			msgs := make([]string, len(te.Errors))
-			for i, m := range te.Errors {
-				// "line 3: field port not found in type config.Config"
-				if line, rest, ok := strings.Cut(m, ": field "); ok {
-					if key, _, ok := strings.Cut(rest, " not found"); ok {
-						m = fmt.Sprintf("%s: unknown key %q", line, key)
-					}
-				}
-				msgs[i] = m
-			}
-			return errors.New(strings.Join(msgs, "; "))
+		if errors.Is(err, io.EOF) {
+			return nil // comments only
 		}
-		return errors.New(strings.TrimPrefix(err.Error(), "yaml: "))
+		return yamlError(err)
 	}
-	return nil
+	// A second document would be ignored, with whatever it sets: refuse it,
+	// as nictune does its profiles.
+	var next yaml.Node
+	switch err := dec.Decode(&next); {
+	case errors.Is(err, io.EOF):
+		return nil
+	case err != nil:
+		return yamlError(err)
+	}
+	return fmt.Errorf("line %d: a second YAML document: xdpingest reads one; put every setting in the first, without ---", next.Line)
+}
+
+// yamlError rewrites the decoder's errors in our words: "line 3: unknown key
+// "port"" on one line.
+func yamlError(err error) error {
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		msgs := make([]string, len(te.Errors))
+		for i, m := range te.Errors {
+			// "line 3: field port not found in type config.Config"
+			if line, rest, ok := strings.Cut(m, ": field "); ok {
+				if key, _, ok := strings.Cut(rest, " not found"); ok {
+					m = fmt.Sprintf("%s: unknown key %q", line, key)
+				}
+			}
+			msgs[i] = m
+		}
+		return errors.New(strings.Join(msgs, "; "))
+	}
+	return errors.New(strings.TrimPrefix(err.Error(), "yaml: "))
+}
+
+// PortSpec is a list of ports and ranges, "9000,9100-9199" (ParsePorts). In
+// YAML it may also be a number (9000) or a list of numbers and ranges
+// ([9000, "9100-9199"]), like the other lists.
+type PortSpec string
+
+// UnmarshalYAML accepts a string, a number or a list of either.
+func (p *PortSpec) UnmarshalYAML(n *yaml.Node) error {
+	switch n.Kind {
+	case yaml.AliasNode:
+		return p.UnmarshalYAML(n.Alias)
+	case yaml.ScalarNode:
+		if n.ShortTag() == "!!null" {
+			*p = ""
+			return nil
+		}
+		*p = PortSpec(n.Value)
+		return nil
+	case yaml.SequenceNode:
+		items := make([]string, len(n.Content))
+		for i, c := range n.Content {
+			if c.Kind != yaml.ScalarNode || c.Value == "" {
+				return fmt.Errorf("line %d: ports: want a port or a range such as 9100-9199 in each item", c.Line)
+			}
+			items[i] = c.Value
+		}
+		if len(items) == 0 {
+			return fmt.Errorf("line %d: ports: an empty list", n.Line)
+		}
+		*p = PortSpec(strings.Join(items, ","))
+		return nil
+	}
+	return fmt.Errorf("line %d: ports: want a list such as \"9000,9100-9199\" or [9000, 9100-9199]", n.Line)
 }
 
 // Resolved is a validated Config in the types the server uses.
@@ -174,7 +224,7 @@ func (c Config) Validate() (*Resolved, error) {
 		return nil, errors.New("no ports: give --ports, e.g. --ports 9000,9100-9199")
 	}
 	var err error
-	if r.PortList, err = ParsePorts(c.Ports); err != nil {
+	if r.PortList, err = ParsePorts(string(c.Ports)); err != nil {
 		return nil, err
 	}
 	switch c.Path {
@@ -195,36 +245,19 @@ func (c Config) Validate() (*Resolved, error) {
 	default:
 		return nil, fmt.Errorf("unknown XDP mode %q: want native, generic or auto", c.XDPMode)
 	}
-	for _, s := range c.Allow {
-		p, err := ParsePrefix(s)
-		if err != nil {
-			return nil, fmt.Errorf("--allow: %w", err)
-		}
-		r.AllowPfx = append(r.AllowPfx, p)
+	if r.AllowPfx, err = parsePrefixes("--allow", c.Allow); err != nil {
+		return nil, err
 	}
-	for _, s := range c.Deny {
-		p, err := ParsePrefix(s)
-		if err != nil {
-			return nil, fmt.Errorf("--deny: %w", err)
-		}
-		r.DenyPfx = append(r.DenyPfx, p)
+	if r.DenyPfx, err = parsePrefixes("--deny", c.Deny); err != nil {
+		return nil, err
 	}
 	sinks := c.Sinks
 	if len(sinks) == 0 {
 		sinks = []string{sink.DefaultURL}
 	}
 	r.Sinks = sinks
-	seen := map[string]bool{}
-	for _, u := range sinks {
-		sp, err := sink.Parse(u)
-		if err != nil {
-			return nil, fmt.Errorf("--sink %s: %w", u, err)
-		}
-		if seen[u] {
-			return nil, fmt.Errorf("--sink %s is given twice", u)
-		}
-		seen[u] = true
-		r.SinkSpecs = append(r.SinkSpecs, sp)
+	if r.SinkSpecs, err = parseSinks(sinks); err != nil {
+		return nil, err
 	}
 	switch c.OnFull {
 	case "drop":
@@ -292,10 +325,71 @@ func (c Config) Validate() (*Resolved, error) {
 
 func pow2(n int) bool { return n > 0 && n&(n-1) == 0 }
 
+// MaxPrefixes is the most prefixes each list (allow, deny) may hold per
+// address family: the entries of the XDP program's LPM maps.
+const MaxPrefixes = 65536
+
+// parsePrefixes parses a prefix list and refuses more distinct prefixes of a
+// family than the program's maps hold.
+func parsePrefixes(flag string, list []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	distinct := map[netip.Prefix]bool{}
+	n4, n6 := 0, 0
+	for _, s := range list {
+		p, err := ParsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", flag, err)
+		}
+		out = append(out, p)
+		if distinct[p] {
+			continue
+		}
+		distinct[p] = true
+		fam, n := "IPv4", &n4
+		if p.Addr().Is6() {
+			fam, n = "IPv6", &n6
+		}
+		if *n++; *n > MaxPrefixes {
+			return nil, fmt.Errorf("%s: more than %d %s prefixes, the most the XDP program's maps hold: merge them into shorter prefixes", flag, MaxPrefixes, fam)
+		}
+	}
+	return out, nil
+}
+
+// parseSinks parses the sink URLs and refuses two sinks with one name (the
+// sink label of the metrics, which must be unique) or one destination
+// (the same data written twice to one place). No message shows a
+// password.
+func parseSinks(urls []string) ([]sink.Spec, error) {
+	specs := make([]sink.Spec, 0, len(urls))
+	names := map[string]string{} // name -> URL
+	dests := map[string]string{} // destination -> URL
+	for _, u := range urls {
+		sp, err := sink.Parse(u)
+		if err != nil {
+			return nil, fmt.Errorf("--sink: %w", err)
+		}
+		if prev, ok := names[sp.String()]; ok {
+			return nil, fmt.Errorf("--sink %s and --sink %s both name the sink %s (its metrics label): give each destination once", sink.Redact(prev), sink.Redact(u), sp)
+		}
+		names[sp.String()] = u
+		for _, d := range sp.Destinations() {
+			if prev, ok := dests[d]; ok {
+				return nil, fmt.Errorf("--sink %s and --sink %s both write to %s: give each destination once", sink.Redact(prev), sink.Redact(u), d)
+			}
+		}
+		for _, d := range sp.Destinations() {
+			dests[d] = u
+		}
+		specs = append(specs, sp)
+	}
+	return specs, nil
+}
+
 // ParsePorts parses "9000,9100-9199" into a sorted list without repeats.
 // Ports are 1..65535.
 func ParsePorts(s string) ([]uint16, error) {
-	set := map[uint16]bool{}
+	var set bitset
 	for _, part := range strings.Split(s, ",") {
 		part = strings.TrimSpace(part)
 		if part == "" {
@@ -315,27 +409,75 @@ func ParsePorts(s string) ([]uint16, error) {
 				return nil, fmt.Errorf("invalid ports %q: range %s runs backwards", s, part)
 			}
 		}
-		for p := int(a); p <= int(b); p++ {
-			set[uint16(p)] = true
-		}
+		set.addRange(int(a), int(b))
 	}
-	out := make([]uint16, 0, len(set))
-	for p := range set {
-		out = append(out, p)
+	out := make([]uint16, 0, set.count())
+	for p := range set.all() {
+		out = append(out, uint16(p))
 	}
-	slices.Sort(out)
 	return out, nil
 }
 
 func parsePort(s string) (uint16, error) {
-	n, err := strconv.Atoi(strings.TrimSpace(s))
-	if err != nil {
+	s = strings.TrimSpace(s)
+	n, ok := atoi(s)
+	if !ok {
 		return 0, fmt.Errorf("%q is not a port number", s)
 	}
 	if n < 1 || n > 65535 {
-		return 0, fmt.Errorf("port %d out of range 1..65535", n)
+		return 0, fmt.Errorf("port %s out of range 1..65535", s)
 	}
 	return uint16(n), nil
+}
+
+// atoi parses decimal digits only (no sign, no space), saturating at a
+// value above any port or queue so that a long number is out of range
+// rather than a syntax error.
+func atoi(s string) (int, bool) {
+	if s == "" {
+		return 0, false
+	}
+	n := 0
+	for _, c := range []byte(s) {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = min(n*10+int(c-'0'), 1<<20)
+	}
+	return n, true
+}
+
+// bitset is a set of numbers 0..65535: the most a port or queue list can
+// name, whatever ranges it spells, in 8 KiB.
+type bitset [65536 / 64]uint64
+
+func (b *bitset) addRange(lo, hi int) {
+	for i := lo; i <= hi; i++ {
+		b[i/64] |= 1 << (i % 64)
+	}
+}
+
+func (b *bitset) count() int {
+	n := 0
+	for _, w := range b {
+		n += bits.OnesCount64(w)
+	}
+	return n
+}
+
+// all yields the members in increasing order.
+func (b *bitset) all() func(yield func(int) bool) {
+	return func(yield func(int) bool) {
+		for i, w := range b {
+			for w != 0 {
+				j := bits.TrailingZeros64(w)
+				if !yield(i*64 + j) {
+					return
+				}
+				w &^= 1 << j
+			}
+		}
+	}
 }
 
 // FormatPorts writes ports back in the compact range form.
@@ -359,52 +501,54 @@ func FormatPorts(ports []uint16) string {
 	return b.String()
 }
 
-// ParseQueues parses "all" (nil) or a list like "0,1,4-7".
+// ParseQueues parses "all" (nil) or a list like "0,1,4-7" of queues 0..65535.
 func ParseQueues(s string) ([]int, error) {
 	if s == "" || s == "all" {
 		return nil, nil
 	}
-	set := map[int]bool{}
+	var set bitset
 	for _, part := range strings.Split(s, ",") {
 		lo, hi, isRange := strings.Cut(strings.TrimSpace(part), "-")
-		a, err := strconv.Atoi(lo)
-		if err != nil || a < 0 || a > 65535 {
+		a, ok := atoi(strings.TrimSpace(lo))
+		b := a
+		if isRange && ok {
+			b, ok = atoi(strings.TrimSpace(hi))
+		}
+		if !ok || b < a || b > 65535 {
 			return nil, fmt.Errorf("invalid queues %q: want all or queue numbers such as 0,1 or 0-3", s)
 		}
-		b := a
-		if isRange {
-			if b, err = strconv.Atoi(hi); err != nil || b < a || b > 65535 {
-				return nil, fmt.Errorf("invalid queues %q: want all or queue numbers such as 0,1 or 0-3", s)
-			}
-		}
-		for q := a; q <= b; q++ {
-			set[q] = true
-		}
+		set.addRange(a, b)
 	}
-	out := make([]int, 0, len(set))
-	for q := range set {
+	out := make([]int, 0, set.count())
+	for q := range set.all() {
 		out = append(out, q)
 	}
-	sort.Ints(out)
 	return out, nil
 }
 
-// ParsePrefix parses a CIDR prefix, or a bare address as a host prefix.
+// ParsePrefix parses a CIDR prefix, or a bare address as a host prefix. An
+// IPv4-mapped IPv6 address or prefix (::ffff:198.18.0.0/111) becomes the
+// IPv4 one it means: IPv4 packets carry IPv4 sources. Zones are refused: the
+// program matches addresses, not interfaces.
 func ParsePrefix(s string) (netip.Prefix, error) {
 	s = strings.TrimSpace(s)
-	if !strings.Contains(s, "/") {
-		a, err := netip.ParseAddr(s)
-		if err != nil {
-			return netip.Prefix{}, fmt.Errorf("invalid CIDR %q", s)
-		}
-		return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
+	if strings.Contains(s, "%") {
+		return netip.Prefix{}, fmt.Errorf("invalid CIDR %q: an IPv6 zone (%%...) is not allowed: the lists match addresses on every interface", s)
 	}
-	p, err := netip.ParsePrefix(s)
+	addr, bitsStr, isPrefix := strings.Cut(s, "/")
+	a, err := netip.ParseAddr(addr)
 	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("invalid CIDR %q", s)
+		return netip.Prefix{}, fmt.Errorf("invalid CIDR %q: want an address or ADDRESS/BITS such as 198.18.0.0/15 or 2001:db8::/32", s)
 	}
-	if p.Addr().Zone() != "" {
-		return netip.Prefix{}, fmt.Errorf("invalid CIDR %q: zones are not allowed", s)
+	n := a.BitLen()
+	if isPrefix {
+		var ok bool
+		if n, ok = atoi(bitsStr); !ok || n > a.BitLen() {
+			return netip.Prefix{}, fmt.Errorf("invalid CIDR %q: want a prefix length from 0 to %d", s, a.BitLen())
+		}
 	}
-	return p.Masked(), nil
+	if a.Is4In6() && n >= 96 {
+		a, n = a.Unmap(), n-96
+	}
+	return netip.PrefixFrom(a, n).Masked(), nil
 }

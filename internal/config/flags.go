@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -27,18 +28,22 @@ func (l listFlag) Set(s string) error {
 type FlagSet struct {
 	*flag.FlagSet
 	cfg        Config
+	out        io.Writer
 	ConfigFile string
 }
 
-// NewFlagSet makes the flag set. Parse errors are returned, not fatal.
+// NewFlagSet makes the flag set. Parse errors are returned, not fatal; out
+// gets the usage when -h asks for it.
 func NewFlagSet(name string, out io.Writer) *FlagSet {
-	fs := &FlagSet{FlagSet: flag.NewFlagSet(name, flag.ContinueOnError)}
-	fs.SetOutput(out)
+	fs := &FlagSet{FlagSet: flag.NewFlagSet(name, flag.ContinueOnError), out: out}
+	// The flag package would print a bad flag's error and then the whole
+	// usage: Parse returns the error alone, in one line.
+	fs.SetOutput(io.Discard)
 	d := Defaults()
 	c := &fs.cfg
 	fs.StringVar(&fs.ConfigFile, "config", "", "YAML config `file`; flags given on the command line override it")
 	fs.StringVar(&c.Iface, "iface", "", "the `interface` to receive on (required)")
-	fs.StringVar(&c.Ports, "ports", "", "UDP destination `ports` to take, e.g. 9000,9100-9199 (required)")
+	fs.StringVar((*string)(&c.Ports), "ports", "", "UDP destination `ports` to take, e.g. 9000,9100-9199 (required)")
 	fs.StringVar(&c.Path, "path", d.Path, "receive path: auto (AF_XDP, else the kernel socket path), afxdp or kernel")
 	fs.StringVar(&c.Queues, "queues", d.Queues, "RX `queues` to serve: all, or a list such as 0,1")
 	fs.StringVar(&c.XDPMode, "xdp-mode", d.XDPMode, "XDP attach `mode`: native, generic, or auto (native, else generic)")
@@ -64,6 +69,24 @@ func NewFlagSet(name string, out io.Writer) *FlagSet {
 	fs.IntVar(&c.WorkerNice, "worker-nice", d.WorkerNice, "nice value of each worker thread, so that a worker waking from a nap gets its core back at once (0: the process's; below it needs CAP_SYS_NICE)")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", d.DrainTimeout, "how long shutdown may spend draining rings, queues and sinks")
 	return fs
+}
+
+// Parse parses the command line. A bad flag or value comes back as one
+// line naming the flag and the problem; -h prints the usage to out and
+// returns flag.ErrHelp.
+func (fs *FlagSet) Parse(args []string) error {
+	err := fs.FlagSet.Parse(args)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, flag.ErrHelp):
+		fmt.Fprintf(fs.out, "usage: xdpingest %s [flags]\n", fs.Name())
+		fs.SetOutput(fs.out)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+		return err
+	}
+	return fmt.Errorf("%w (xdpingest %s -h lists the flags)", err, fs.Name())
 }
 
 // Config merges: defaults, then the config file if --config was given, then

@@ -23,6 +23,7 @@ import (
 	"github.com/xdpingest/xdpingest/internal/config"
 	"github.com/xdpingest/xdpingest/internal/server"
 	"github.com/xdpingest/xdpingest/internal/version"
+	"github.com/xdpingest/xdpingest/tuning"
 )
 
 func main() {
@@ -59,13 +60,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // parse parses flags and the config file into a validated configuration.
 func parse(name string, args []string, stderr io.Writer) (*config.Resolved, *config.FlagSet, int) {
 	fs := config.NewFlagSet(name, stderr)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, nil, 0
-		}
-		return nil, nil, 2 // the flag package printed the message
+	err := fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil, nil, 0
 	}
-	cfg, err := fs.Config()
+	var cfg config.Config
+	if err == nil {
+		cfg, err = fs.Config()
+	}
 	if err == nil {
 		var r *config.Resolved
 		if r, err = cfg.Validate(); err == nil {
@@ -80,6 +82,14 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	r, _, code := parse("check", args, stderr)
 	if r == nil {
 		return code
+	}
+	// What run would refuse before touching the interface, check refuses
+	// too. (run also plans the profile against the interface.)
+	if r.Tune != "" {
+		if _, err := tuning.LoadProfile(r.Tune); err != nil {
+			fmt.Fprintf(stderr, "xdpingest check: --tune: %v\n", err)
+			return 2
+		}
 	}
 	fmt.Fprintf(stdout, "configuration is valid: iface %s, ports %s, path %s, %d sink(s)\n", r.Iface, config.FormatPorts(r.PortList), r.Path, len(r.SinkSpecs))
 	return 0

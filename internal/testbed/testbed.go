@@ -21,7 +21,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -70,10 +69,16 @@ type Side struct {
 	ns netns.NsHandle
 }
 
-// Bed is a pair of namespaces joined by a veth pair.
+// Bed is a pair of namespaces joined by a veth pair, and the peers added
+// to it (see AddPeer).
 type Bed struct {
 	Gen, Rx *Side
 	Queues  int
+	// MTU of the Gen-Rx link.
+	MTU int
+
+	tag   string
+	peers []*Peer
 }
 
 // New makes a bed. The caller must Close it; see NewT for tests.
@@ -92,7 +97,7 @@ func New(cfg Config) (b *Bed, err error) {
 		return nil, err
 	}
 	tag := hex.EncodeToString(rb[:])
-	b = &Bed{Queues: cfg.Queues,
+	b = &Bed{Queues: cfg.Queues, MTU: cfg.MTU, tag: tag,
 		Gen: &Side{Netns: fmt.Sprintf("%s%d-%s-gen", namePrefix, os.Getpid(), tag), Link: "xg" + tag, IPv4: GenIPv4, IPv6: GenIPv6},
 		Rx:  &Side{Netns: fmt.Sprintf("%s%d-%s-rx", namePrefix, os.Getpid(), tag), Link: "xr" + tag, IPv4: RxIPv4, IPv6: RxIPv6},
 	}
@@ -154,72 +159,24 @@ func (b *Bed) makeVeth(cfg Config) error {
 	if err := hg.LinkAdd(veth); err != nil {
 		return fmt.Errorf("can't add veth pair %s/%s: %w", b.Gen.Link, b.Rx.Link, err)
 	}
-	for _, x := range []struct {
+	ends := []struct {
 		h *netlink.Handle
 		s *Side
-	}{{hg, b.Gen}, {hr, b.Rx}} {
-		l, err := x.h.LinkByName(x.s.Link)
-		if err != nil {
-			return fmt.Errorf("can't find %s in %s: %w", x.s.Link, x.s.Netns, err)
-		}
-		if err := x.h.LinkSetMTU(l, cfg.MTU); err != nil {
-			return fmt.Errorf("set MTU of %s: %w", x.s.Link, err)
-		}
-		x.s.Index = l.Attrs().Index
-		x.s.MAC = l.Attrs().HardwareAddr
-		a4 := &netlink.Addr{IPNet: &net.IPNet{IP: x.s.IPv4.AsSlice(), Mask: net.CIDRMask(v4Bits, 32)}}
-		a6 := &netlink.Addr{IPNet: &net.IPNet{IP: x.s.IPv6.AsSlice(), Mask: net.CIDRMask(v6Bits, 128)}, Flags: unix.IFA_F_NODAD}
-		for _, a := range []*netlink.Addr{a4, a6} {
-			if err := x.h.AddrAdd(l, a); err != nil {
-				return fmt.Errorf("add %s to %s: %w", a.IPNet, x.s.Link, err)
-			}
-		}
-		if lo, err := x.h.LinkByName("lo"); err == nil {
-			_ = x.h.LinkSetUp(lo)
-		}
-		if err := x.h.LinkSetUp(l); err != nil {
-			return fmt.Errorf("set %s up: %w", x.s.Link, err)
+	}{{hg, b.Gen}, {hr, b.Rx}}
+	for _, x := range ends {
+		if err := setUpEnd(x.h, x.s, cfg.MTU); err != nil {
+			return err
 		}
 	}
-	// Permanent neighbour entries: no ARP or ND round trip before the first
-	// datagram, and none lost to an unresolved neighbour under load.
-	for _, x := range []struct {
-		h          *netlink.Handle
-		self, peer *Side
-	}{{hg, b.Gen, b.Rx}, {hr, b.Rx, b.Gen}} {
-		for _, ip := range []netip.Addr{x.peer.IPv4, x.peer.IPv6} {
-			n := &netlink.Neigh{LinkIndex: x.self.Index, State: netlink.NUD_PERMANENT, IP: ip.AsSlice(), HardwareAddr: x.peer.MAC}
-			if ip.Is4() {
-				n.Family = unix.AF_INET
-			} else {
-				n.Family = unix.AF_INET6
-			}
-			if err := x.h.NeighSet(n); err != nil {
-				return fmt.Errorf("add neighbour %s on %s: %w", ip, x.self.Link, err)
-			}
-		}
+	if err := permanentNeighbours(hg, b.Gen, b.Rx); err != nil {
+		return err
 	}
-	// Wait until both ends are operationally up and have their real
-	// queueing discipline: a datagram sent while the kernel's link watch
-	// has not yet replaced noop (a moment after "up") is lost silently, and
-	// a closed-loop test then stalls.
-	deadline := time.Now().Add(5 * time.Second)
-	for _, x := range []struct {
-		h *netlink.Handle
-		s *Side
-	}{{hg, b.Gen}, {hr, b.Rx}} {
-		for {
-			l, err := x.h.LinkByIndex(x.s.Index)
-			if err != nil {
-				return fmt.Errorf("can't read %s: %w", x.s.Link, err)
-			}
-			if l.Attrs().OperState == netlink.OperUp && l.Attrs().RawFlags&unix.IFF_RUNNING != 0 && !noopQdisc(x.h, l) {
-				break
-			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("%s is not up after 5 s (operstate %v)", x.s.Link, l.Attrs().OperState)
-			}
-			time.Sleep(5 * time.Millisecond)
+	if err := permanentNeighbours(hr, b.Rx, b.Gen); err != nil {
+		return err
+	}
+	for _, x := range ends {
+		if err := waitUp(x.h, x.s); err != nil {
+			return err
 		}
 	}
 	if cfg.GROOnGen {
@@ -230,11 +187,16 @@ func (b *Bed) makeVeth(cfg Config) error {
 	return nil
 }
 
-// Close removes both namespaces (and with them the veth pair). It reports the
-// first error but always tries both.
+// Close removes the peers' namespaces and both of the bed's (and with them
+// every veth pair). It reports every error but always tries all of them.
 func (b *Bed) Close() error {
 	var errs []error
-	for _, s := range []*Side{b.Gen, b.Rx} {
+	sides := make([]*Side, 0, 2+len(b.peers))
+	for _, p := range b.peers {
+		sides = append(sides, p.Side)
+	}
+	b.peers = nil
+	for _, s := range append(sides, b.Gen, b.Rx) {
 		if s == nil {
 			continue
 		}

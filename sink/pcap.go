@@ -3,13 +3,16 @@ package sink
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
+	"sort"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/xdpingest/xdpingest/datapath"
@@ -25,12 +28,27 @@ import (
 // NAME.pcap and fsyncs the directory: a .pcap file is complete and durable,
 // a .part file is being written, or was left by a writer that crashed (it is
 // valid up to its last whole record).
+//
+// A failed write (short, ENOSPC, EDQUOT, EFBIG, EIO) ends the file at once:
+// it is cut back (ftruncate) to the end of the last whole record write(2)
+// took, then finished as above, so that a .pcap file holds whole records
+// only. Those records count as written; the rest of the buffer is dropped
+// (no_space or write_failed). A file with no whole record is removed. A file
+// that can't be cut back, fsynced or closed keeps its .part name, as does
+// one whose fsync fails when finishing: its records count as written (write(2)
+// took them) but it is not claimed complete. After any failure the writer
+// drops for pcapRetryAfter, then opens a new file; it never appends to a
+// failed one.
 
 const (
 	pcapBufSize = 1 << 20
+	// pcapRecsCap is the room preallocated for the records of a full
+	// buffer: 64-byte frames, the smallest Ethernet frame with its CRC
+	// stripped is 60, fill it. Smaller ones grow the slice once.
+	pcapRecsCap = pcapBufSize / (pcapfile.RecordHeaderLen + 64)
 	// pcapRetryAfter is how long a writer whose file failed waits before it
-	// opens another, dropping ("write_failed") meanwhile, so that a full disk
-	// costs one failed open per second rather than one per batch.
+	// opens another, dropping meanwhile, so that a full disk costs one
+	// failed open per second rather than one per batch.
 	pcapRetryAfter = time.Second
 	pcapPrefix     = "xdpingest-"
 	pcapSuffix     = ".pcap"
@@ -38,10 +56,11 @@ const (
 	pcapTimeLayout = "20060102T150405.000000000Z"
 )
 
-var pcapReasons = reasons{"write_failed", "closed"}
+var pcapReasons = reasons{"write_failed", "no_space", "closed"}
 
 const (
 	pcapWriteFailed = iota
+	pcapNoSpace
 	pcapClosed
 )
 
@@ -81,18 +100,30 @@ type pcapWriter struct {
 	worker int
 	c      counters
 
-	f       pcapFile
-	path    string // of the .part file
+	f       pcapFile // nil between files
+	path    string   // of the .part file
 	opened  time.Time
 	size    int64 // bytes in the file, buffer included
 	records int   // records in the file, buffer included
 	seq     int   // files opened so far, part of the name
 
-	buf          []byte // unwritten bytes; cap pcapBufSize
-	pending      uint64 // records in buf (InFlight)
-	pendingBytes uint64 // their payload bytes
+	// What write(2) took of the file: taken bytes, of which the first whole
+	// end after the file header or the last whole record (kept records
+	// in all). A failed file is cut back to whole.
+	taken, whole int64
+	kept         int
 
-	retryAt time.Time // no new file before this, after a failure
+	buf  []byte    // unwritten bytes; cap pcapBufSize
+	recs []pcapRec // the records in buf, all in flight
+
+	retryAt     time.Time // no new file before this, after a failure
+	retryReason int       // why datagrams are dropped until then
+}
+
+// pcapRec is one record in a writer's buffer.
+type pcapRec struct {
+	end     uint32 // offset in buf just after the record
+	payload uint32 // its UDP payload bytes, for WrittenBytes
 }
 
 func openPcap(spec PcapSpec, opts Options) (*pcapSink, error) {
@@ -111,7 +142,7 @@ func openPcap(spec PcapSpec, opts Options) (*pcapSink, error) {
 	s := &pcapSink{spec: spec, log: opts.Logger.With("sink", "pcap:"+spec.Dir), create: createPcapFile, retryAfter: pcapRetryAfter}
 	s.writers = make([]*pcapWriter, opts.Workers)
 	for i := range s.writers {
-		s.writers[i] = &pcapWriter{s: s, worker: i, buf: make([]byte, 0, pcapBufSize)}
+		s.writers[i] = &pcapWriter{s: s, worker: i, buf: make([]byte, 0, pcapBufSize), recs: make([]pcapRec, 0, pcapRecsCap)}
 	}
 	return s, nil
 }
@@ -159,10 +190,14 @@ func (w *pcapWriter) Write(dgs []datapath.Datagram) error {
 	}
 	for i := range dgs {
 		if werr := w.append(&dgs[i], now); werr != nil {
+			// Every failure on the way set retryReason.
 			left := n - uint64(i)
-			w.c.drop(pcapWriteFailed, left)
+			w.c.drop(w.retryReason, left)
 			w.c.inFlight.Add(-left)
-			return werr
+			if err == nil {
+				err = werr
+			}
+			return err
 		}
 	}
 	return err
@@ -203,10 +238,9 @@ func (w *pcapWriter) append(d *datapath.Datagram, now time.Time) error {
 		w.buf = append(w.buf, d.Payload...)
 		w.buf = w.buf[:start+int(recLen)]
 	}
+	w.recs = append(w.recs, pcapRec{end: uint32(len(w.buf)), payload: uint32(len(d.Payload))})
 	w.size += recLen
 	w.records++
-	w.pending++
-	w.pendingBytes += uint64(len(d.Payload))
 	return nil
 }
 
@@ -223,11 +257,11 @@ func (w *pcapWriter) Flush() error {
 	return w.flushBuf()
 }
 
-// open starts a new file, unless the last one failed less than
-// pcapRetryAfter ago.
+// open starts a new file, unless the last one failed less than retryAfter
+// ago.
 func (w *pcapWriter) open(now time.Time) error {
 	if now.Before(w.retryAt) {
-		return fmt.Errorf("can't write to %s: waiting %v after a failure", w.s.Name(), w.retryAt.Sub(now).Round(time.Millisecond))
+		return fmt.Errorf("can't write to %s: dropping for %v after a failure", w.s.Name(), w.retryAt.Sub(now).Round(time.Millisecond))
 	}
 	stamp := now.UTC().Format(pcapTimeLayout)
 	var f pcapFile
@@ -245,82 +279,168 @@ func (w *pcapWriter) open(now time.Time) error {
 	}
 	if err != nil {
 		w.c.errors.Add(1)
-		w.retryAt = now.Add(w.s.retryAfter)
-		w.s.log.Error("can't open pcap file", "worker", w.worker, "err", err)
-		return fmt.Errorf("can't open pcap file: %w", err)
+		w.retryAt, w.retryReason = now.Add(w.s.retryAfter), pcapDropReason(err)
+		w.s.log.Error("can't create pcap file", "worker", w.worker, "path", path, "err", err)
+		return fmt.Errorf("can't create pcap file %s: %w: %s", path, err, w.hint(err))
 	}
 	w.f, w.path, w.opened = f, path, now
 	w.buf = pcapfile.AppendFileHeader(w.buf[:0], pcapfile.MaxSnapLen, pcapfile.LinkTypeEthernet)
+	w.recs = w.recs[:0]
 	w.size, w.records = pcapfile.FileHeaderLen, 0
+	w.taken, w.whole, w.kept = 0, 0, 0
 	w.s.log.Debug("pcap file opened", "worker", w.worker, "path", path)
 	return nil
 }
 
-// flushBuf writes the buffer to the file. On failure the buffered records
-// are dropped and the file is finished: a file with a failed write may have
-// a hole, and nothing more goes into it.
+// flushBuf writes the buffer to the file. The records write(2) took whole
+// are written, even when it failed after them; on failure the rest are
+// dropped and the file is ended (abandon): a file with a failed write gets
+// nothing more.
 func (w *pcapWriter) flushBuf() error {
 	if len(w.buf) == 0 {
 		return nil
 	}
-	_, err := w.f.Write(w.buf)
-	w.buf = w.buf[:0]
-	pending, pendingBytes := w.pending, w.pendingBytes
-	w.pending, w.pendingBytes = 0, 0
-	if err != nil {
-		w.c.errors.Add(1)
-		w.c.drop(pcapWriteFailed, pending)
-		w.c.inFlight.Add(-pending)
-		w.retryAt = time.Now().Add(w.s.retryAfter)
-		w.s.log.Error("can't write pcap file", "worker", w.worker, "path", w.path, "dropped", pending, "err", err)
-		w.closeFile()
-		return fmt.Errorf("can't write pcap file %s: %w", w.path, err)
+	n, err := w.f.Write(w.buf)
+	if err == nil && n < len(w.buf) {
+		err = io.ErrShortWrite
 	}
-	w.c.written.Add(pending)
-	w.c.writtenBytes.Add(pendingBytes)
-	w.c.inFlight.Add(-pending)
-	return nil
+	// The buffer starts with the file header when nothing was taken yet.
+	if w.taken == 0 && n >= pcapfile.FileHeaderLen {
+		w.whole = pcapfile.FileHeaderLen
+	}
+	k := sort.Search(len(w.recs), func(i int) bool { return int(w.recs[i].end) > n })
+	if k > 0 {
+		w.whole = w.taken + int64(w.recs[k-1].end)
+	}
+	w.taken += int64(n)
+	w.kept += k
+	var bytes uint64
+	for _, r := range w.recs[:k] {
+		bytes += uint64(r.payload)
+	}
+	w.c.written.Add(uint64(k))
+	w.c.writtenBytes.Add(bytes)
+	w.c.inFlight.Add(-uint64(k))
+	lost := uint64(len(w.recs) - k)
+	w.buf, w.recs = w.buf[:0], w.recs[:0]
+	if err == nil {
+		return nil
+	}
+	reason := pcapDropReason(err)
+	w.c.drop(reason, lost)
+	w.c.inFlight.Add(-lost)
+	if pe := (*fs.PathError)(nil); !errors.As(err, &pe) {
+		err = &fs.PathError{Op: "write", Path: w.path, Err: err}
+	}
+	return w.abandon(reason, fmt.Errorf("can't write pcap file: %w", err), lost)
 }
 
-// finish flushes, fsyncs and closes the open file, if any, and gives it its
-// final name.
+// abandon ends the file after a failed write (cause) that dropped lost
+// datagrams, and stops opening files for retryAfter.
+func (w *pcapWriter) abandon(reason int, cause error, lost uint64) error {
+	w.c.errors.Add(1)
+	w.retryAt, w.retryReason = time.Now().Add(w.s.retryAfter), reason
+	part, kept := w.path, w.kept
+	where, err := w.closeFile()
+	var what string
+	switch where {
+	case "":
+		what = "no whole record reached the file, removed"
+	case part:
+		what = fmt.Sprintf("the %d records before are in %s", kept, part)
+	default:
+		what = fmt.Sprintf("the %d records before are in %s, which ends on a whole record", kept, where)
+	}
+	w.s.log.Error("pcap write failed", "worker", w.worker, "path", part, "kept", kept, "dropped", lost, "err", cause, "finish_err", err)
+	return errors.Join(fmt.Errorf("%w: %d datagrams dropped; %s: %s", cause, lost, what, w.hint(cause)), err)
+}
+
+// finish flushes the buffer and ends the open file, if any.
 func (w *pcapWriter) finish() error {
 	if w.f == nil {
 		return nil
 	}
 	if err := w.flushBuf(); err != nil {
-		return err // flushBuf closed the file
+		return err // flushBuf ended the file
 	}
-	err := w.f.Sync()
+	records, size := w.kept, w.taken
+	where, err := w.closeFile()
 	if err != nil {
-		w.c.errors.Add(1)
-		err = fmt.Errorf("can't fsync pcap file %s: %w", w.path, err)
-		w.s.log.Error("can't fsync pcap file", "worker", w.worker, "path", w.path, "err", err)
+		// Its records were counted written when write(2) took them; a file
+		// that fails to finish is as good a sign of a sick disk as a
+		// failed write.
+		w.retryAt, w.retryReason = time.Now().Add(w.s.retryAfter), pcapWriteFailed
+		w.s.log.Error("can't finish pcap file", "worker", w.worker, "path", where, "records", records, "err", err)
+		return fmt.Errorf("can't finish pcap file with %d records: %w: %s", records, err, w.hint(err))
 	}
-	w.s.log.Debug("pcap file finished", "worker", w.worker, "path", strings.TrimSuffix(w.path, partSuffix), "records", w.records, "bytes", w.size)
-	return errors.Join(err, w.closeFile())
+	w.s.log.Debug("pcap file finished", "worker", w.worker, "path", where, "records", records, "bytes", size)
+	return nil
 }
 
-// closeFile closes the file, renames it to its final name and fsyncs the
-// directory so that the rename survives a crash.
-func (w *pcapWriter) closeFile() error {
-	f, path := w.f, w.path
+// closeFile ends the open file: it cuts the file back to its last whole
+// record if a write stopped inside one, fsyncs and closes it, renames it to
+// its final name and fsyncs the directory, so that the rename survives a
+// crash. A file that can't be cut back, fsynced or closed keeps its .part
+// name: it is not claimed complete. A file without a whole record is
+// removed. It returns where the file is now ("" when removed) and the
+// errors of the steps that failed, each counted.
+func (w *pcapWriter) closeFile() (string, error) {
+	f, part := w.f, w.path
+	final := strings.TrimSuffix(part, partSuffix)
 	w.f, w.path = nil, ""
 	var errs []error
+	defer func() { w.c.errors.Add(uint64(len(errs))) }()
+	if w.kept == 0 {
+		f.Close()
+		if err := os.Remove(part); err != nil {
+			errs = append(errs, fmt.Errorf("can't remove %s, which holds no whole record: %w", part, err))
+			return part, errors.Join(errs...)
+		}
+		return "", nil
+	}
+	if w.taken != w.whole {
+		if err := f.Truncate(w.whole); err != nil {
+			errs = append(errs, fmt.Errorf("can't cut %s back to its last whole record (%d bytes): %w", part, w.whole, err))
+		}
+	}
+	if err := f.Sync(); err != nil {
+		errs = append(errs, fmt.Errorf("can't fsync %s: %w", part, err))
+	}
 	if err := f.Close(); err != nil {
-		errs = append(errs, fmt.Errorf("can't close pcap file %s: %w", path, err))
+		errs = append(errs, fmt.Errorf("can't close %s: %w", part, err))
 	}
-	final := strings.TrimSuffix(path, partSuffix)
-	if err := os.Rename(path, final); err != nil {
-		errs = append(errs, fmt.Errorf("can't rename pcap file %s: %w", path, err))
-	} else if err := syncDir(filepath.Dir(final)); err != nil {
-		errs = append(errs, fmt.Errorf("can't fsync directory of %s: %w", final, err))
+	if len(errs) > 0 {
+		return part, fmt.Errorf("%w; kept it under its .part name, not known to be whole and durable", errors.Join(errs...))
 	}
-	for _, err := range errs {
-		w.c.errors.Add(1)
-		w.s.log.Error("can't finish pcap file", "worker", w.worker, "err", err)
+	if err := os.Rename(part, final); err != nil {
+		errs = append(errs, fmt.Errorf("can't rename %s: %w", part, err))
+		return part, errs[0]
 	}
-	return errors.Join(errs...)
+	if err := syncDir(filepath.Dir(final)); err != nil {
+		errs = append(errs, fmt.Errorf("can't fsync the directory of %s: %w", final, err))
+		return final, errs[0]
+	}
+	return final, nil
+}
+
+// pcapDropReason returns the drop reason for datagrams lost to err.
+func pcapDropReason(err error) int {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return pcapNoSpace
+	}
+	return pcapWriteFailed
+}
+
+// hint says what to do about err.
+func (w *pcapWriter) hint(err error) string {
+	again := fmt.Sprintf("a new file is tried in %v", w.s.retryAfter)
+	switch {
+	case pcapDropReason(err) == pcapNoSpace:
+		return "free space (or quota) on the file system of " + w.s.spec.Dir + "; " + again
+	case errors.Is(err, syscall.EFBIG):
+		return "the file system or the file size limit (ulimit -f) refuses a bigger file: lower max_mb; " + again
+	}
+	return "check the disk and the kernel log; " + again
 }
 
 func syncDir(dir string) error {

@@ -14,9 +14,7 @@ import (
 
 	"github.com/xdpingest/xdpingest/bench"
 	"github.com/xdpingest/xdpingest/datapath"
-	"github.com/xdpingest/xdpingest/internal/testbed"
 	"github.com/xdpingest/xdpingest/sink/pcapfile"
-	"golang.org/x/sys/unix"
 )
 
 // writeSeq writes datagrams first..first+n-1 through w in batches of 64.
@@ -304,60 +302,6 @@ func TestPcapOpenErrors(t *testing.T) {
 	_, err := Open(t.Context(), spec, Options{})
 	if err == nil || !strings.Contains(err.Error(), "can't create pcap directory") {
 		t.Fatalf("directory under a file: %v", err)
-	}
-}
-
-// A full file system: writes fail, the datagrams are counted as dropped,
-// the writer goes on once there is room again.
-func TestPcapDiskFull(t *testing.T) {
-	testbed.RequireRoot(t)
-	dir := t.TempDir()
-	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=2m"); err != nil {
-		testbed.Skip(t, "can't mount a small tmpfs to fill: "+err.Error())
-	}
-	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
-	s := mustOpen(t, "pcap:"+dir+"?max_mb=1", Options{})
-	g := gen{}
-	w := s.Writer(0)
-	dgs := make([]datapath.Datagram, 64)
-	buf := make([]byte, 64*slotSize)
-	var failed int
-	for i := uint64(0); i < 6000; i += 64 {
-		if err := w.Write(g.batch(dgs, buf, i)); err != nil {
-			failed++
-		}
-	}
-	if err := w.Flush(); err != nil {
-		failed++
-	}
-	st := s.Stats()
-	checkIdentity(t, st)
-	if failed == 0 || st.Dropped["write_failed"] == 0 || st.Errors == 0 || st.Written == 0 {
-		t.Fatalf("2 MiB file system, ~4.5 MB offered: %d failed writes, %+v", failed, st)
-	}
-	t.Logf("written %d, dropped %v, errors %d", st.Written, st.Dropped, st.Errors)
-	// What was counted as written is in the files.
-	files, _ := PcapFiles(dir, true)
-	var recs uint64
-	for _, f := range files {
-		_ = pcapfile.ReadFile(f, func(pcapfile.Record) error { recs++; return nil })
-		os.Remove(f) // make room for what follows
-	}
-	if recs < st.Written {
-		t.Fatalf("%d records readable, %d counted written", recs, st.Written)
-	}
-	// With room again, the writer opens a new file after pcapRetryAfter.
-	time.Sleep(pcapRetryAfter + 100*time.Millisecond)
-	if err := w.Write(g.batch(dgs, buf, 0)); err != nil {
-		t.Fatalf("write with room again: %v", err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	st2 := s.Stats()
-	checkIdentity(t, st2)
-	if st2.Written != st.Written+64 {
-		t.Fatalf("after recovery: written %d, want %d", st2.Written, st.Written+64)
 	}
 }
 

@@ -22,18 +22,19 @@ const (
 	OutcomeARP                       // ARP: passed
 	OutcomeOtherL3                   // neither IPv4, IPv6 nor ARP: passed
 	OutcomeOtherL4                   // another IP protocol: passed
-	OutcomeFragment                  // IPv4 fragment: passed
-	OutcomeIPv6Ext                   // IPv6 extension header before UDP: passed
+	OutcomeFragment                  // IPv4 fragment, or IPv6 with a fragment header first: passed
+	OutcomeIPv6Ext                   // IPv6 with another extension header before UDP: passed
 	OutcomeVLANDepth                 // more than two VLAN tags: passed
 	OutcomeMalformed                 // impossible header values: passed
-	OutcomeTruncated                 // frame shorter than its headers: passed
+	OutcomeTruncated                 // frame shorter than its headers or its IP length: passed
+	OutcomeOversize                  // matched, allowed, Redirect, larger than Config.MaxRedirect: passed
 	NumOutcomes
 )
 
 var outcomeNames = [NumOutcomes]string{
 	"redirect", "pass_match", "no_socket", "deny", "not_allowed", "drop_mode",
 	"other_port", "tcp", "icmp", "arp", "other_l3", "other_l4", "fragment",
-	"ipv6_ext", "vlan_depth", "malformed", "truncated",
+	"ipv6_ext", "vlan_depth", "malformed", "truncated", "oversize",
 }
 
 func (o Outcome) String() string {
@@ -54,7 +55,11 @@ func (o Outcome) Verdict() string {
 	return "pass"
 }
 
-// Count is packets and bytes (whole frames) of one outcome.
+// Count is packets and bytes (whole frames) of one outcome. The program
+// learns a multi-buffer frame's whole length only when its IP length runs
+// past the first buffer; a multi-buffer frame cut short before that (not
+// IPv4 or IPv6, or headers beyond the first buffer) counts the bytes of its
+// first buffer.
 type Count struct {
 	Packets, Bytes uint64
 }
@@ -90,6 +95,72 @@ func (p *Program) Counters() (Counters, error) {
 	for o := Outcome(0); o < NumOutcomes; o++ {
 		if err := p.objs.Counters.Lookup(uint32(o), &per); err != nil {
 			return out, fmt.Errorf("can't read XDP counter %s: %w", o, err)
+		}
+		for _, c := range per {
+			out[o].Packets += c.Packets
+			out[o].Bytes += c.Bytes
+		}
+	}
+	return out, nil
+}
+
+// SocketOutcome is what the socket filter ([Program.SocketFilter]) did with
+// a datagram the kernel delivered to a socket.
+type SocketOutcome uint32
+
+// Keep in step with enum sock_outcome in bpf/ingest.c.
+const (
+	SocketAccepted   SocketOutcome = iota // allowed, or no list in force for its family: kept
+	SocketDenied                          // source in a deny list: dropped
+	SocketNotAllowed                      // an allow list is in force and the source is not in it: dropped
+	SocketUnreadable                      // lists in force but no IPv4 or IPv6 source to check: dropped
+	NumSocketOutcomes
+)
+
+var socketOutcomeNames = [NumSocketOutcomes]string{"accepted", "denied", "not_allowed", "unreadable"}
+
+func (o SocketOutcome) String() string {
+	if o < NumSocketOutcomes {
+		return socketOutcomeNames[o]
+	}
+	return fmt.Sprintf("socket_outcome(%d)", uint32(o))
+}
+
+// SocketCounters are the socket filter's counters, summed over CPUs,
+// indexed by SocketOutcome. Packets are datagrams (a buffer that UDP GRO
+// merged counts as the datagrams it holds); Bytes are what the socket
+// layer saw: UDP header and payload (one UDP header for a merged buffer).
+type SocketCounters [NumSocketOutcomes]Count
+
+// Refused is what the filter dropped. The kernel counts these as drops of
+// the socket too (sk_drops, which SO_RXQ_OVFL and SO_MEMINFO report): a
+// receiver's socket overflow count includes them.
+func (c SocketCounters) Refused() Count {
+	var t Count
+	for _, o := range []SocketOutcome{SocketDenied, SocketNotAllowed, SocketUnreadable} {
+		t.Packets += c[o].Packets
+		t.Bytes += c[o].Bytes
+	}
+	return t
+}
+
+// Sub returns c - o, field by field.
+func (c SocketCounters) Sub(o SocketCounters) SocketCounters {
+	for i := range c {
+		c[i].Packets -= o[i].Packets
+		c[i].Bytes -= o[i].Bytes
+	}
+	return c
+}
+
+// SocketCounters reads the socket filter's per-CPU counters and sums them,
+// like Counters.
+func (p *Program) SocketCounters() (SocketCounters, error) {
+	var out SocketCounters
+	var per []ingestCounter
+	for o := SocketOutcome(0); o < NumSocketOutcomes; o++ {
+		if err := p.objs.SockCounters.Lookup(uint32(o), &per); err != nil {
+			return out, fmt.Errorf("can't read socket filter counter %s: %w", o, err)
 		}
 		for _, c := range per {
 			out[o].Packets += c.Packets

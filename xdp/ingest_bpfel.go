@@ -14,9 +14,10 @@ import (
 )
 
 type ingestConfig struct {
-	_     structs.HostLayout
-	Mode  uint32
-	Flags uint32
+	_           structs.HostLayout
+	Mode        uint32
+	Flags       uint32
+	MaxRedirect uint32
 }
 
 type ingestCounter struct {
@@ -41,16 +42,19 @@ type ingestLpm6Key struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	ingestMapAllow4       = "allow4"
-	ingestMapAllow6       = "allow6"
-	ingestMapConfig       = "config"
-	ingestMapCounters     = "counters"
-	ingestMapDeny4        = "deny4"
-	ingestMapDeny6        = "deny6"
-	ingestMapPorts        = "ports"
-	ingestMapXsks         = "xsks"
-	ingestProgXdpPassOnly = "xdp_pass_only"
-	ingestProgXdpingest   = "xdpingest"
+	ingestMapAllow4         = "allow4"
+	ingestMapAllow6         = "allow6"
+	ingestMapConfig         = "config"
+	ingestMapCounters       = "counters"
+	ingestMapDeny4          = "deny4"
+	ingestMapDeny6          = "deny6"
+	ingestMapPorts          = "ports"
+	ingestMapSockCounters   = "sock_counters"
+	ingestMapXsks           = "xsks"
+	ingestProgXdpPassOnly   = "xdp_pass_only"
+	ingestProgXdpingest     = "xdpingest"
+	ingestProgXdpingestSb   = "xdpingest_sb"
+	ingestProgXdpingestSock = "xdpingest_sock"
 )
 
 // loadIngest returns the embedded CollectionSpec for ingest.
@@ -95,22 +99,25 @@ type ingestSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type ingestProgramSpecs struct {
-	XdpPassOnly *ebpf.ProgramSpec `ebpf:"xdp_pass_only"`
-	Xdpingest   *ebpf.ProgramSpec `ebpf:"xdpingest"`
+	XdpPassOnly   *ebpf.ProgramSpec `ebpf:"xdp_pass_only"`
+	Xdpingest     *ebpf.ProgramSpec `ebpf:"xdpingest"`
+	XdpingestSb   *ebpf.ProgramSpec `ebpf:"xdpingest_sb"`
+	XdpingestSock *ebpf.ProgramSpec `ebpf:"xdpingest_sock"`
 }
 
 // ingestMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type ingestMapSpecs struct {
-	Allow4   *ebpf.MapSpec `ebpf:"allow4"`
-	Allow6   *ebpf.MapSpec `ebpf:"allow6"`
-	Config   *ebpf.MapSpec `ebpf:"config"`
-	Counters *ebpf.MapSpec `ebpf:"counters"`
-	Deny4    *ebpf.MapSpec `ebpf:"deny4"`
-	Deny6    *ebpf.MapSpec `ebpf:"deny6"`
-	Ports    *ebpf.MapSpec `ebpf:"ports"`
-	Xsks     *ebpf.MapSpec `ebpf:"xsks"`
+	Allow4       *ebpf.MapSpec `ebpf:"allow4"`
+	Allow6       *ebpf.MapSpec `ebpf:"allow6"`
+	Config       *ebpf.MapSpec `ebpf:"config"`
+	Counters     *ebpf.MapSpec `ebpf:"counters"`
+	Deny4        *ebpf.MapSpec `ebpf:"deny4"`
+	Deny6        *ebpf.MapSpec `ebpf:"deny6"`
+	Ports        *ebpf.MapSpec `ebpf:"ports"`
+	SockCounters *ebpf.MapSpec `ebpf:"sock_counters"`
+	Xsks         *ebpf.MapSpec `ebpf:"xsks"`
 }
 
 // ingestVariableSpecs contains global variables before they are loaded into the kernel.
@@ -139,14 +146,15 @@ func (o *ingestObjects) Close() error {
 //
 // It can be passed to loadIngestObjects or ebpf.CollectionSpec.LoadAndAssign.
 type ingestMaps struct {
-	Allow4   *ebpf.Map `ebpf:"allow4"`
-	Allow6   *ebpf.Map `ebpf:"allow6"`
-	Config   *ebpf.Map `ebpf:"config"`
-	Counters *ebpf.Map `ebpf:"counters"`
-	Deny4    *ebpf.Map `ebpf:"deny4"`
-	Deny6    *ebpf.Map `ebpf:"deny6"`
-	Ports    *ebpf.Map `ebpf:"ports"`
-	Xsks     *ebpf.Map `ebpf:"xsks"`
+	Allow4       *ebpf.Map `ebpf:"allow4"`
+	Allow6       *ebpf.Map `ebpf:"allow6"`
+	Config       *ebpf.Map `ebpf:"config"`
+	Counters     *ebpf.Map `ebpf:"counters"`
+	Deny4        *ebpf.Map `ebpf:"deny4"`
+	Deny6        *ebpf.Map `ebpf:"deny6"`
+	Ports        *ebpf.Map `ebpf:"ports"`
+	SockCounters *ebpf.Map `ebpf:"sock_counters"`
+	Xsks         *ebpf.Map `ebpf:"xsks"`
 }
 
 func (m *ingestMaps) Close() error {
@@ -158,6 +166,7 @@ func (m *ingestMaps) Close() error {
 		m.Deny4,
 		m.Deny6,
 		m.Ports,
+		m.SockCounters,
 		m.Xsks,
 	)
 }
@@ -172,14 +181,18 @@ type ingestVariables struct {
 //
 // It can be passed to loadIngestObjects or ebpf.CollectionSpec.LoadAndAssign.
 type ingestPrograms struct {
-	XdpPassOnly *ebpf.Program `ebpf:"xdp_pass_only"`
-	Xdpingest   *ebpf.Program `ebpf:"xdpingest"`
+	XdpPassOnly   *ebpf.Program `ebpf:"xdp_pass_only"`
+	Xdpingest     *ebpf.Program `ebpf:"xdpingest"`
+	XdpingestSb   *ebpf.Program `ebpf:"xdpingest_sb"`
+	XdpingestSock *ebpf.Program `ebpf:"xdpingest_sock"`
 }
 
 func (p *ingestPrograms) Close() error {
 	return _IngestClose(
 		p.XdpPassOnly,
 		p.Xdpingest,
+		p.XdpingestSb,
+		p.XdpingestSock,
 	)
 }
 

@@ -9,6 +9,8 @@ import (
 	"sync"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/rlimit"
 )
 
@@ -52,6 +54,29 @@ type Config struct {
 	Allow, Deny []netip.Prefix
 	// Action for matched, allowed datagrams.
 	Action Action
+	// MaxRedirect is the largest frame, in bytes from the Ethernet header
+	// on, that the Redirect action steers into an AF_XDP socket; a larger
+	// matched, allowed frame is passed to the kernel (OutcomeOversize),
+	// whose sockets on the ingest ports take it. 0 means no limit. Set it
+	// to what an AF_XDP frame holds, MaxRedirectFor(frame size, UMEM
+	// headroom): the kernel drops a larger frame after the redirect
+	// (counted only in the socket's rx_dropped) unless the socket was bound
+	// with XDP_USE_SG.
+	MaxRedirect int
+}
+
+// XDPPacketHeadroom is the kernel's XDP_PACKET_HEADROOM: what it keeps in
+// front of a frame in every AF_XDP chunk.
+const XDPPacketHeadroom = 256
+
+// MaxRedirectFor is the largest frame an AF_XDP socket takes in one
+// descriptor, for its UMEM's chunk (frame) size and the headroom it was
+// registered with (XDP_UMEM_REG): the kernel's xsk_pool_get_rx_frame_size,
+// chunk size - XDP_PACKET_HEADROOM - headroom, in copy mode and in
+// zero-copy mode alike. A larger frame is dropped by the kernel
+// (xsk_rcv_check, rx_dropped) unless the socket uses XDP_USE_SG.
+func MaxRedirectFor(frameSize, umemHeadroom int) int {
+	return frameSize - XDPPacketHeadroom - umemHeadroom
 }
 
 // LoadOptions size the program's maps. They are fixed once loaded.
@@ -61,12 +86,19 @@ type LoadOptions struct {
 	MaxQueues int
 	// MaxPrefixes bounds each of the four prefix lists (default 65536).
 	MaxPrefixes int
+	// SingleBuffer loads the program without multi-buffer support
+	// (BPF_F_XDP_HAS_FRAGS), as Load does by itself on kernels before 5.18.
+	// Such a program can't be attached where frames may outgrow one
+	// buffer (a veth whose peer has an MTU above ~3.5K, some drivers with
+	// jumbo frames). For tests, and for drivers that mishandle it.
+	SingleBuffer bool
 }
 
-// Program is the loaded XDP program and its maps. It is safe for concurrent
-// use.
+// Program is the loaded XDP program, its socket filter and their maps. It
+// is safe for concurrent use.
 type Program struct {
-	objs ingestObjects
+	objs objects
+	mb   bool // the XDP program is the multi-buffer variant
 
 	mu  sync.Mutex
 	cfg Config
@@ -127,7 +159,11 @@ func Load(cfg Config, opts LoadOptions) (*Program, error) {
 		xsk:         map[int]bool{},
 		maxPrefixes: opts.MaxPrefixes,
 	}
-	if err := spec.LoadAndAssign(&p.objs, nil); err != nil {
+	// Frags support and bpf_xdp_get_buff_len came together in 5.18; the
+	// probe loads a tiny program calling the helper. Any answer but "not
+	// supported" (a missing privilege, say) leaves the error to the load.
+	p.mb = !opts.SingleBuffer && !errors.Is(features.HaveProgramHelper(ebpf.XDP, asm.FnXdpGetBuffLen), ebpf.ErrNotSupported)
+	if p.objs, err = loadObjects(spec, p.mb); err != nil {
 		return nil, loadError(err)
 	}
 	if err := p.Update(cfg); err != nil {
@@ -136,6 +172,65 @@ func Load(cfg Config, opts LoadOptions) (*Program, error) {
 	}
 	return p, nil
 }
+
+// objects are what Load loads: the maps, one of the two variants of the XDP
+// program, the baseline program of the benchmarks and the socket filter.
+type objects struct {
+	ingestMaps
+	Xdpingest     *ebpf.Program
+	XdpPassOnly   *ebpf.Program
+	XdpingestSock *ebpf.Program
+}
+
+func (o *objects) Close() error {
+	errs := []error{o.ingestMaps.Close()}
+	for _, p := range []*ebpf.Program{o.Xdpingest, o.XdpPassOnly, o.XdpingestSock} {
+		if p != nil {
+			errs = append(errs, p.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// loadObjects loads the maps and the programs, with the multi-buffer
+// variant of the XDP program (mb) or the single-buffer one. Only the
+// programs named in the struct are loaded: a kernel that can't load the
+// other variant never sees it.
+func loadObjects(spec *ebpf.CollectionSpec, mb bool) (objects, error) {
+	if mb {
+		var o struct {
+			ingestMaps
+			Xdp      *ebpf.Program `ebpf:"xdpingest"`
+			PassOnly *ebpf.Program `ebpf:"xdp_pass_only"`
+			Sock     *ebpf.Program `ebpf:"xdpingest_sock"`
+		}
+		err := spec.LoadAndAssign(&o, nil)
+		return objects{o.ingestMaps, o.Xdp, o.PassOnly, o.Sock}, err
+	}
+	var o struct {
+		ingestMaps
+		Xdp      *ebpf.Program `ebpf:"xdpingest_sb"`
+		PassOnly *ebpf.Program `ebpf:"xdp_pass_only"`
+		Sock     *ebpf.Program `ebpf:"xdpingest_sock"`
+	}
+	err := spec.LoadAndAssign(&o, nil)
+	return objects{o.ingestMaps, o.Xdp, o.PassOnly, o.Sock}, err
+}
+
+// MultiBuffer reports whether the XDP program was loaded with multi-buffer
+// (frags) support; see LoadOptions.SingleBuffer.
+func (p *Program) MultiBuffer() bool { return p.mb }
+
+// SocketFilter is the socket filter program (BPF_PROG_TYPE_SOCKET_FILTER)
+// for the kernel UDP sockets on the ingest ports, to attach with
+// SO_ATTACH_BPF (the kernel path's Config.Filter takes it). It applies the
+// deny and allow lists of the running configuration, from the same maps as
+// the XDP program, to every datagram the kernel delivers to the socket,
+// after reassembly; [Program.SocketCounters] counts what it did. It works
+// whether or not the XDP program is attached. It is valid until Close; a
+// socket that attached it keeps it (and the lists as they were last
+// updated) after Close.
+func (p *Program) SocketFilter() *ebpf.Program { return p.objs.XdpingestSock }
 
 func loadError(err error) error {
 	var verr *ebpf.VerifierError
@@ -156,6 +251,9 @@ func validate(cfg Config) error {
 	default:
 		return fmt.Errorf("invalid action %d: want redirect, pass or drop", cfg.Action)
 	}
+	if cfg.MaxRedirect < 0 || cfg.MaxRedirect > 1<<20 {
+		return fmt.Errorf("invalid MaxRedirect %d: want 0 (no limit) or a frame size in bytes", cfg.MaxRedirect)
+	}
 	for _, list := range [][]netip.Prefix{cfg.Allow, cfg.Deny} {
 		for _, pfx := range list {
 			if !pfx.IsValid() {
@@ -169,7 +267,8 @@ func validate(cfg Config) error {
 // listNames are the four prefix lists, in the order Update writes them.
 var listNames = [...]string{"allow4", "allow6", "deny4", "deny6"}
 
-// Update changes ports, prefix lists and action of the running program,
+// Update changes ports, prefix lists, action and MaxRedirect of the
+// running program (and its socket filter's lists),
 // without reattaching it.
 //
 // It is all or nothing. It checks the new configuration against the maps'
@@ -218,7 +317,7 @@ func (p *Program) Update(cfg Config) error {
 			flags |= bit
 		}
 	}
-	conf := ingestConfig{Mode: uint32(cfg.Action), Flags: flags}
+	conf := ingestConfig{Mode: uint32(cfg.Action), Flags: flags, MaxRedirect: uint32(cfg.MaxRedirect)}
 
 	// Check before touching a map. A list holds its old and its new entries
 	// together between the two phases.
@@ -306,7 +405,7 @@ func (p *Program) Update(cfg Config) error {
 		return fmt.Errorf("can't apply the new configuration, the running configuration is unchanged: %w", err)
 	}
 	p.ports, p.prefixes, p.conf = bm, want, conf
-	p.cfg = Config{Ports: sortedPorts(bm), Allow: sortedPrefixes(cfg.Allow), Deny: sortedPrefixes(cfg.Deny), Action: cfg.Action}
+	p.cfg = Config{Ports: sortedPorts(bm), Allow: sortedPrefixes(cfg.Allow), Deny: sortedPrefixes(cfg.Deny), Action: cfg.Action, MaxRedirect: cfg.MaxRedirect}
 	return nil
 }
 

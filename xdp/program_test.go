@@ -2,6 +2,7 @@ package xdp
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"testing"
 
@@ -23,8 +24,15 @@ const (
 
 func loadT(tb testing.TB, cfg Config) *Program {
 	tb.Helper()
+	return loadVariant(tb, cfg, false)
+}
+
+// loadVariant loads the multi-buffer program, or with single the program
+// for kernels before 5.18.
+func loadVariant(tb testing.TB, cfg Config, single bool) *Program {
+	tb.Helper()
 	testbed.RequireBPF(tb)
-	p, err := Load(cfg, LoadOptions{MaxQueues: 4, MaxPrefixes: 1024})
+	p, err := Load(cfg, LoadOptions{MaxQueues: 4, MaxPrefixes: 1024, SingleBuffer: single})
 	if errors.Is(err, ErrNotSupported) {
 		testbed.Skip(tb, err.Error())
 	}
@@ -32,8 +40,17 @@ func loadT(tb testing.TB, cfg Config) *Program {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { p.Close() })
+	if p.MultiBuffer() == single {
+		tb.Fatalf("MultiBuffer() = %v with SingleBuffer %v on a kernel with frags support (5.18+)", p.MultiBuffer(), single)
+	}
 	return p
 }
+
+// variants are the two XDP programs: both must take every branch alike.
+var variants = []struct {
+	name   string
+	single bool
+}{{"multi-buffer", false}, {"single-buffer", true}}
 
 // xskT registers an (unbound) AF_XDP socket for queue 0: enough for
 // bpf_redirect_map to find it, which is all BPF_PROG_RUN looks at.
@@ -137,31 +154,71 @@ func TestProgramBranches(t *testing.T) {
 		{name: "ipv6 jumbogram length 0", frame: patch(udp(src6, dst6), 18, 0, 0), action: xdpPass, outcome: OutcomeMalformed},
 		{name: "ipv6 udp length beyond ip", frame: patch(udp(src6, dst6), 14+40+4, 0x05, 0xdc), action: xdpPass, outcome: OutcomeMalformed},
 		{name: "ethernet padding after ipv4 is fine", frame: append(frames.Build(frames.Spec{Src: src4, Dst: dst4, Payload: []byte{1}}), make([]byte, 17)...), action: xdpRedirect, outcome: OutcomeRedirect},
+		{name: "ipv6 fragment header first", frame: patch(udp(src6, dst6), 14+6, 44), action: xdpPass, outcome: OutcomeFragment},
+		{name: "ipv6 fragment header after hop-by-hop", frame: patch(frames.Build(frames.Spec{Src: src6, Dst: dst6, HopByHop: true, Payload: []byte("x")}), 14+40, 44), action: xdpPass, outcome: OutcomeIPv6Ext},
+		{name: "ipv6 routing header", frame: patch(udp(src6, dst6), 14+6, 43), action: xdpPass, outcome: OutcomeIPv6Ext},
+		{name: "ipv4 frame of max redirect", cfg: &Config{Ports: []uint16{9000}, MaxRedirect: 1792}, frame: sized(src4, dst4, 1792), action: xdpRedirect, outcome: OutcomeRedirect},
+		{name: "ipv4 frame one byte over max redirect", cfg: &Config{Ports: []uint16{9000}, MaxRedirect: 1792}, frame: sized(src4, dst4, 1793), action: xdpPass, outcome: OutcomeOversize},
+		{name: "ipv6 frame of max redirect", cfg: &Config{Ports: []uint16{9000}, MaxRedirect: 1792}, frame: sized(src6, dst6, 1792), action: xdpRedirect, outcome: OutcomeRedirect},
+		{name: "ipv6 frame one byte over max redirect", cfg: &Config{Ports: []uint16{9000}, MaxRedirect: 1792}, frame: sized(src6, dst6, 1793), action: xdpPass, outcome: OutcomeOversize},
+		{name: "vlan counts in the frame size", cfg: &Config{Ports: []uint16{9000}, MaxRedirect: 1792}, frame: sizedVLAN(src4, dst4, 1793, q), action: xdpPass, outcome: OutcomeOversize},
+		{name: "oversize without a socket", cfg: &Config{Ports: []uint16{9000}, MaxRedirect: 1792}, noXSK: true, frame: sized(src4, dst4, 3000), action: xdpPass, outcome: OutcomeOversize},
+		{name: "oversize denied is denied", cfg: &Config{Ports: []uint16{9000}, MaxRedirect: 1792, Deny: []netip.Prefix{netip.MustParsePrefix("198.18.0.1/32")}}, frame: sized(src4, dst4, 3000), action: xdpDrop, outcome: OutcomeDeny},
+		{name: "oversize not allowed is dropped", cfg: &Config{Ports: []uint16{9000}, MaxRedirect: 1792, Allow: []netip.Prefix{netip.MustParsePrefix("2001:db8:1::/48")}}, frame: sized(src6, dst6, 3000), action: xdpDrop, outcome: OutcomeNotAllowed},
+		{name: "no limit without max redirect", frame: sized(src6, dst6, 3500), action: xdpRedirect, outcome: OutcomeRedirect},
+		{name: "pass mode ignores max redirect", cfg: &Config{Ports: []uint16{9000}, Action: Pass, MaxRedirect: 1792}, frame: sized(src4, dst4, 3000), action: xdpPass, outcome: OutcomePassMatch},
+		{name: "drop mode ignores max redirect", cfg: &Config{Ports: []uint16{9000}, Action: Drop, MaxRedirect: 1792}, frame: sized(src4, dst4, 3000), action: xdpDrop, outcome: OutcomeDropMode},
+		{name: "other port over max redirect", cfg: &Config{Ports: []uint16{9000}, MaxRedirect: 1792}, frame: sized(src4, withPort(dst4, other), 3000), action: xdpPass, outcome: OutcomeOtherPort},
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			cfg := base
-			if tc.cfg != nil {
-				cfg = *tc.cfg
-			}
-			p := loadT(t, cfg)
-			if !tc.noXSK {
-				xskT(t, p)
-			}
-			before, err := p.Counters()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := run(t, p, tc.frame); got != tc.action {
-				t.Errorf("action %d, want %d", got, tc.action)
-			}
-			after, err := p.Counters()
-			if err != nil {
-				t.Fatal(err)
-			}
-			assertOnly(t, after.Sub(before), tc.outcome, uint64(len(tc.frame)))
-		})
+	for _, v := range variants {
+		for _, tc := range cases {
+			t.Run(v.name+"/"+tc.name, func(t *testing.T) {
+				runBranch(t, v.single, base, tc.cfg, tc.noXSK, tc.frame, tc.action, tc.outcome)
+			})
+		}
 	}
+}
+
+func runBranch(t *testing.T, single bool, base Config, tcfg *Config, noXSK bool, frame []byte, action uint32, outcome Outcome) {
+	t.Helper()
+	cfg := base
+	if tcfg != nil {
+		cfg = *tcfg
+	}
+	p := loadVariant(t, cfg, single)
+	if !noXSK {
+		xskT(t, p)
+	}
+	before, err := p.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := run(t, p, frame); got != action {
+		t.Errorf("action %d, want %d", got, action)
+	}
+	after, err := p.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertOnly(t, after.Sub(before), outcome, uint64(len(frame)))
+}
+
+// sized is a UDP frame of n bytes from the Ethernet header on.
+func sized(src, dst netip.AddrPort, n int) []byte {
+	return sizedVLAN(src, dst, n)
+}
+
+func sizedVLAN(src, dst netip.AddrPort, n int, vlans ...frames.VLAN) []byte {
+	s := frames.Spec{Src: src, Dst: dst, VLANs: vlans}
+	s.Payload = make([]byte, n-frames.HeaderLen(s))
+	for i := range s.Payload {
+		s.Payload[i] = byte(i)
+	}
+	f := frames.Build(s)
+	if len(f) != n {
+		panic(fmt.Sprintf("sized: built %d bytes, want %d", len(f), n))
+	}
+	return f
 }
 
 // assertOnly checks that exactly one frame of n bytes moved exactly outcome.

@@ -77,7 +77,7 @@ var (
 	oldCfg = Config{Ports: []uint16{9000, 9001}, Action: Redirect,
 		Allow: pfxs("198.18.0.0/24", "198.18.1.0/24", "2001:db8::/48"),
 		Deny:  pfxs("198.18.0.128/25", "2001:db8::1/128")}
-	newCfg = Config{Ports: []uint16{9001, 9002, 40000}, Action: Pass,
+	newCfg = Config{Ports: []uint16{9001, 9002, 40000}, Action: Pass, MaxRedirect: 1792,
 		Allow: pfxs("198.18.1.0/24", "198.18.2.0/24", "198.19.0.0/16"),
 		Deny:  pfxs("198.18.2.7/32", "2001:db8::/64", "2001:db8:1::/48")}
 )
@@ -173,7 +173,7 @@ func appliedConfig(cfg Config) Config {
 	for _, port := range cfg.Ports {
 		bm[port>>6] |= 1 << (port & 63)
 	}
-	return Config{Ports: sortedPorts(bm), Allow: sortedPrefixes(cfg.Allow), Deny: sortedPrefixes(cfg.Deny), Action: cfg.Action}
+	return Config{Ports: sortedPorts(bm), Allow: sortedPrefixes(cfg.Allow), Deny: sortedPrefixes(cfg.Deny), Action: cfg.Action, MaxRedirect: cfg.MaxRedirect}
 }
 
 // When the rollback fails too, the error says so loudly, and the next

@@ -7,6 +7,12 @@
 // Every frame ends in exactly one outcome (enum outcome), counted per CPU in
 // packets and bytes, so that the Go side can account for every frame:
 // frames seen = sum of all outcomes.
+//
+// The same object holds a socket filter for the kernel UDP sockets on the
+// ingest ports, which receive what the XDP program passes (fragments,
+// extension headers, oversize frames, queues without a socket) and, on the
+// kernel path, everything: it applies the same deny and allow lists, read
+// from the same maps, to each datagram the kernel delivers.
 
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -31,12 +37,23 @@ enum outcome {
 	O_ARP,            // ARP: passed
 	O_OTHER_L3,       // neither IPv4, IPv6 nor ARP: passed
 	O_OTHER_L4,       // another IP protocol: passed
-	O_FRAGMENT,       // IPv4 fragment, first or later: passed, the kernel reassembles
-	O_IPV6_EXT,       // IPv6 with an extension header before UDP: passed
+	O_FRAGMENT,       // IPv4 fragment, or IPv6 with a fragment header first: passed, the kernel reassembles
+	O_IPV6_EXT,       // IPv6 with another extension header before UDP: passed
 	O_VLAN_DEPTH,     // more than two VLAN tags: passed
 	O_MALFORMED,      // a header with impossible values (version, IHL, lengths): passed
 	O_TRUNCATED,      // the frame ends before its headers (or its IP length) do: passed
+	O_OVERSIZE,       // matched, allowed, larger than an AF_XDP frame holds: passed
 	O_MAX,
+};
+
+// Outcomes of the socket filter, counted apart. Keep in step with the
+// SocketOutcome constants in counters.go.
+enum sock_outcome {
+	S_ACCEPTED = 0,   // allowed (or no list in force): kept
+	S_DENIED,         // source in a deny list: dropped
+	S_NOT_ALLOWED,    // an allow list is in force and the source is not in it: dropped
+	S_UNREADABLE,     // lists in force but no IPv4 or IPv6 source to check: dropped
+	S_MAX,
 };
 
 // Modes for matched, allowed packets.
@@ -55,6 +72,9 @@ enum mode {
 struct config {
 	__u32 mode;
 	__u32 flags;
+	// The largest frame (bytes from the Ethernet header on, all buffers)
+	// the redirect may take: what fits in an AF_XDP frame. 0: no limit.
+	__u32 max_redirect;
 };
 
 struct counter {
@@ -123,17 +143,27 @@ struct {
 	__type(value, struct counter);
 } counters SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, S_MAX);
+	__type(key, __u32);
+	__type(value, struct counter);
+} sock_counters SEC(".maps");
+
 #define ETH_P_8021Q_ 0x8100
 #define ETH_P_8021AD_ 0x88A8
 #define IP_MF_ 0x2000
 #define IP_OFFMASK_ 0x1fff
 
-static __always_inline int count(struct xdp_md *ctx, __u32 outcome, int action)
+// count counts one frame of len bytes. len is the frame's first buffer
+// (data_end - data) unless the program learned the whole length (see
+// whole_len).
+static __always_inline int count(__u32 len, __u32 outcome, int action)
 {
 	struct counter *c = bpf_map_lookup_elem(&counters, &outcome);
 	if (c) {
 		c->packets++;
-		c->bytes += ctx->data_end - ctx->data;
+		c->bytes += len;
 	}
 	return action;
 }
@@ -152,7 +182,7 @@ static __always_inline int ipv6_ext(__u8 nh)
 	switch (nh) {
 	case 0:   // hop-by-hop options
 	case 43:  // routing
-	case 44:  // fragment
+	case 44:  // fragment (counted apart, see below)
 	case 50:  // ESP
 	case 51:  // AH
 	case 60:  // destination options
@@ -179,27 +209,47 @@ static __always_inline int l4_outcome(__u8 proto)
 }
 
 // matched decides what happens to a UDP datagram for one of our ports once
-// the source has been checked.
-static __always_inline int matched(struct xdp_md *ctx, struct config *cfg)
+// the source has been checked. len is the whole frame's length.
+static __always_inline int matched(struct xdp_md *ctx, struct config *cfg, __u32 len)
 {
 	if (cfg->mode == MODE_PASS)
-		return count(ctx, O_PASS_MATCH, XDP_PASS);
+		return count(len, O_PASS_MATCH, XDP_PASS);
 	if (cfg->mode == MODE_DROP)
-		return count(ctx, O_DROP_MODE, XDP_DROP);
+		return count(len, O_DROP_MODE, XDP_DROP);
+	// The kernel drops a frame larger than the socket's frame after the
+	// redirect (xsk_rcv_check: rx_dropped); the kernel sockets take it.
+	if (cfg->max_redirect && len > cfg->max_redirect)
+		return count(len, O_OVERSIZE, XDP_PASS);
 	// With XDP_PASS in the flags, a queue without a socket makes the
 	// helper return XDP_PASS instead of XDP_ABORTED: no second lookup.
 	int act = bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
 	if (act == XDP_REDIRECT)
-		return count(ctx, O_REDIRECT, XDP_REDIRECT);
-	return count(ctx, O_NO_SOCKET, XDP_PASS);
+		return count(len, O_REDIRECT, XDP_REDIRECT);
+	return count(len, O_NO_SOCKET, XDP_PASS);
 }
 
-SEC("xdp")
-int xdpingest(struct xdp_md *ctx)
+// whole_len is the slow path for an IP datagram that runs past the first
+// buffer, whose length is len: with frags (mb) it may go on in more
+// buffers, and bpf_xdp_get_buff_len says how long the whole frame is.
+// Without frags the first buffer is the frame. Only frames that reach past
+// their first buffer pay for the helper call.
+static __always_inline __u32 whole_len(struct xdp_md *ctx, const int mb, __u32 len)
+{
+	return mb ? bpf_xdp_get_buff_len(ctx) : len;
+}
+
+// ingest is the program; mb says whether it is loaded with frags support
+// (BPF_F_XDP_HAS_FRAGS, Linux 5.18) and may see multi-buffer frames. The
+// two programs below are the same code, the second without the helper
+// older kernels lack.
+static __always_inline int ingest(struct xdp_md *ctx, const int mb)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	__u32 zero = 0;
+	// The frame's length: its first buffer, until the slow path learns
+	// the whole.
+	__u32 len = data_end - data;
 
 	struct config *cfg = bpf_map_lookup_elem(&config, &zero);
 	if (!cfg)
@@ -207,7 +257,7 @@ int xdpingest(struct xdp_md *ctx)
 
 	struct ethhdr *eth = data;
 	if ((void *)(eth + 1) > data_end)
-		return count(ctx, O_TRUNCATED, XDP_PASS);
+		return count(len, O_TRUNCATED, XDP_PASS);
 
 	void *cur = eth + 1;
 	__u16 proto = eth->h_proto;
@@ -218,12 +268,12 @@ int xdpingest(struct xdp_md *ctx)
 		if (proto != bpf_htons(ETH_P_8021Q_) && proto != bpf_htons(ETH_P_8021AD_))
 			break;
 		if (cur + 4 > data_end)
-			return count(ctx, O_TRUNCATED, XDP_PASS);
+			return count(len, O_TRUNCATED, XDP_PASS);
 		proto = *(__u16 *)(cur + 2);
 		cur += 4;
 	}
 	if (proto == bpf_htons(ETH_P_8021Q_) || proto == bpf_htons(ETH_P_8021AD_))
-		return count(ctx, O_VLAN_DEPTH, XDP_PASS);
+		return count(len, O_VLAN_DEPTH, XDP_PASS);
 
 	struct udphdr *udp;
 	__u32 ip_left; // bytes of the IP datagram after the IP header(s)
@@ -231,83 +281,165 @@ int xdpingest(struct xdp_md *ctx)
 	if (proto == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = cur;
 		if ((void *)(ip + 1) > data_end)
-			return count(ctx, O_TRUNCATED, XDP_PASS);
+			return count(len, O_TRUNCATED, XDP_PASS);
 		__u32 ihl = ip->ihl * 4;
 		if (ip->version != 4 || ihl < sizeof(*ip))
-			return count(ctx, O_MALFORMED, XDP_PASS);
+			return count(len, O_MALFORMED, XDP_PASS);
 		__u32 tot = bpf_ntohs(ip->tot_len);
 		if (tot < ihl)
-			return count(ctx, O_MALFORMED, XDP_PASS);
+			return count(len, O_MALFORMED, XDP_PASS);
 		if (cur + ihl > data_end)
-			return count(ctx, O_TRUNCATED, XDP_PASS);
-		if (cur + tot > data_end)
-			return count(ctx, O_TRUNCATED, XDP_PASS);
+			return count(len, O_TRUNCATED, XDP_PASS);
+		if (cur + tot > data_end) {
+			len = whole_len(ctx, mb, len);
+			if (len < (cur - data) + tot)
+				return count(len, O_TRUNCATED, XDP_PASS);
+		}
 		if (ip->frag_off & bpf_htons(IP_MF_ | IP_OFFMASK_))
-			return count(ctx, O_FRAGMENT, XDP_PASS);
+			return count(len, O_FRAGMENT, XDP_PASS);
 		if (ip->protocol != IPPROTO_UDP)
-			return count(ctx, l4_outcome(ip->protocol), XDP_PASS);
+			return count(len, l4_outcome(ip->protocol), XDP_PASS);
 		udp = cur + ihl;
 		if ((void *)(udp + 1) > data_end)
-			return count(ctx, O_TRUNCATED, XDP_PASS);
+			return count(len, O_TRUNCATED, XDP_PASS);
 		ip_left = tot - ihl;
 		if (ip_left < sizeof(*udp))
-			return count(ctx, O_MALFORMED, XDP_PASS);
+			return count(len, O_MALFORMED, XDP_PASS);
 		__u32 ulen = bpf_ntohs(udp->len);
 		if (ulen < sizeof(*udp) || ulen > ip_left)
-			return count(ctx, O_MALFORMED, XDP_PASS);
+			return count(len, O_MALFORMED, XDP_PASS);
 		if (!port_in_set(bpf_ntohs(udp->dest)))
-			return count(ctx, O_OTHER_PORT, XDP_PASS);
+			return count(len, O_OTHER_PORT, XDP_PASS);
 
 		if (cfg->flags & (CFG_DENY4 | CFG_ALLOW4)) {
 			struct lpm4_key key = {.prefixlen = 32};
 			__builtin_memcpy(key.addr, &ip->saddr, 4);
 			if ((cfg->flags & CFG_DENY4) && bpf_map_lookup_elem(&deny4, &key))
-				return count(ctx, O_DENY, XDP_DROP);
+				return count(len, O_DENY, XDP_DROP);
 			if ((cfg->flags & CFG_ALLOW4) && !bpf_map_lookup_elem(&allow4, &key))
-				return count(ctx, O_NOT_ALLOWED, XDP_DROP);
+				return count(len, O_NOT_ALLOWED, XDP_DROP);
 		}
-		return matched(ctx, cfg);
+		return matched(ctx, cfg, len);
 	}
 
 	if (proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = cur;
 		if ((void *)(ip6 + 1) > data_end)
-			return count(ctx, O_TRUNCATED, XDP_PASS);
+			return count(len, O_TRUNCATED, XDP_PASS);
 		if (ip6->version != 6)
-			return count(ctx, O_MALFORMED, XDP_PASS);
+			return count(len, O_MALFORMED, XDP_PASS);
 		__u32 plen = bpf_ntohs(ip6->payload_len);
-		if ((void *)(ip6 + 1) + plen > data_end)
-			return count(ctx, O_TRUNCATED, XDP_PASS);
+		if ((void *)(ip6 + 1) + plen > data_end) {
+			len = whole_len(ctx, mb, len);
+			if (len < ((void *)(ip6 + 1) - data) + plen)
+				return count(len, O_TRUNCATED, XDP_PASS);
+		}
+		if (ip6->nexthdr == 44)
+			return count(len, O_FRAGMENT, XDP_PASS);
 		if (ipv6_ext(ip6->nexthdr))
-			return count(ctx, O_IPV6_EXT, XDP_PASS);
+			return count(len, O_IPV6_EXT, XDP_PASS);
 		if (ip6->nexthdr != IPPROTO_UDP)
-			return count(ctx, l4_outcome(ip6->nexthdr), XDP_PASS);
+			return count(len, l4_outcome(ip6->nexthdr), XDP_PASS);
 		udp = (void *)(ip6 + 1);
 		if ((void *)(udp + 1) > data_end)
-			return count(ctx, O_TRUNCATED, XDP_PASS);
+			return count(len, O_TRUNCATED, XDP_PASS);
 		// A zero payload length is a jumbogram, which needs a hop-by-hop
 		// header we did not see: malformed, like any UDP length that
 		// disagrees with the IP length.
 		__u32 ulen = bpf_ntohs(udp->len);
 		if (plen < sizeof(*udp) || ulen < sizeof(*udp) || ulen > plen)
-			return count(ctx, O_MALFORMED, XDP_PASS);
+			return count(len, O_MALFORMED, XDP_PASS);
 		if (!port_in_set(bpf_ntohs(udp->dest)))
-			return count(ctx, O_OTHER_PORT, XDP_PASS);
+			return count(len, O_OTHER_PORT, XDP_PASS);
 
 		if (cfg->flags & (CFG_DENY6 | CFG_ALLOW6)) {
 			struct lpm6_key key = {.prefixlen = 128};
 			__builtin_memcpy(key.addr, &ip6->saddr, 16);
 			if ((cfg->flags & CFG_DENY6) && bpf_map_lookup_elem(&deny6, &key))
-				return count(ctx, O_DENY, XDP_DROP);
+				return count(len, O_DENY, XDP_DROP);
 			if ((cfg->flags & CFG_ALLOW6) && !bpf_map_lookup_elem(&allow6, &key))
-				return count(ctx, O_NOT_ALLOWED, XDP_DROP);
+				return count(len, O_NOT_ALLOWED, XDP_DROP);
 		}
-		return matched(ctx, cfg);
+		return matched(ctx, cfg, len);
 	}
 
 	if (proto == bpf_htons(ETH_P_ARP))
-		return count(ctx, O_ARP, XDP_PASS);
-	return count(ctx, O_OTHER_L3, XDP_PASS);
+		return count(len, O_ARP, XDP_PASS);
+	return count(len, O_OTHER_L3, XDP_PASS);
+}
+
+// The program, aware of multi-buffer frames: it can be attached where
+// frames outgrow one buffer (a veth whose peer's MTU is above ~3.5K, jumbo
+// frames on NICs with multi-buffer XDP).
+SEC("xdp.frags")
+int xdpingest(struct xdp_md *ctx)
+{
+	return ingest(ctx, 1);
+}
+
+// The same for kernels before 5.18, which have neither frags support nor
+// bpf_xdp_get_buff_len: the loader takes it when the helper is missing.
+SEC("xdp")
+int xdpingest_sb(struct xdp_md *ctx)
+{
+	return ingest(ctx, 0);
+}
+
+static __always_inline int sock_count(struct __sk_buff *skb, __u32 outcome, int keep)
+{
+	struct counter *c = bpf_map_lookup_elem(&sock_counters, &outcome);
+	if (c) {
+		// A buffer merged by UDP GRO holds gso_segs datagrams.
+		__u32 segs = skb->gso_segs;
+		c->packets += segs ? segs : 1;
+		c->bytes += skb->len;
+	}
+	// A socket filter returns how many bytes to keep: all, or none.
+	return keep ? skb->len : 0;
+}
+
+// xdpingest_sock is the socket filter (SO_ATTACH_BPF) of the kernel UDP
+// sockets on the ingest ports. It runs on the datagram the kernel delivers,
+// after reassembly, so fragments and extension-header datagrams from
+// denied sources are refused here. The kernel counts what it refuses as a
+// drop of the socket (sk_drops) as well.
+SEC("socket")
+int xdpingest_sock(struct __sk_buff *skb)
+{
+	__u32 zero = 0;
+	struct config *cfg = bpf_map_lookup_elem(&config, &zero);
+	if (!cfg)
+		return sock_count(skb, S_UNREADABLE, 0); // cannot happen
+	__u32 flags = cfg->flags;
+
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		if (!(flags & (CFG_DENY4 | CFG_ALLOW4)))
+			return sock_count(skb, S_ACCEPTED, 1);
+		struct lpm4_key key = {.prefixlen = 32};
+		if (bpf_skb_load_bytes_relative(skb, __builtin_offsetof(struct iphdr, saddr), key.addr, 4, BPF_HDR_START_NET))
+			return sock_count(skb, S_UNREADABLE, 0);
+		if ((flags & CFG_DENY4) && bpf_map_lookup_elem(&deny4, &key))
+			return sock_count(skb, S_DENIED, 0);
+		if ((flags & CFG_ALLOW4) && !bpf_map_lookup_elem(&allow4, &key))
+			return sock_count(skb, S_NOT_ALLOWED, 0);
+		return sock_count(skb, S_ACCEPTED, 1);
+	}
+	if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		if (!(flags & (CFG_DENY6 | CFG_ALLOW6)))
+			return sock_count(skb, S_ACCEPTED, 1);
+		struct lpm6_key key = {.prefixlen = 128};
+		if (bpf_skb_load_bytes_relative(skb, __builtin_offsetof(struct ipv6hdr, saddr), key.addr, 16, BPF_HDR_START_NET))
+			return sock_count(skb, S_UNREADABLE, 0);
+		if ((flags & CFG_DENY6) && bpf_map_lookup_elem(&deny6, &key))
+			return sock_count(skb, S_DENIED, 0);
+		if ((flags & CFG_ALLOW6) && !bpf_map_lookup_elem(&allow6, &key))
+			return sock_count(skb, S_NOT_ALLOWED, 0);
+		return sock_count(skb, S_ACCEPTED, 1);
+	}
+	// A UDP socket only sees IPv4 and IPv6; fail closed if lists apply.
+	if (!flags)
+		return sock_count(skb, S_ACCEPTED, 1);
+	return sock_count(skb, S_UNREADABLE, 0);
 }
 
 // The baseline for the program's benchmark: the cost of running any XDP

@@ -32,7 +32,7 @@ import (
 // off, so that there is one buffer and one bound, and every message in it is
 // counted.
 
-var natsReasons = reasons{"not_connected", "backlog_full", "ack_timeout", "publish_failed", "rejected", "closed"}
+var natsReasons = reasons{"not_connected", "backlog_full", "ack_timeout", "publish_failed", "rejected", "closed", "shutdown"}
 
 const (
 	natsNotConnected  = iota // backlog full while disconnected, or still disconnected at the end of RetryFor
@@ -41,6 +41,7 @@ const (
 	natsPublishFailed        // RetryFor ran out; the last attempt failed otherwise
 	natsRejected             // JetStream refused the message (limits, payload size): no retry helps
 	natsClosed               // still unacknowledged when Close gave up, or written after Close
+	natsShutdown             // backlog full after Abort: the drain at shutdown ran out of time
 )
 
 const (
@@ -68,6 +69,7 @@ type natsSink struct {
 	c         counters // shared: acknowledgements arrive on nats.go's goroutines
 	connected atomic.Bool
 	closing   atomic.Bool
+	aborting  atomic.Bool // Write no longer waits for room: see Abort
 
 	mu        sync.Mutex
 	pending   map[*nats.Msg]*natsOut // published, waiting for the acknowledgement
@@ -387,7 +389,9 @@ func (s *natsSink) submit(out *natsOut) error {
 	var timer *time.Timer
 	for !s.closed && s.held > 0 && (s.held >= s.spec.MaxInFlight || s.heldBytes+out.size > s.spec.MaxBufferBytes) {
 		reason := natsBacklogFull
-		if !s.connected.Load() {
+		if s.aborting.Load() {
+			reason = natsShutdown
+		} else if !s.connected.Load() {
 			reason = natsNotConnected
 		} else if s.spec.MaxWait > 0 && timer == nil {
 			timer = time.NewTimer(s.spec.MaxWait)
@@ -589,6 +593,22 @@ func (s *natsSink) retrier() {
 		}
 	}
 }
+
+// Abort makes Write stop waiting for room in a full backlog: from now on
+// what doesn't fit is dropped at once ("shutdown"). Messages already held
+// stay for Close to wait on. Safe from any goroutine.
+func (s *natsSink) Abort() {
+	s.aborting.Store(true)
+	s.mu.Lock()
+	if s.waiting {
+		close(s.room)
+		s.room = make(chan struct{})
+		s.waiting = false
+	}
+	s.mu.Unlock()
+}
+
+var _ Aborter = (*natsSink)(nil)
 
 // Close publishes the writers' partial batches, waits up to CloseTimeout for
 // the backlog to be acknowledged, counts the rest as dropped ("closed") and

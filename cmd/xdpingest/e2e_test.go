@@ -614,7 +614,7 @@ func TestSIGHUPReloadsPorts(t *testing.T) {
 	os.WriteFile(conf, []byte("iface: "+b.Rx.Link+"\nports: \"0\"\n"), 0o644)
 	srv.cmd.Process.Signal(syscall.SIGHUP)
 	deadline = time.Now().Add(5 * time.Second)
-	for !strings.Contains(srv.log.String(), "keeping the running one") {
+	for !strings.Contains(srv.log.String(), "the running one is unchanged") {
 		if time.Now().After(deadline) {
 			t.Fatalf("a bad reload was not refused:\n%s", srv.log.String())
 		}

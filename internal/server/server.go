@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -494,37 +493,6 @@ func prefixes(p []string) string {
 		return "-"
 	}
 	return strings.Join(p, ",")
-}
-
-// reload applies a re-read configuration's ports and prefix lists to the
-// running program. Everything else needs a restart, and says so.
-func (s *server) reload() {
-	if s.env.Reload == nil {
-		s.log.Info("SIGHUP: no config file to reload (started without --config)")
-		return
-	}
-	nc, err := s.env.Reload()
-	if err != nil {
-		s.log.Error("SIGHUP: the new configuration is refused; keeping the running one", "err", err)
-		return
-	}
-	if s.path == "kernel" && !slices.Equal(nc.PortList, s.cfg.PortList) {
-		s.log.Error("SIGHUP: the kernel path can't change ports without new sockets; restart to change them. Keeping the running configuration",
-			"running", config.FormatPorts(s.cfg.PortList), "asked", config.FormatPorts(nc.PortList))
-		return
-	}
-	if s.prog == nil {
-		s.log.Error("SIGHUP: no XDP program is running; restart to change ports or prefixes")
-		return
-	}
-	action := s.prog.Config().Action
-	if err := s.prog.Update(xdp.Config{Ports: nc.PortList, Allow: nc.AllowPfx, Deny: nc.DenyPfx, Action: action}); err != nil {
-		s.log.Error("SIGHUP: can't update the program", "err", err)
-		return
-	}
-	s.cfg.PortList, s.cfg.AllowPfx, s.cfg.DenyPfx = nc.PortList, nc.AllowPfx, nc.DenyPfx
-	s.cfg.Config.Ports, s.cfg.Config.Allow, s.cfg.Config.Deny = nc.Config.Ports, nc.Config.Allow, nc.Config.Deny
-	s.log.Info("SIGHUP: reloaded", "ports", config.FormatPorts(nc.PortList), "allow", prefixes(nc.Config.Allow), "deny", prefixes(nc.Config.Deny))
 }
 
 // shutdown stops taking new datagrams, drains rings and queues into the

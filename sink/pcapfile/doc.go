@@ -7,5 +7,7 @@
 // reading side is a [Reader] that accepts both timestamp resolutions
 // (microseconds, magic 0xa1b2c3d4, and nanoseconds, 0xa1b23c4d) in either
 // byte order, and reports a record cut short by a crash as
-// io.ErrUnexpectedEOF rather than as garbage.
+// io.ErrUnexpectedEOF rather than as garbage. It takes hostile input: a
+// length field costs no more memory than the bytes that follow it (and at
+// most 1 MiB a record), and FuzzReader checks it.
 package pcapfile

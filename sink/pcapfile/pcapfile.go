@@ -93,13 +93,19 @@ type Reader struct {
 	r   *bufio.Reader
 	hdr FileHeader
 	buf []byte
-	n   int // records returned so far, for error messages
+	n   int   // records returned so far, for error messages
+	err error // the first error of Next, returned again by every later call
 }
 
 // maxRecordLen bounds a record's captured length so that a corrupt header
 // can't make the reader allocate gigabytes. It is generous: files written
 // with a snapshot length of 262144 (tcpdump's default) stay readable.
 const maxRecordLen = 1 << 20
+
+// minGrow is the least a record buffer grows by: the buffer grows with the
+// bytes that arrive, not to the length a header claims, so that a lying
+// header in a short file costs no more memory than the file.
+const minGrow = 64 << 10
 
 // NewReader reads the file header from r and returns a Reader positioned at
 // the first record.
@@ -140,9 +146,20 @@ func NewReader(r io.Reader) (*Reader, error) {
 func (r *Reader) Header() FileHeader { return r.hdr }
 
 // Next returns the next record. It returns io.EOF after the last complete
-// record, and io.ErrUnexpectedEOF (wrapped) when the file ends inside a
-// record, as a file does whose writer was killed.
+// record, io.ErrUnexpectedEOF (wrapped) when the file ends inside a record,
+// as a file does whose writer was killed, and ErrFormat (wrapped) for a
+// record header that breaks the format's rules. After an error, every call
+// returns the same error: what follows a bad record can't be trusted.
 func (r *Reader) Next() (Record, error) {
+	if r.err != nil {
+		return Record{}, r.err
+	}
+	rec, err := r.next()
+	r.err = err
+	return rec, err
+}
+
+func (r *Reader) next() (Record, error) {
 	var h [RecordHeaderLen]byte
 	if n, err := io.ReadFull(r.r, h[:]); err != nil {
 		if n == 0 && errors.Is(err, io.EOF) {
@@ -159,15 +176,15 @@ func (r *Reader) Next() (Record, error) {
 	if capLen > maxRecordLen {
 		return Record{}, fmt.Errorf("record %d: captured length %d exceeds %d: %w", r.n, capLen, maxRecordLen, ErrFormat)
 	}
-	if cap(r.buf) < int(capLen) {
-		r.buf = make([]byte, capLen)
+	if capLen > origLen {
+		return Record{}, fmt.Errorf("record %d: captured length %d exceeds the frame's length %d: %w", r.n, capLen, origLen, ErrFormat)
 	}
-	data := r.buf[:capLen]
-	if n, err := io.ReadFull(r.r, data); err != nil {
+	data, err := r.read(int(capLen))
+	if err != nil {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
 		}
-		return Record{}, fmt.Errorf("record %d: data cut short at %d of %d bytes: %w", r.n, n, capLen, err)
+		return Record{}, fmt.Errorf("record %d: data cut short at %d of %d bytes: %w", r.n, len(data), capLen, err)
 	}
 	rec := Record{OrigLen: int(origLen), Data: data}
 	if r.hdr.Nano {
@@ -177,6 +194,26 @@ func (r *Reader) Next() (Record, error) {
 	}
 	r.n++
 	return rec, nil
+}
+
+// read reads the next n bytes into r.buf, growing it (by at least minGrow,
+// at most to n) as the bytes arrive. It returns what it read.
+func (r *Reader) read(n int) ([]byte, error) {
+	b := r.buf[:0]
+	for len(b) < n {
+		if len(b) == cap(b) {
+			nb := make([]byte, len(b), min(n, len(b)+max(len(b), minGrow)))
+			copy(nb, b)
+			b = nb
+			r.buf = nb
+		}
+		m, err := io.ReadFull(r.r, b[len(b):min(n, cap(b))])
+		b = b[:len(b)+m]
+		if err != nil {
+			return b, err
+		}
+	}
+	return b, nil
 }
 
 // ReadFile calls fn for every record of the file at path, in order, and

@@ -29,22 +29,20 @@ import (
 // a .part file is being written, or was left by a writer that crashed (it is
 // valid up to its last whole record).
 //
-// A failed write (short, ENOSPC, EDQUOT, EFBIG, EIO) ends the file at once:
-// it is cut back (ftruncate) to the end of the last whole record write(2)
-// took, then finished as above, so that a .pcap file holds whole records
-// only. Those records count as written; the rest of the buffer is dropped
-// (no_space or write_failed). A file with no whole record is removed. A file
-// that can't be cut back, fsynced or closed keeps its .part name, as does
-// one whose fsync fails when finishing: its records count as written (write(2)
-// took them) but it is not claimed complete. After any failure the writer
-// drops for pcapRetryAfter, then opens a new file; it never appends to a
-// failed one.
+// A failed write (short; ENOSPC, EDQUOT, EFBIG, EIO) ends the file at once:
+// it is cut back (ftruncate) to the last whole record write(2) took, then
+// finished as above, so a .pcap holds whole records only. Those records
+// count as written, the rest of the buffer as dropped (no_space or
+// write_failed). A file with no whole record is removed; one that can't be
+// cut back, fsynced or closed (also when finished normally) keeps its .part
+// name. The writer then drops for pcapRetryAfter and opens a new file,
+// never appending to a failed one.
 
 const (
 	pcapBufSize = 1 << 20
-	// pcapRecsCap is the room preallocated for the records of a full
-	// buffer: 64-byte frames, the smallest Ethernet frame with its CRC
-	// stripped is 60, fill it. Smaller ones grow the slice once.
+	// pcapRecsCap is room for the records of a buffer full of 64-byte
+	// frames; smaller ones (60 bytes is the least on the wire) grow the
+	// slice once.
 	pcapRecsCap = pcapBufSize / (pcapfile.RecordHeaderLen + 64)
 	// pcapRetryAfter is how long a writer whose file failed waits before it
 	// opens another, dropping meanwhile, so that a full disk costs one

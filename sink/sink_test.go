@@ -53,7 +53,7 @@ func TestMulti(t *testing.T) {
 	}
 	st := m.Stats()
 	checkIdentity(t, st)
-	if st.Offered != 400 || len(st.Dropped) != 2 { // discard: closed; pcap: write_failed, closed
+	if st.Offered != 400 || len(st.Dropped) != 3 { // discard: closed; pcap: write_failed, no_space, closed
 		t.Errorf("sum %+v", st)
 	}
 	tr, _ := readAll(t, g, dir, 200)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -17,6 +18,22 @@ type Config struct {
 	// every local address. Give 0.0.0.0 alone (or :: alone) for one family.
 	// IPv6 sockets are IPV6_V6ONLY, so IPv4 always arrives on IPv4 sockets.
 	Addrs []netip.Addr
+	// Device, when set, binds every socket to that interface
+	// (SO_BINDTODEVICE) before it binds its address: datagrams that arrive
+	// on any other interface, loopback included, never reach it, whatever
+	// their destination address. The name is looked up in the network
+	// namespace of the calling thread. Without it a wildcard socket takes
+	// the port's datagrams from every interface.
+	Device string
+	// Filter, when set, is a loaded socket filter program
+	// (BPF_PROG_TYPE_SOCKET_FILTER, such as xdp.Program.SocketFilter, an
+	// *ebpf.Program) attached to every socket with SO_ATTACH_BPF before the
+	// socket is bound, so that no datagram reaches a socket unfiltered. The
+	// sockets hold their own reference: the caller may close the program
+	// after Open. The kernel counts a datagram the filter drops as a drop
+	// of the socket (sk_drops): Stats.SocketOverflows then includes the
+	// buffers the filter refused (see the package documentation).
+	Filter Filter
 	// Workers is the number of Receivers, each with its own socket for every
 	// address and port (default 1).
 	Workers int
@@ -73,6 +90,12 @@ type Config struct {
 	NoGRO bool
 }
 
+// Filter is a loaded BPF program, by its file descriptor. *ebpf.Program
+// satisfies it; this package does not import cilium/ebpf.
+type Filter interface {
+	FD() int
+}
+
 const (
 	defaultBatch      = 64
 	maxBatch          = 1024 // UIO_MAXIOV: the kernel's limit on recvmmsg's vlen
@@ -82,6 +105,7 @@ const (
 	// worker and two more) under BPF_MAXINSNS (4096).
 	maxSteeredWorkers = (4096 - 2) / 2
 	defaultCoalesce   = 20 * time.Microsecond
+	ifNameSize        = 16 // IFNAMSIZ, with the terminating NUL
 	maxCoalesce       = time.Second
 )
 
@@ -116,6 +140,12 @@ func (cfg Config) withDefaults() (Config, error) {
 			addrs = append(addrs, a)
 		}
 		cfg.Addrs = addrs
+	}
+	if cfg.Device != "" && (len(cfg.Device) >= ifNameSize || strings.ContainsAny(cfg.Device, "/ \t\n:")) {
+		return cfg, fmt.Errorf("device %q is not an interface name (at most %d bytes, no '/', ':' or spaces)", cfg.Device, ifNameSize-1)
+	}
+	if cfg.Filter != nil && cfg.Filter.FD() < 0 {
+		return cfg, fmt.Errorf("the socket filter has no file descriptor (%d): load it before Open, and don't close it until Open returns", cfg.Filter.FD())
 	}
 	if cfg.Workers <= 0 {
 		cfg.Workers = 1

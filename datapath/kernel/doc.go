@@ -83,6 +83,31 @@
 // choice of an operator who wants the buffer without raising a global
 // sysctl.
 //
+// # Interface and socket filter
+//
+// With Config.Device every socket is bound to that interface
+// (SO_BINDTODEVICE) before it binds its address, so that a wildcard socket
+// takes only what arrives on that interface: not what arrives on another
+// one (whatever its destination address: Linux accepts any local address on
+// any interface), not what is sent to a loopback address. One exception is
+// Linux's: a local process that sends to an address of the bound interface
+// reaches the socket, because the kernel gives such a datagram, routed over
+// loopback, the interface that owns the address as its input interface.
+// Its source is then a local address, which the socket filter judges like
+// any other. Binding to an interface needs no privilege since Linux 5.7
+// (CAP_NET_RAW before).
+//
+// With Config.Filter every socket gets a BPF socket filter (SO_ATTACH_BPF),
+// also before bind, so that no datagram is queued to a socket unfiltered:
+// xdpingest's filter applies the deny and allow lists to each datagram the
+// kernel delivers, after reassembly. The kernel counts a datagram its
+// filter drops as a drop of the socket (sk_drops, UDP_MIB_INERRORS), the
+// same counter a full receive buffer moves: Stats.SocketOverflows then
+// includes one per buffer the filter refused (a UDP GRO buffer of several
+// datagrams counts once, as it does for overflows). The filter counts the
+// buffers it refuses (xdp.SocketCounters' Refused().Buffers); overflows
+// proper are the difference, exact once traffic has stopped.
+//
 // # Steering
 //
 // With Config.CPUs (worker i pinned by the caller to CPUs[i], one worker per

@@ -90,6 +90,29 @@ func openSocket(addr netip.Addr, port uint16, cfg *Config) (fd int, opts sockOpt
 		}
 		opts.warnings = w
 	}
+	// Both before bind: a socket is in its port's lookup table, and
+	// receives, from bind on.
+	if cfg.Device != "" {
+		if err := unix.BindToDevice(fd, cfg.Device); err != nil {
+			hint := ""
+			switch {
+			case errors.Is(err, unix.ENODEV):
+				hint = ": no interface of that name in this network namespace"
+			case errors.Is(err, unix.EPERM):
+				hint = ": binding a socket to an interface needs CAP_NET_RAW on kernels before 5.7"
+			}
+			return fd, opts, fmt.Errorf("can't bind UDP socket %v to interface %s (SO_BINDTODEVICE): %w%s", ap, cfg.Device, err, hint)
+		}
+	}
+	if cfg.Filter != nil {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ATTACH_BPF, cfg.Filter.FD()); err != nil {
+			hint := ""
+			if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EBADF) {
+				hint = ": it must be a loaded BPF_PROG_TYPE_SOCKET_FILTER program, open until Open returns"
+			}
+			return fd, opts, fmt.Errorf("can't attach the socket filter (SO_ATTACH_BPF, program fd %d) to UDP socket %v: %w%s", cfg.Filter.FD(), ap, err, hint)
+		}
+	}
 	var sa unix.Sockaddr
 	if addr.Is4() {
 		sa = &unix.SockaddrInet4{Port: int(port), Addr: addr.As4()}

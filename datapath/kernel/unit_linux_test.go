@@ -50,6 +50,9 @@ func TestConfigRefused(t *testing.T) {
 		{Config{Ports: []uint16{1}, CPUs: []int{-1}}, "out of range"},
 		{Config{Ports: []uint16{1}, RcvBuf: -1}, "negative"},
 		{Config{Ports: []uint16{1}, Coalesce: 2 * time.Second}, "coalescing"},
+		{Config{Ports: []uint16{1}, Device: "a-name-far-too-long"}, "not an interface name"},
+		{Config{Ports: []uint16{1}, Device: "eth0/x"}, "not an interface name"},
+		{Config{Ports: []uint16{1}, Filter: fdFilter(^uintptr(0))}, "no file descriptor"},
 	} {
 		_, err := tc.cfg.withDefaults()
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -126,20 +126,30 @@ func (o SocketOutcome) String() string {
 	return fmt.Sprintf("socket_outcome(%d)", uint32(o))
 }
 
-// SocketCounters are the socket filter's counters, summed over CPUs,
-// indexed by SocketOutcome. Packets are datagrams (a buffer that UDP GRO
-// merged counts as the datagrams it holds); Bytes are what the socket
-// layer saw: UDP header and payload (one UDP header for a merged buffer).
-type SocketCounters [NumSocketOutcomes]Count
+// SocketCount is what the socket filter counted for one outcome:
+// datagrams (Packets; a buffer that UDP GRO merged counts as the datagrams
+// it holds), Bytes as the socket layer saw them (UDP header and payload,
+// one UDP header for a merged buffer), and Buffers, the socket buffers
+// (skbs) the filter ran on.
+type SocketCount struct {
+	Packets, Bytes, Buffers uint64
+}
 
-// Refused is what the filter dropped. The kernel counts these as drops of
-// the socket too (sk_drops, which SO_RXQ_OVFL and SO_MEMINFO report): a
-// receiver's socket overflow count includes them.
-func (c SocketCounters) Refused() Count {
-	var t Count
+// SocketCounters are the socket filter's counters, summed over CPUs,
+// indexed by SocketOutcome.
+type SocketCounters [NumSocketOutcomes]SocketCount
+
+// Refused is what the filter dropped. The kernel counts each buffer the
+// filter drops as a drop of the socket too (sk_drops, which SO_RXQ_OVFL
+// and SO_MEMINFO report): the socket overflows a kernel-path receiver
+// counts include Refused().Buffers, which must be subtracted to get the
+// datagrams lost to full receive buffers.
+func (c SocketCounters) Refused() SocketCount {
+	var t SocketCount
 	for _, o := range []SocketOutcome{SocketDenied, SocketNotAllowed, SocketUnreadable} {
 		t.Packets += c[o].Packets
 		t.Bytes += c[o].Bytes
+		t.Buffers += c[o].Buffers
 	}
 	return t
 }
@@ -149,6 +159,7 @@ func (c SocketCounters) Sub(o SocketCounters) SocketCounters {
 	for i := range c {
 		c[i].Packets -= o[i].Packets
 		c[i].Bytes -= o[i].Bytes
+		c[i].Buffers -= o[i].Buffers
 	}
 	return c
 }
@@ -157,7 +168,7 @@ func (c SocketCounters) Sub(o SocketCounters) SocketCounters {
 // like Counters.
 func (p *Program) SocketCounters() (SocketCounters, error) {
 	var out SocketCounters
-	var per []ingestCounter
+	var per []ingestSockCounter
 	for o := SocketOutcome(0); o < NumSocketOutcomes; o++ {
 		if err := p.objs.SockCounters.Lookup(uint32(o), &per); err != nil {
 			return out, fmt.Errorf("can't read socket filter counter %s: %w", o, err)
@@ -165,6 +176,7 @@ func (p *Program) SocketCounters() (SocketCounters, error) {
 		for _, c := range per {
 			out[o].Packets += c.Packets
 			out[o].Bytes += c.Bytes
+			out[o].Buffers += c.Buffers
 		}
 	}
 	return out, nil

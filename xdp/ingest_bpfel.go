@@ -38,6 +38,13 @@ type ingestLpm6Key struct {
 	Addr      [16]uint8
 }
 
+type ingestSockCounter struct {
+	_       structs.HostLayout
+	Packets uint64
+	Bytes   uint64
+	Buffers uint64
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.

@@ -27,9 +27,9 @@ func runSock(tb testing.TB, p *Program, frame []byte) uint32 {
 func assertSockOnly(tb testing.TB, d SocketCounters, outcome SocketOutcome, n uint64) {
 	tb.Helper()
 	for o := SocketOutcome(0); o < NumSocketOutcomes; o++ {
-		want := Count{}
+		want := SocketCount{}
 		if o == outcome {
-			want = Count{Packets: 1, Bytes: n}
+			want = SocketCount{Packets: 1, Bytes: n, Buffers: 1}
 		}
 		if d[o] != want {
 			tb.Errorf("socket counter %s moved by %+v, want %+v", o, d[o], want)

@@ -143,11 +143,21 @@ struct {
 	__type(value, struct counter);
 } counters SEC(".maps");
 
+// The socket filter's counters: datagrams, bytes, and buffers (skbs). A
+// buffer merged by UDP GRO holds several datagrams; the kernel's drop
+// counter of a socket (sk_drops), which also counts what the filter drops,
+// counts buffers.
+struct sock_counter {
+	__u64 packets;
+	__u64 bytes;
+	__u64 buffers;
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, S_MAX);
 	__type(key, __u32);
-	__type(value, struct counter);
+	__type(value, struct sock_counter);
 } sock_counters SEC(".maps");
 
 #define ETH_P_8021Q_ 0x8100
@@ -387,12 +397,13 @@ int xdpingest_sb(struct xdp_md *ctx)
 
 static __always_inline int sock_count(struct __sk_buff *skb, __u32 outcome, int keep)
 {
-	struct counter *c = bpf_map_lookup_elem(&sock_counters, &outcome);
+	struct sock_counter *c = bpf_map_lookup_elem(&sock_counters, &outcome);
 	if (c) {
 		// A buffer merged by UDP GRO holds gso_segs datagrams.
 		__u32 segs = skb->gso_segs;
 		c->packets += segs ? segs : 1;
 		c->bytes += skb->len;
+		c->buffers++;
 	}
 	// A socket filter returns how many bytes to keep: all, or none.
 	return keep ? skb->len : 0;

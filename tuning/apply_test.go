@@ -28,7 +28,7 @@ type rig struct {
 	opts tuning.Options
 }
 
-func newRig(t *testing.T, ncpu int) *rig {
+func newRig(t testing.TB, ncpu int) *rig {
 	t.Helper()
 	tr := tuningtest.NewTree(t, ncpu)
 	tr.NetDev(tuningtest.Dev{Name: "eth1", Driver: "mlx5_core", PCI: "0000:08:00.0", NUMA: "0", RxQueues: 4, TxQueues: 4})

@@ -81,8 +81,12 @@ func RecordLen(d *datapath.Datagram) int {
 	return recordFixedLen + 2*addrLen(d) + 2*int(min(d.NVLAN, 2)) + len(d.Payload)
 }
 
+// addrLen is 4 for an IPv4 datagram, 16 for an IPv6 one. IPv4-mapped IPv6
+// addresses stay IPv6: receivers give IPv4 as 4-byte addresses, so a mapped
+// address is what an IPv6 header held, and a one-datagram message keeps it
+// too ("[::ffff:198.18.0.1]:1").
 func addrLen(d *datapath.Datagram) int {
-	if d.Src.Addr().Unmap().Is4() && d.Dst.Addr().Unmap().Is4() {
+	if d.Src.Addr().Is4() && d.Dst.Addr().Is4() {
 		return 4
 	}
 	return 16
@@ -103,7 +107,7 @@ func AppendRecord(dst []byte, d *datapath.Datagram) []byte {
 	dst = be.AppendUint16(dst, d.Src.Port())
 	dst = be.AppendUint16(dst, d.Dst.Port())
 	if fam == 4 {
-		s, t := d.Src.Addr().Unmap().As4(), d.Dst.Addr().Unmap().As4()
+		s, t := d.Src.Addr().As4(), d.Dst.Addr().As4()
 		dst = append(dst, s[:]...)
 		dst = append(dst, t[:]...)
 	} else {

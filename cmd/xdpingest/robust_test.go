@@ -80,8 +80,9 @@ func TestLargeDatagramKernelPath(t *testing.T) {
 	dir := t.TempDir()
 	srv := startServer(t, b, "--path", "kernel", "--workers", "1", "--ports", "9000", "--sink", "pcap:"+dir)
 	c := udpConn(t, b, netip.AddrPortFrom(b.Rx.IPv4, 9000))
+	c6 := udpConn(t, b, netip.AddrPortFrom(b.Rx.IPv6, 9000))
 	want := map[uint64][]byte{}
-	send := func(seq uint64, n int) {
+	send := func(c *net.UDPConn, seq uint64, n int) {
 		p := marked(seq, n)
 		want[seq] = p
 		if _, err := c.Write(p); err != nil {
@@ -89,14 +90,18 @@ func TestLargeDatagramKernelPath(t *testing.T) {
 		}
 	}
 	for i := range uint64(100) {
-		send(i, 64)
+		send(c, i, 64)
 	}
-	send(100, 40000)
+	send(c, 100, 40000)
 	for i := uint64(101); i < 201; i++ {
-		send(i, 64)
+		send(c, i, 64)
 	}
+	// The largest UDP payloads, 65,507 bytes over IPv4 and 65,527 over
+	// IPv6: the pcap records hold them whole.
+	send(c, 201, 65507)
+	send(c6, 202, 65527)
 	deadline := time.Now().Add(10 * time.Second)
-	for sum(srv.scrape(), "xdpingest_sink_written_total") < 201 && time.Now().Before(deadline) {
+	for sum(srv.scrape(), "xdpingest_sink_written_total") < float64(len(want)) && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	if code := srv.stop(syscall.SIGTERM, 5*time.Second); code != 0 {
@@ -110,5 +115,8 @@ func TestLargeDatagramKernelPath(t *testing.T) {
 	}
 	if len(got) != len(want) {
 		t.Errorf("%d distinct datagrams in the pcap files, want %d", len(got), len(want))
+	}
+	if n := tcpdumpCount(t, dir); n != len(want) {
+		t.Errorf("tcpdump reads %d packets, want %d", n, len(want))
 	}
 }

@@ -20,17 +20,17 @@ import (
 // the identities that tie them together.
 type metrics struct {
 	mu        sync.Mutex
-	path      string
-	prog      *xdp.Program // nil when no XDP program is attached
+	paths     []string     // the path of each receiver
+	prog      *xdp.Program // nil when no XDP program is loaded
 	receivers []datapath.Receiver
 	pipe      *Pipeline
 	sinks     []sink.Sink
 }
 
-func (m *metrics) set(path string, prog *xdp.Program, rxs []datapath.Receiver, pipe *Pipeline, sinks []sink.Sink) {
+func (m *metrics) set(paths []string, prog *xdp.Program, rxs []datapath.Receiver, pipe *Pipeline, sinks []sink.Sink) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.path, m.prog, m.receivers, m.pipe, m.sinks = path, prog, rxs, pipe, sinks
+	m.paths, m.prog, m.receivers, m.pipe, m.sinks = paths, prog, rxs, pipe, sinks
 }
 
 func desc(name, help string, labels ...string) *prometheus.Desc {
@@ -47,7 +47,9 @@ var (
 	dXDPPackets  = desc("xdp_packets_total", "Frames seen by the XDP program, by outcome and the verdict it returned.", "outcome", "verdict")
 	dXDPBytes    = desc("xdp_bytes_total", "Bytes of the frames seen by the XDP program, by outcome.", "outcome", "verdict")
 	dXSK         = desc("afxdp_socket_total", "XDP_STATISTICS of each AF_XDP socket, by counter.", "queue", "counter")
-	dOverflows   = desc("kernel_socket_overflows_total", "Datagrams the kernel dropped on the kernel path's full socket buffers (SO_RXQ_OVFL).", "queue")
+	dOverflows   = desc("kernel_socket_overflows_total", "Datagrams the kernel dropped at the kernel sockets (SO_RXQ_OVFL, SO_MEMINFO): full receive buffers, and buffers the socket filter refused.", "queue")
+	dSockFilter  = desc("socket_filter_datagrams_total", "Datagrams the socket filter on the kernel sockets saw, by outcome (accepted; denied, not_allowed, unreadable: refused by --deny/--allow).", "outcome")
+	dSockBuffers = desc("socket_filter_buffers_total", "Socket buffers the socket filter saw, by outcome (a buffer UDP GRO merged holds several datagrams).", "outcome")
 	dSinkOffered = desc("sink_offered_total", "Datagrams handed to the sink by the pipeline.", "sink")
 	dSinkWritten = desc("sink_written_total", "Datagrams the sink's destination took.", "sink")
 	dSinkBytes   = desc("sink_written_bytes_total", "UDP payload bytes the sink's destination took.", "sink")
@@ -58,7 +60,7 @@ var (
 
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{dBuild, dRxPackets, dRxBytes, dRxBatches, dRxMalformed, dBatchSize, dXDPPackets, dXDPBytes,
-		dXSK, dOverflows, dSinkOffered, dSinkWritten, dSinkBytes, dSinkDropped, dSinkErrors, dSinkFlight} {
+		dXSK, dOverflows, dSockFilter, dSockBuffers, dSinkOffered, dSinkWritten, dSinkBytes, dSinkDropped, dSinkErrors, dSinkFlight} {
 		ch <- d
 	}
 }
@@ -77,11 +79,12 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	for i, rx := range m.receivers {
 		s := rx.Stats()
 		q := strconv.Itoa(rx.Queue())
-		counter(dRxPackets, s.Packets, m.path, q)
-		counter(dRxBytes, s.Bytes, m.path, q)
-		counter(dRxBatches, s.Batches, m.path, q)
-		counter(dRxMalformed, s.Malformed, m.path, q)
-		switch m.path {
+		path := m.paths[i]
+		counter(dRxPackets, s.Packets, path, q)
+		counter(dRxBytes, s.Bytes, path, q)
+		counter(dRxBatches, s.Batches, path, q)
+		counter(dRxMalformed, s.Malformed, path, q)
+		switch path {
 		case "afxdp":
 			for _, c := range []struct {
 				name string
@@ -103,7 +106,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 			}
 			// The sum of batch sizes is the datagrams delivered.
 			sum = s.Packets
-			ch <- prometheus.MustNewConstHistogram(dBatchSize, cum, float64(sum), buckets, m.path, q)
+			ch <- prometheus.MustNewConstHistogram(dBatchSize, cum, float64(sum), buckets, path, q)
 		}
 	}
 
@@ -117,6 +120,14 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 			for o := xdp.Outcome(0); o < xdp.NumOutcomes; o++ {
 				counter(dXDPPackets, c[o].Packets, o.String(), o.Verdict())
 				counter(dXDPBytes, c[o].Bytes, o.String(), o.Verdict())
+			}
+		}
+		if sc, err := m.prog.SocketCounters(); err != nil {
+			ch <- prometheus.NewInvalidMetric(dSockFilter, err)
+		} else {
+			for o := xdp.SocketOutcome(0); o < xdp.NumSocketOutcomes; o++ {
+				counter(dSockFilter, sc[o].Packets, o.String())
+				counter(dSockBuffers, sc[o].Buffers, o.String())
 			}
 		}
 	}

@@ -66,9 +66,10 @@ type server struct {
 	prog    *xdp.Program
 	att     *xdp.Attachment
 	afxdp   *afxdp.Path
-	kernRxs []*kernel.Receiver
+	kernRxs []*kernel.Receiver // the kernel path's, or those beside AF_XDP
 	rxs     []datapath.Receiver
-	path    string // "afxdp" or "kernel"
+	rxPaths []string // the path of each of rxs: "afxdp" or "kernel"
+	path    string   // "afxdp" or "kernel"
 	workers []tuning.WorkerCPU
 	pipe    *Pipeline
 	metrics *metrics
@@ -250,15 +251,15 @@ func (s *server) start(ctx context.Context) error {
 		return err
 	}
 	s.pipe = pipe
-	if s.path == "afxdp" && c.Nap > 0 && os.Getenv("GOMAXPROCS") == "" {
+	if s.afxdp != nil && c.Nap > 0 && os.Getenv("GOMAXPROCS") == "" {
 		// AF_XDP workers keep their P while they nap (afxdp.Config.Nap):
 		// the sink writers and the rest get Ps of their own.
-		n := runtime.GOMAXPROCS(0) + len(s.rxs)
+		n := runtime.GOMAXPROCS(0) + len(s.afxdp.Receivers())
 		runtime.GOMAXPROCS(n)
 		s.log.Info("GOMAXPROCS raised by the AF_XDP workers, which keep theirs while they nap (set GOMAXPROCS to choose)", "gomaxprocs", n)
 	}
 	s.health.Store(pipe)
-	s.metrics.set(s.path, s.prog, s.rxs, s.pipe, s.sinks)
+	s.metrics.set(s.rxPaths, s.prog, s.rxs, s.pipe, s.sinks)
 	pipe.Start()
 	s.ready.Store(true)
 	s.logStart()
@@ -273,8 +274,10 @@ func (s *server) start(ctx context.Context) error {
 }
 
 // attachXDP loads and attaches the program. On the kernel path and in auto
-// mode a failure is not fatal: the kernel path runs without it (and without
-// XDP-speed deny lists), saying why.
+// mode a failure to attach is not fatal: the kernel path runs without it,
+// saying why, and the loaded program's socket filter still enforces --allow
+// and --deny on the kernel sockets. Without even a loaded program the lists
+// can't be enforced, and the server refuses to start with them.
 func (s *server) attachXDP() error {
 	c := s.cfg
 	action := xdp.Redirect
@@ -285,7 +288,11 @@ func (s *server) attachXDP() error {
 	if n, err := afxdp.RxQueues(c.Iface); err == nil && n > maxQ {
 		maxQ = n
 	}
-	prog, err := xdp.Load(xdp.Config{Ports: c.PortList, Allow: c.AllowPfx, Deny: c.DenyPfx, Action: action}, xdp.LoadOptions{MaxQueues: maxQ})
+	// A matched frame larger than an AF_XDP frame holds goes to the kernel
+	// sockets (outcome oversize) rather than being lost after the redirect.
+	maxRedirect := xdp.MaxRedirectFor(c.FrameSize, 0)
+	prog, err := xdp.Load(xdp.Config{Ports: c.PortList, Allow: c.AllowPfx, Deny: c.DenyPfx, Action: action, MaxRedirect: maxRedirect},
+		xdp.LoadOptions{MaxQueues: maxQ, MaxPrefixes: config.MaxPrefixes})
 	if err == nil {
 		mode, _ := xdp.ParseMode(c.XDPModeValue)
 		var att *xdp.Attachment
@@ -300,13 +307,20 @@ func (s *server) attachXDP() error {
 			}
 			return nil
 		}
-		prog.Close()
+		if c.ForceAFXDP {
+			prog.Close()
+			return fmt.Errorf("--path afxdp needs the XDP program: %w", err)
+		}
+		// Unattached, it still filters the kernel sockets.
+		s.prog = prog
+		s.log.Warn("running the kernel path without the XDP program; the lists hold at the sockets", "reason", err.Error())
+		return nil
 	}
 	if c.ForceAFXDP {
 		return fmt.Errorf("--path afxdp needs the XDP program: %w", err)
 	}
 	if len(c.AllowPfx) > 0 || len(c.DenyPfx) > 0 {
-		return fmt.Errorf("the XDP program can't run (%v), and without it --allow and --deny can't be enforced: fix the cause or drop the lists", err)
+		return fmt.Errorf("the XDP program can't be loaded (%v), and without it --allow and --deny can't be enforced: fix the cause or drop the lists", err)
 	}
 	s.log.Warn("running the kernel path without the XDP program", "reason", err.Error())
 	return nil
@@ -314,16 +328,33 @@ func (s *server) attachXDP() error {
 
 // openPath opens the receive path: AF_XDP unless forced to the kernel path
 // or unable, then the kernel path.
+//
+// The AF_XDP path has kernel sockets beside it, on the same ports, bound to
+// the interface: they take what the program passes to the kernel for our
+// ports (IPv4 fragments and IPv6 extension headers, which the kernel
+// reassembles or parses; frames too large for an AF_XDP frame; matches on a
+// queue without a socket), one more worker feeding the same sinks.
 func (s *server) openPath() error {
 	c := s.cfg
 	var why string
-	if !c.ForceKernel && s.prog != nil {
+	if !c.ForceKernel && s.att != nil {
 		s.planWorkers(c.QueueList)
 		p, err := afxdp.Open(afxdp.Config{Iface: c.Iface, Queues: c.QueueList, FrameSize: c.FrameSize, NumFrames: c.Frames,
 			FillRingSize: c.RingSize, RxRingSize: c.RingSize, CompletionRingSize: 64, BusyPoll: c.BusyPoll, Nap: napConfig(c.Nap)}, s.prog)
 		if err == nil {
-			s.afxdp, s.path, s.rxs = p, "afxdp", p.Receivers()
+			s.afxdp, s.path = p, "afxdp"
+			for _, rx := range p.Receivers() {
+				s.addReceiver(rx, "afxdp")
+			}
 			s.alignWorkers()
+			rs, err := s.openKernel(1, nil)
+			if err != nil {
+				return fmt.Errorf("the kernel sockets beside AF_XDP, for what the XDP program passes: %w", err)
+			}
+			for _, r := range rs {
+				s.addReceiver(r, "kernel")
+				s.workers = append(s.workers, tuning.WorkerCPU{Queue: r.Queue(), CPU: -1, Reason: "passed", Node: -1})
+			}
 			return nil
 		}
 		if c.ForceAFXDP {
@@ -361,22 +392,46 @@ func (s *server) openPath() error {
 		cpus[i] = s.workers[i].CPU
 		distinct[cpus[i]] = true
 	}
-	kcfg := kernel.Config{Ports: c.PortList, Workers: n, Batch: c.BatchSize, RcvBuf: c.RcvBufBytes, ForceRcvBuf: true}
-	if len(distinct) == n {
-		kcfg.CPUs = cpus
+	if len(distinct) != n {
+		cpus = nil
+	}
+	rs, err := s.openKernel(n, cpus)
+	if err != nil {
+		return fmt.Errorf("kernel path: %w", err)
+	}
+	s.path = "kernel"
+	for _, r := range rs {
+		s.addReceiver(r, "kernel")
+	}
+	return nil
+}
+
+// openKernel opens n kernel-path receivers on the ingest ports, bound to
+// the interface and filtered by the program's lists (when a program is
+// loaded), steered to cpus when given.
+func (s *server) openKernel(n int, cpus []int) ([]*kernel.Receiver, error) {
+	c := s.cfg
+	kcfg := kernel.Config{Ports: c.PortList, Workers: n, Batch: c.BatchSize, RcvBuf: c.RcvBufBytes, ForceRcvBuf: true,
+		Device: c.Iface, CPUs: cpus}
+	if s.prog != nil {
+		kcfg.Filter = s.prog.SocketFilter()
 	}
 	rs, warnings, err := kernel.Open(kcfg)
 	if err != nil {
-		return fmt.Errorf("kernel path: %w", err)
+		return nil, err
 	}
 	for _, w := range warnings {
 		s.log.Warn(w)
 	}
-	s.kernRxs, s.path = rs, "kernel"
-	for _, r := range rs {
-		s.rxs = append(s.rxs, r)
-	}
-	return nil
+	s.kernRxs = append(s.kernRxs, rs...)
+	return rs, nil
+}
+
+// addReceiver adds a receiver, of the path named, to those the pipeline
+// runs.
+func (s *server) addReceiver(rx datapath.Receiver, path string) {
+	s.rxs = append(s.rxs, rx)
+	s.rxPaths = append(s.rxPaths, path)
 }
 
 // allowedCPUs is the process's CPU set, narrowed by --cpus.
@@ -441,7 +496,8 @@ func (s *server) planSpread(n int) {
 	}
 }
 
-// alignWorkers orders the planned CPUs like the path's receivers.
+// alignWorkers orders the planned CPUs like the AF_XDP path's receivers
+// (all of s.rxs when it is called).
 func (s *server) alignWorkers() {
 	byQueue := map[int]tuning.WorkerCPU{}
 	for _, w := range s.workers {
@@ -604,14 +660,18 @@ func (s *server) closeSinks() []error {
 // logFinal writes the accounting at exit.
 func (s *server) logFinal() {
 	var rx datapath.Stats
-	for _, r := range s.rxs {
-		rx = rx.Add(r.Stats())
+	byPath := map[string]uint64{}
+	for i, r := range s.rxs {
+		st := r.Stats()
+		rx = rx.Add(st)
+		byPath[s.rxPaths[i]] += st.Packets
 	}
 	args := []any{"received", rx.Packets, "malformed", rx.Malformed}
-	if s.path == "afxdp" {
-		args = append(args, "rx_dropped", rx.XDP.RxDropped, "rx_ring_full", rx.XDP.RxRingFull)
+	if s.afxdp != nil {
+		args = append(args, "received_afxdp", byPath["afxdp"], "received_kernel", byPath["kernel"],
+			"rx_dropped", rx.XDP.RxDropped, "rx_ring_full", rx.XDP.RxRingFull)
 	}
-	if s.path == "kernel" {
+	if len(s.kernRxs) > 0 {
 		args = append(args, "socket_overflows", rx.SocketOverflows)
 	}
 	for i, sk := range s.sinks {

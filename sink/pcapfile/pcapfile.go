@@ -22,10 +22,12 @@ const (
 	// LinkTypeEthernet is LINKTYPE_ETHERNET: records start at the Ethernet
 	// destination address.
 	LinkTypeEthernet uint32 = 1
-	// MaxSnapLen is the snapshot length we write: every frame up to 64 KiB is
-	// kept whole (jumbo MTUs included), which is what tcpdump writes by default
-	// since 4.0 (262144 there; 65535 is the value every reader accepts).
-	MaxSnapLen = 65535
+	// MaxSnapLen is the snapshot length we write, libpcap's largest
+	// (MAXIMUM_SNAPLEN) and tcpdump's default since 4.0: every frame is kept
+	// whole, the largest UDP datagram (65,535 bytes of IP) with its
+	// Ethernet and VLAN headers included, which a 65535 snapshot length
+	// would cut.
+	MaxSnapLen = 262144
 	// VersionMajor and VersionMinor are the only version ever used (2.4).
 	VersionMajor = 2
 	VersionMinor = 4

@@ -58,8 +58,8 @@ type builder struct {
 	cfg Config
 	rng *rand.Rand
 	// Sources by family (index 0: IPv4, 1: IPv6) and class.
-	rawAllowed, sockAllowed, denied, notAllowed [2][]netip.Addr
-	nport                                       int
+	rawAllowed, sockAllowed, leftover, denied, notAllowed [2][]netip.Addr
+	nport                                                 int
 }
 
 // Mix builds a mix of cases for the Env's bed. See Config.
@@ -141,15 +141,19 @@ func otherPort(ports []uint16) uint16 {
 	}
 }
 
-// classify sorts Gen's addresses by what the policy does with them. Raw
-// frames and Gen's sockets send from different allowed addresses where
-// there are two, so that the kernel's identifications never meet ours.
+// classify sorts Gen's addresses by what the policy does with them. Of the
+// allowed ones, raw frames, Gen's sockets and the fragments that never
+// complete each get their own where there are enough (Gen's own address
+// goes to the sockets, which other tests use too): the kernel's
+// identifications then never meet ours, and a fragment queue left behind
+// (it waits 30 s) never meets a later datagram's fragments, even once the
+// 16-bit IPv4 identifications wrap in a long soak.
 func (g *builder) classify() error {
 	b := g.e.Bed
 	for f, own := range []netip.Addr{b.Gen.IPv4, b.Gen.IPv6} {
 		var allowed []netip.Addr
-		for _, a := range append([]netip.Addr{own}, g.e.Sources...) {
-			if a.Is4() != (f == 0) {
+		for _, a := range g.e.Sources {
+			if a.Is4() != (f == 0) || a == own {
 				continue
 			}
 			switch g.cfg.Policy.Refuses(a) {
@@ -161,16 +165,32 @@ func (g *builder) classify() error {
 				allowed = append(allowed, a)
 			}
 		}
-		if len(allowed) == 0 {
-			return fmt.Errorf("hostile mix: the policy refuses every IPv%d source on Gen (%v): allow one of them", 4+2*f, append([]netip.Addr{own}, g.e.Sources...))
+		if g.cfg.Policy.Refuses(own) == "" {
+			g.sockAllowed[f] = append(g.sockAllowed[f], own)
+		}
+		if len(allowed) == 0 && len(g.sockAllowed[f]) == 0 {
+			return fmt.Errorf("hostile mix: the policy refuses every IPv%d source on Gen (%s and %v): allow one of them", 4+2*f, own, g.e.Sources)
+		}
+		if len(allowed) >= 3 {
+			g.leftover[f] = allowed[len(allowed)-1:]
+			allowed = allowed[:len(allowed)-1]
 		}
 		for i, a := range allowed {
-			if i%2 == 1 || len(allowed) == 1 {
-				g.sockAllowed[f] = append(g.sockAllowed[f], a)
-			}
 			if i%2 == 0 || len(allowed) == 1 {
 				g.rawAllowed[f] = append(g.rawAllowed[f], a)
 			}
+			if i%2 == 1 || len(allowed) == 1 {
+				g.sockAllowed[f] = append(g.sockAllowed[f], a)
+			}
+		}
+		if len(g.rawAllowed[f]) == 0 {
+			g.rawAllowed[f] = g.sockAllowed[f]
+		}
+		if len(g.sockAllowed[f]) == 0 {
+			g.sockAllowed[f] = g.rawAllowed[f]
+		}
+		if len(g.leftover[f]) == 0 {
+			g.leftover[f] = g.rawAllowed[f]
 		}
 	}
 	return nil
@@ -274,9 +294,9 @@ func (g *builder) sizes() {
 
 // fragCase starts a fragments case of one 3000-byte datagram cut in 1200-
 // byte pieces (three fragments: 0-1200, 1200-2400, 2400-3008).
-func (g *builder) fragCase(kind Kind, f, i int, variant string, mod func(*frames.Spec)) (c *Case, d *Datagram, s frames.Spec, next uint8, data []byte, ps []frames.Piece) {
+func (g *builder) fragCase(kind Kind, f int, src netip.Addr, variant string, mod func(*frames.Spec)) (c *Case, d *Datagram, s frames.Spec, next uint8, data []byte, ps []frames.Piece) {
 	c = g.newCase(kind, ViaRaw, "%s/%s", variant, famNames[f])
-	d = g.add(c, pick(g.rawAllowed[f], i), netip.AddrPortFrom(g.rx(f), g.port()), 3000)
+	d = g.add(c, src, netip.AddrPortFrom(g.rx(f), g.port()), 3000)
 	s = g.fragSpec(d)
 	if mod != nil {
 		mod(&s)
@@ -304,7 +324,13 @@ func (g *builder) fragments() {
 	for f := range 2 {
 		i := 0
 		frag := func(variant string, kernel bool, note string, mod func(*frames.Spec), order func(s frames.Spec, next uint8, data []byte, ps []frames.Piece, fs [][]byte) [][]byte) {
-			c, d, s, next, data, ps := g.fragCase(KindFragments, f, i, variant, mod)
+			// What leaves fragments queued in the kernel sends from its own
+			// address.
+			src := pick(g.rawAllowed[f], i)
+			if !kernel || variant == "last-again-after-completion" {
+				src = pick(g.leftover[f], i)
+			}
+			c, d, s, next, data, ps := g.fragCase(KindFragments, f, src, variant, mod)
 			i++
 			d.Kernel, d.Note = kernel, note
 			c.Frames = order(s, next, data, ps, frames.Fragments(s, next, ps))
@@ -468,7 +494,7 @@ func (g *builder) vlan() {
 			tag    uint16
 			kernel bool
 		}{{"dot1q-7-fragmented", 7, false}, {"priority-tag-0-fragmented", 0, true}} {
-			c, d, s, next, _, ps := g.fragCase(KindVLAN, f, 2, x.name, nil)
+			c, d, s, next, _, ps := g.fragCase(KindVLAN, f, pick(g.rawAllowed[f], 2), x.name, nil)
 			s.VLANs = []frames.VLAN{q(x.tag)}
 			d.Kernel = x.kernel
 			c.Frames = frames.Fragments(s, next, ps)
@@ -492,7 +518,7 @@ func (g *builder) checksum() {
 			g.single(KindChecksum, f, src, "no-udp-checksum", three, false, true, "a zero UDP checksum is illegal over IPv6 (RFC 8200): the kernel drops it; the program takes it",
 				func(s *frames.Spec, _ *Datagram) { s.NoUDPChecksum = true })
 		}
-		c, d, s, _, _, _ := g.fragCase(KindChecksum, f, 1, "bad-udp-checksum-fragmented", func(s *frames.Spec) { s.BadL4Checksum = true })
+		c, d, s, _, _, _ := g.fragCase(KindChecksum, f, pick(g.rawAllowed[f], 1), "bad-udp-checksum-fragmented", func(s *frames.Spec) { s.BadL4Checksum = true })
 		d.Note = "the kernel verifies the checksum of the reassembled datagram and drops it"
 		next, data := frames.Fragmentable(s)
 		c.Frames = frames.Fragments(s, next, frames.Split(data, 1200))

@@ -69,11 +69,11 @@ func DefaultPolicy() Policy {
 // link's prefixes, in every class of DefaultPolicy, for both families.
 var sourcePool = []netip.Addr{
 	netip.MustParseAddr("198.18.0.10"), netip.MustParseAddr("198.18.0.11"),
-	netip.MustParseAddr("198.18.1.10"), netip.MustParseAddr("198.18.1.11"),
+	netip.MustParseAddr("198.18.1.10"), netip.MustParseAddr("198.18.1.11"), netip.MustParseAddr("198.18.0.12"),
 	netip.MustParseAddr("198.18.0.200"), netip.MustParseAddr("198.18.0.201"), netip.MustParseAddr("198.18.1.200"),
 	netip.MustParseAddr("198.19.0.10"), netip.MustParseAddr("198.19.0.11"),
 	netip.MustParseAddr("2001:db8::10"), netip.MustParseAddr("2001:db8::11"),
-	netip.MustParseAddr("2001:db8:0:1::10"), netip.MustParseAddr("2001:db8:0:1::11"),
+	netip.MustParseAddr("2001:db8:0:1::10"), netip.MustParseAddr("2001:db8:0:1::11"), netip.MustParseAddr("2001:db8::12"),
 	netip.MustParseAddr("2001:db8::200"), netip.MustParseAddr("2001:db8::201"), netip.MustParseAddr("2001:db8:0:1::200"),
 	netip.MustParseAddr("2001:db8:1::10"), netip.MustParseAddr("2001:db8:ffff::10"),
 }

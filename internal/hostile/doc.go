@@ -29,6 +29,18 @@
 // by TestMixXDPFlags against the program in pass mode. Datagram.Note says
 // why, where it is not obvious.
 //
+// From an end-to-end test with the server on Rx:
+//
+//	b := testbed.NewT(t, testbed.Config{MTU: 9000})
+//	env, err := hostile.Prepare(b, nil)
+//	pol := hostile.DefaultPolicy()
+//	m, err := env.Mix(hostile.Config{Ports: []uint16{9000, 9001}, Policy: pol, Seed: 1})
+//	srv := startServer(t, b, append([]string{"--path", "afxdp", "--ports", "9000,9001", "--sink", "pcap:" + dir}, pol.Args()...)...)
+//	err = m.Send(ctx, hostile.SendOptions{})
+//	// wait until the sink has written len(m.Select(hostile.DeliveredOn(hostile.AFXDP))),
+//	// read every record back as a hostile.Received{Src, DstPort, Payload}, then
+//	err = m.Check(got, hostile.DeliveredOn(hostile.AFXDP))
+//
 // Every payload starts with a 12-byte header (as much as fits: "XH", case
 // ID, sequence number, size) followed by a pattern, and every case sends
 // from its own source port, so that each datagram is unique. Mixes built

@@ -186,6 +186,27 @@ func (m *Mix) Select(want func(*Datagram) bool) []*Datagram {
 	return ds
 }
 
+// Matched counts the datagrams the XDP program matches (Datagram.XDP), by
+// what its lists make of them: allowed ones it redirects (or, in pass
+// mode, passes as pass_match; above MaxRedirect, passes as oversize),
+// denied and not-allowed ones it drops. Each is one frame on Rx's link.
+func (m *Mix) Matched() (allowed, denied, notAllowed int) {
+	for _, d := range m.Datagrams() {
+		if !d.XDP {
+			continue
+		}
+		switch d.Refused {
+		case "":
+			allowed++
+		case RefusedDeny:
+			denied++
+		case RefusedNotAllowed:
+			notAllowed++
+		}
+	}
+	return allowed, denied, notAllowed
+}
+
 // Frames returns how many frames the raw cases send.
 func (m *Mix) Frames() int {
 	n := 0

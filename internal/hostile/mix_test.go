@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/xdpingest/xdpingest/internal/testbed"
@@ -28,6 +29,9 @@ func TestPolicyRefuses(t *testing.T) {
 	v4only := Policy{Allow: []netip.Prefix{netip.MustParsePrefix("198.18.0.0/24")}}
 	if v4only.Refuses(netip.MustParseAddr("2001:db8:1::1")) != "" || v4only.Refuses(netip.MustParseAddr("198.18.1.1")) != RefusedNotAllowed {
 		t.Error("an allow list is in force only for its own family")
+	}
+	if got := strings.Join(v4only.Args(), " "); got != "--allow 198.18.0.0/24" {
+		t.Errorf("Args() = %q", got)
 	}
 	if (Policy{}).Refuses(netip.MustParseAddr("198.19.0.1")) != "" {
 		t.Error("the zero policy refuses")

@@ -51,6 +51,21 @@ func (p Policy) Refuses(a netip.Addr) string {
 	return ""
 }
 
+// Args returns the lists as xdpingest's flags: --allow P and --deny P for
+// each prefix.
+func (p Policy) Args() []string {
+	var args []string
+	for _, x := range []struct {
+		flag string
+		pfx  []netip.Prefix
+	}{{"--allow", p.Allow}, {"--deny", p.Deny}} {
+		for _, pfx := range x.pfx {
+			args = append(args, x.flag, pfx.String())
+		}
+	}
+	return args
+}
+
 // DefaultPolicy allows 198.18.0.0/16 and 2001:db8::/48 (which hold Gen's
 // and the peers' addresses) and denies 198.18.0.192/26, 198.18.1.192/26,
 // 2001:db8::200/120 and 2001:db8:0:1::200/120 inside them. The sources of

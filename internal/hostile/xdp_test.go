@@ -79,20 +79,8 @@ func xdpFlags(t *testing.T, mtu int) {
 		d := after.Sub(before)
 		before = after
 		t.Logf("%s: %v", k, outcomes(d))
-		want := map[xdp.Outcome]uint64{}
-		for _, dg := range m.Datagrams() {
-			if !dg.XDP {
-				continue
-			}
-			switch dg.Refused {
-			case "":
-				want[xdp.OutcomePassMatch]++
-			case RefusedDeny:
-				want[xdp.OutcomeDeny]++
-			case RefusedNotAllowed:
-				want[xdp.OutcomeNotAllowed]++
-			}
-		}
+		allowed, denied, notAllowed := m.Matched()
+		want := map[xdp.Outcome]uint64{xdp.OutcomePassMatch: uint64(allowed), xdp.OutcomeDeny: uint64(denied), xdp.OutcomeNotAllowed: uint64(notAllowed)}
 		for _, o := range []xdp.Outcome{xdp.OutcomePassMatch, xdp.OutcomeDeny, xdp.OutcomeNotAllowed} {
 			if d[o].Packets != want[o] {
 				t.Errorf("MTU %d, kind %s: the program counted %d %s, the mix marks %d datagrams so (all outcomes: %v)", mtu, k, d[o].Packets, o, want[o], outcomes(d))

@@ -4,9 +4,13 @@
 // again, also after a failure.
 //
 // The generating side is Gen, the receiving side (where XDP programs and
-// receivers attach) is Rx. Names are unique per bed and carry the creating
-// process's pid, so that [Sweep] can remove beds left by a killed process
-// without touching those of a process still running.
+// receivers attach) is Rx. [Bed.AddPeer] joins more namespaces to Rx, each
+// by its own link and routed through Rx: another interface of the
+// receiving host, and another host behind it. [Bed.AddGenAddrs] gives Gen
+// more source addresses; [Side.RawSender] sends hand-made frames. Names are
+// unique per bed and carry the creating process's pid, so that [Sweep] can
+// remove beds (peers included) left by a killed process without touching
+// those of a process still running.
 package testbed
 
 import (

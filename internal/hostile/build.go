@@ -610,6 +610,15 @@ func (g *builder) odd() {
 					d.Broadcast = true
 				}
 			}
+			// In fragments, which the program passes: on the AF_XDP path
+			// too, the kernel's sockets get one copy each.
+			c := g.newCase(KindOdd, ViaRaw, "broadcast-fragmented/v4")
+			d := g.add(c, src, netip.AddrPortFrom(bc, g.port()), 3000)
+			d.Kernel, d.Broadcast = true, true
+			d.Note = "every socket on the port that matches gets a copy of the reassembled datagram: one per SO_REUSEPORT member"
+			s := g.fragSpec(d)
+			s.DstMAC = net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
+			c.Frames = frames.Fragment(s, 1500)
 		}
 	}
 }

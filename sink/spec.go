@@ -316,37 +316,61 @@ func parseUserinfo(s string) (user, pass, token string, err error) {
 	return user, pass, "", nil
 }
 
-// parseServer parses one HOST[:PORT] of a seed list into HOST:PORT, the
-// port defaulted and an IPv6 address (in brackets) in its canonical form.
+// parseServer parses one HOST[:PORT] of a seed list.
 func parseServer(s string) (string, error) {
 	if s == "" {
 		return "", errors.New("an empty server in the list: write nats://HOST:PORT[,HOST:PORT...]/SUBJECT")
 	}
+	addr, err := parseHostPort(s, defaultNATSPort, false)
+	if err != nil {
+		return "", fmt.Errorf("server %q: %w", s, err)
+	}
+	return addr, nil
+}
+
+var errNoPort = errors.New("no port")
+
+// parseHostPort parses HOST[:PORT] into HOST:PORT: the host a DNS name, an
+// IPv4 address or an IPv6 address in brackets (canonical form; with a zone,
+// written %25ZONE, if zoneOK), the port defPort when missing (required if
+// defPort is empty: errNoPort). net/url takes "::1" for host ":" and port 1,
+// and "a:1,b:2" for host "a:1,b": hence our own.
+func parseHostPort(s, defPort string, zoneOK bool) (string, error) {
 	var host, port string
 	hasPort := false
 	if inner, ok := strings.CutPrefix(s, "["); ok {
 		h, after, ok := strings.Cut(inner, "]")
+		if ok && zoneOK {
+			h, _ = url.PathUnescape(h) // %25eth0; a bad escape fails ParseAddr below
+		}
 		a, err := netip.ParseAddr(h)
-		if !ok || err != nil || !a.Is6() || a.Zone() != "" {
-			return "", fmt.Errorf("server %q: want an IPv6 address without a zone in brackets, e.g. [2001:db8::1]:4222", s)
+		if !ok || err != nil || !a.Is6() || (a.Zone() != "" && !zoneOK) {
+			zone := "without a zone "
+			if zoneOK {
+				zone = ""
+			}
+			return "", fmt.Errorf("want an IPv6 address %sin brackets, e.g. [2001:db8::1]:4222", zone)
 		}
 		host = a.String()
 		if after != "" {
 			if port, hasPort = strings.CutPrefix(after, ":"); !hasPort {
-				return "", fmt.Errorf("server %q: want [IPV6]:PORT", s)
+				return "", errors.New("want [IPV6]:PORT")
 			}
 		}
 	} else {
 		host, port, hasPort = strings.Cut(s, ":")
 		if strings.Contains(port, ":") {
-			return "", fmt.Errorf("server %q: write an IPv6 address in brackets, e.g. [2001:db8::1]:4222", s)
+			return "", errors.New("write an IPv6 address in brackets, e.g. [2001:db8::1]:4222")
 		}
 		if !validHost(host) {
-			return "", fmt.Errorf("server %q: want a host name or IP address", s)
+			return "", errors.New("want a host name or IP address")
 		}
 	}
 	if !hasPort {
-		port = defaultNATSPort
+		if defPort == "" {
+			return "", errNoPort
+		}
+		port = defPort
 	}
 	p, err := parseInt("port", port, 1, 65535)
 	if err != nil {
@@ -372,26 +396,32 @@ func parseUDP(raw string) (UDPSpec, error) {
 	if strings.Contains(raw, "@") {
 		return UDPSpec{}, errors.New("udp takes no user or password")
 	}
-	u, err := url.Parse(raw)
-	if err != nil {
-		return UDPSpec{}, errors.Unwrap(err)
-	}
-	if u.Opaque != "" || u.Host == "" || u.Hostname() == "" {
+	rest, ok := strings.CutPrefix(raw, "udp://")
+	if !ok {
 		return UDPSpec{}, errors.New("no host: write udp://HOST:PORT")
 	}
-	if u.Path != "" && u.Path != "/" {
-		return UDPSpec{}, fmt.Errorf("udp takes no path (%q): write udp://HOST:PORT", u.Path)
+	end := strings.IndexAny(rest, "/?#")
+	if end < 0 {
+		end = len(rest)
 	}
-	if u.RawQuery != "" || u.Fragment != "" {
+	hostport, tail := rest[:end], rest[end:]
+	if strings.ContainsAny(tail, "?#") {
 		return UDPSpec{}, errors.New("udp takes no parameters: write udp://HOST:PORT")
 	}
-	if u.Port() == "" {
+	if tail != "" && tail != "/" {
+		return UDPSpec{}, fmt.Errorf("udp takes no path (%q): write udp://HOST:PORT", tail)
+	}
+	if h, p, _ := strings.Cut(hostport, ":"); h == "" && !strings.Contains(p, ":") { // "" or ":PORT"
+		return UDPSpec{}, errors.New("no host: write udp://HOST:PORT")
+	}
+	addr, err := parseHostPort(hostport, "", true)
+	if errors.Is(err, errNoPort) {
 		return UDPSpec{}, errors.New("no port: write udp://HOST:PORT")
 	}
-	if _, err := parseInt("port", u.Port(), 1, 65535); err != nil {
-		return UDPSpec{}, err
+	if err != nil {
+		return UDPSpec{}, fmt.Errorf("collector %q: %w", hostport, err)
 	}
-	return UDPSpec{Addr: net.JoinHostPort(u.Hostname(), u.Port())}, nil
+	return UDPSpec{Addr: addr}, nil
 }
 
 // parseQuery parses a query and refuses unknown and repeated parameters.

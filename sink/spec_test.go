@@ -25,6 +25,8 @@ func TestParseGood(t *testing.T) {
 		{"pcap:d?max_mb=0&max_age=0", Spec{Kind: KindPcap, Pcap: PcapSpec{Dir: "d"}}, "pcap:d"},
 		{"udp://198.18.0.2:9000", Spec{Kind: KindUDP, UDP: UDPSpec{Addr: "198.18.0.2:9000"}}, "udp://198.18.0.2:9000"},
 		{"udp://[2001:db8::2]:9000/", Spec{Kind: KindUDP, UDP: UDPSpec{Addr: "[2001:db8::2]:9000"}}, "udp://[2001:db8::2]:9000"},
+		{"udp://[fe80::1%25eth1]:9000", Spec{Kind: KindUDP, UDP: UDPSpec{Addr: "[fe80::1%eth1]:9000"}}, "udp://[fe80::1%eth1]:9000"},
+		{"udp://Collector.example:2055", Spec{Kind: KindUDP, UDP: UDPSpec{Addr: "Collector.example:2055"}}, "udp://Collector.example:2055"},
 		{"nats://127.0.0.1/ingest.udp", Spec{Kind: KindNATS, NATS: NATSSpec{
 			Servers: []string{"127.0.0.1:4222"}, Subject: "ingest.udp", Batch: 1,
 			MaxInFlight: 4096, MaxBufferBytes: 64 << 20, AckTimeout: 5 * time.Second, RetryFor: 30 * time.Second, MaxWait: time.Second,
@@ -82,6 +84,13 @@ var badURLs = []struct{ url, want string }{
 	{"udp://:9000", "no host"},
 	{"udp://198.18.0.2:9000/x", "no path"},
 	{"udp://198.18.0.2:9000?batch=1", "no parameters"},
+	{"udp://198.18.0.2:9000#x", "no parameters"},
+	{"udp://::1", "IPv6 address in brackets"}, // was accepted as [:]:1
+	{"udp://::1:9000", "IPv6 address in brackets"},
+	{"udp://[::1", "IPv6 address in brackets"},
+	{"udp://[::1]", "no port"},
+	{"udp://h x:9000", "host name or IP address"},
+	{"udp:198.18.0.2:9000", "no host"},
 	{"nats://h:4222", "no subject"},
 	{"nats:///subj", "no host"},
 	{"nats://h:4222/a..b", "empty token"},

@@ -153,10 +153,13 @@ func yamlError(err error) error {
 			}
 			msgs[i] = m
 		}
-		return errors.New(strings.Join(msgs, "; "))
+		return errors.New(oneLine.Replace(strings.Join(msgs, "; ")))
 	}
-	return errors.New(strings.TrimPrefix(err.Error(), "yaml: "))
+	return errors.New(oneLine.Replace(strings.TrimPrefix(err.Error(), "yaml: ")))
 }
+
+// oneLine escapes the line breaks the decoder quotes from values.
+var oneLine = strings.NewReplacer("\n", `\n`, "\r", `\r`)
 
 // PortSpec is a list of ports and ranges, "9000,9100-9199" (ParsePorts). In
 // YAML it may also be a number (9000) or a list of numbers and ranges
@@ -370,12 +373,12 @@ func parseSinks(urls []string) ([]sink.Spec, error) {
 			return nil, fmt.Errorf("--sink: %w", err)
 		}
 		if prev, ok := names[sp.String()]; ok {
-			return nil, fmt.Errorf("--sink %s and --sink %s both name the sink %s (its metrics label): give each destination once", sink.Redact(prev), sink.Redact(u), sp)
+			return nil, fmt.Errorf("--sink %q and --sink %q both name the sink %q (its metrics label): give each destination once", sink.Redact(prev), sink.Redact(u), sp)
 		}
 		names[sp.String()] = u
 		for _, d := range sp.Destinations() {
 			if prev, ok := dests[d]; ok {
-				return nil, fmt.Errorf("--sink %s and --sink %s both write to %s: give each destination once", sink.Redact(prev), sink.Redact(u), d)
+				return nil, fmt.Errorf("--sink %q and --sink %q both write to %q: give each destination once", sink.Redact(prev), sink.Redact(u), d)
 			}
 		}
 		for _, d := range sp.Destinations() {
@@ -451,9 +454,15 @@ func atoi(s string) (int, bool) {
 // name, whatever ranges it spells, in 8 KiB.
 type bitset [65536 / 64]uint64
 
+// addRange adds lo..hi (0 <= lo <= hi <= 65535) a word at a time: a range
+// costs at most 1024 steps, however wide, so a long list of wide ranges
+// costs little more than its length.
 func (b *bitset) addRange(lo, hi int) {
-	for i := lo; i <= hi; i++ {
-		b[i/64] |= 1 << (i % 64)
+	for lo <= hi {
+		w, bit := lo/64, lo%64
+		n := min(hi-lo+1, 64-bit) // bits to set in word w
+		b[w] |= (^uint64(0) >> (64 - n)) << bit
+		lo += n
 	}
 }
 

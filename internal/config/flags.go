@@ -49,7 +49,7 @@ func NewFlagSet(name string, out io.Writer) *FlagSet {
 	fs.StringVar(&c.XDPMode, "xdp-mode", d.XDPMode, "XDP attach `mode`: native, generic, or auto (native, else generic)")
 	fs.Var(listFlag{&c.Allow}, "allow", "take only sources in this `CIDR` (repeatable; per family)")
 	fs.Var(listFlag{&c.Deny}, "deny", "drop sources in this `CIDR` (repeatable; wins over --allow)")
-	fs.Var(listFlag{&c.Sinks}, "sink", "where datagrams go (repeatable): pcap:DIR[?max_mb=N&max_age=D], nats://HOST:PORT/SUBJECT[?stream=S&batch=N], udp://HOST:PORT, discard (default pcap:./capture)")
+	fs.Var(listFlag{&c.Sinks}, "sink", "where datagrams go (repeatable): pcap:DIR[?max_mb=N&max_age=D], nats://[USER:PASS@]HOST:PORT[,HOST:PORT...]/SUBJECT[?stream=S&batch=N], udp://HOST:PORT, discard (default pcap:./capture)")
 	fs.StringVar(&c.OnFull, "on-full", d.OnFull, "when a sink queue is full: drop (and count), or block (the rings back up and the kernel counts the loss)")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", d.MetricsAddr, "`address` of /metrics, /healthz and /readyz, or off")
 	fs.StringVar(&c.LogFormat, "log-format", d.LogFormat, "log `format`: text or json")

@@ -85,8 +85,20 @@ func TestConfigErrorsRedact(t *testing.T) {
 		_, err = parse(t, "--iface", "x0", "--ports", "9000", "--sink", u)
 		check("--sink "+u, err)
 	}
-	// Duplicates of a URL with a password.
+	// Every other refusal, with a good URL carrying a password beside it.
 	ok := "nats://user:" + secret + "@host/s"
+	for _, bad := range [][]string{
+		{"--ports", "0"}, {"--ports", "9100-9000"}, {"--allow", "198.18.0.0/33"}, {"--deny", "fe80::1%eth0"},
+		{"--path", "dpdk"}, {"--queues", "one"}, {"--xdp-mode", "offload"}, {"--on-full", "maybe"},
+		{"--metrics-addr", "localhost"}, {"--log-format", "xml"}, {"--cpus", "x"}, {"--queue-mb", "0"},
+		{"--batch-size", "0"}, {"--frame-size", "3000"}, {"--frames", "1000"}, {"--ring-size", "8192"},
+		{"--workers", "-1"}, {"--rcvbuf-mb", "-1"}, {"--drain-timeout", "0s"}, {"--nap", "5ms"},
+		{"--sched-slice", "1s"}, {"--worker-nice", "20"}, {"--workers", "x"}, {"--iface", "a b"}, {"stray"},
+	} {
+		_, err := parse(t, append([]string{"--iface", "x0", "--ports", "9000", "--sink", ok}, bad...)...)
+		check(strings.Join(bad, " "), err)
+	}
+	// Duplicates of a URL with a password.
 	for _, dup := range []string{ok, "nats://user:" + secret + "@host/s?batch=2", "nats://tok" + secret + "@host:4222/s"} {
 		_, err := validateSinks(ok, dup)
 		check(ok+" and "+dup, err)

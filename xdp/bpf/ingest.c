@@ -192,7 +192,7 @@ static __always_inline int ipv6_ext(__u8 nh)
 	switch (nh) {
 	case 0:   // hop-by-hop options
 	case 43:  // routing
-	case 44:  // fragment (counted apart, see below)
+	case 44:  // fragment (ingest counts it as a fragment first)
 	case 50:  // ESP
 	case 51:  // AH
 	case 60:  // destination options

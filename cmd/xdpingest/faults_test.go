@@ -630,12 +630,12 @@ func TestFaultUDPRelayUnreachable(t *testing.T) {
 	}
 	// And health comes back once the window holds only good sends.
 	deadline = time.Now().Add(15 * time.Second)
-	for {
+	for next := from + n; ; next++ {
 		code, body = health()
 		if code == http.StatusOK || time.Now().After(deadline) {
 			break
 		}
-		snd.send(from + n) // keep the sink offered something
+		snd.send(next) // keep the sink offered something
 		time.Sleep(250 * time.Millisecond)
 	}
 	if code != http.StatusOK {

@@ -8,8 +8,11 @@ import (
 
 // Health: a worker is stuck when it has been handling the same batch for
 // StuckAfter (blocked on a full queue under --on-full block, say, or in a
-// loop that never ends); a sink is failing when, over SinkWindow, the
-// pipeline offered it datagrams and it wrote none. /healthz reports either.
+// loop that never ends). A sink is failing when, over SinkWindow, the
+// pipeline offered it datagrams and it wrote none, or its error count grew
+// in at least half of the window's ticks: a UDP collector that is gone
+// shows only as ICMP errors, which the kernel rate-limits to about one a
+// second, while almost every send still succeeds. /healthz reports either.
 // An idle worker (waiting in Receive) or an idle sink is healthy.
 const (
 	defaultStuckAfter = 5 * time.Second
@@ -42,7 +45,7 @@ type workerSample struct {
 }
 
 type sinkSample struct {
-	offered, written uint64
+	offered, written, errors uint64
 }
 
 func newHealthMonitor(p *Pipeline, stuckAfter, window, tick time.Duration) *healthMonitor {
@@ -107,7 +110,7 @@ func (h *healthMonitor) sample(now time.Time) {
 	for i, s := range h.p.sinks {
 		st := s.Stats()
 		pc := h.p.SinkCounts(i)
-		cur := sinkSample{offered: st.Offered + pc.QueueFull, written: st.Written}
+		cur := sinkSample{offered: st.Offered + pc.QueueFull, written: st.Written, errors: st.Errors}
 		ring := append(h.sinks[i], cur)
 		if len(ring) > h.window {
 			ring = ring[len(ring)-h.window:]
@@ -117,9 +120,21 @@ func (h *healthMonitor) sample(now time.Time) {
 			continue
 		}
 		old := ring[0]
+		span := time.Duration(h.window-1) * h.tick
 		if offered := cur.offered - old.offered; offered > 0 && cur.written == old.written {
 			problems = append(problems, fmt.Sprintf("sink %s failing: wrote none of the %d datagrams offered in the last %v",
-				s.Name(), offered, time.Duration(h.window-1)*h.tick))
+				s.Name(), offered, span))
+			continue
+		}
+		ticks := 0
+		for j := 1; j < len(ring); j++ {
+			if ring[j].errors > ring[j-1].errors {
+				ticks++
+			}
+		}
+		if ticks >= 2 && 2*ticks >= len(ring)-1 {
+			problems = append(problems, fmt.Sprintf("sink %s failing: %d errors in the last %v (sink_dropped_total says why)",
+				s.Name(), cur.errors-old.errors, span))
 		}
 	}
 	h.problems = problems

@@ -204,7 +204,11 @@ type worker struct {
 	mu   sync.Mutex
 	open *chunk       // the chunk being filled, not yet queued
 	done bool         // the queues are closed
-	held atomic.Int64 // datagrams in open, counted in flight for every sink
+	// unshipped counts datagrams received and not yet queued or dropped:
+	// the batch being handled and the open chunk. They are in flight for
+	// every sink (SinkCounts.Queued), also while the worker waits for a
+	// chunk or for room in a queue.
+	unshipped atomic.Int64
 	// Counted by the worker only, read by metrics.
 	batchSizes []atomic.Uint64 // histogram buckets, see batchBuckets
 	// progress counts up when the worker starts handling a batch and again
@@ -355,7 +359,6 @@ func (p *Pipeline) work(w *worker) {
 		w.mu.Lock()
 		c := w.open
 		w.open = nil
-		w.held.Store(0)
 		w.mu.Unlock()
 		if c != nil {
 			p.dispatch(w, c)
@@ -400,13 +403,13 @@ func (p *Pipeline) work(w *worker) {
 			return
 		}
 		w.progress.Add(1)
+		w.unshipped.Add(int64(n))
 		w.batchSizes[bucket(n)].Add(1)
 		// Take the open chunk back. While w.open is nil no writer can ship
 		// anything of this worker, so the chunks go out in order.
 		w.mu.Lock()
 		c := w.open
 		w.open = nil
-		w.held.Store(0)
 		w.mu.Unlock()
 		for i := 0; i < n; i++ {
 			d := &batch[i]
@@ -430,6 +433,7 @@ func (p *Pipeline) work(w *worker) {
 				for _, sc := range p.counts {
 					sc.tooLarge.Add(1)
 				}
+				w.unshipped.Add(-1)
 			}
 		}
 		w.rx.Release(batch[:n])
@@ -442,7 +446,6 @@ func (p *Pipeline) work(w *worker) {
 			w.mu.Lock()
 			if w.writersBusy() {
 				w.open = c
-				w.held.Store(int64(len(c.dgs)))
 				c = nil
 			}
 			w.mu.Unlock()
@@ -489,7 +492,6 @@ func (p *Pipeline) flushOpen(w *worker) bool {
 	}
 	p.dispatch(w, w.open)
 	w.open = nil
-	w.held.Store(0)
 	return true
 }
 
@@ -514,6 +516,7 @@ func (p *Pipeline) chunk(w *worker, rest int) *chunk {
 	for _, sc := range p.counts {
 		sc.queueFull.Add(uint64(rest))
 	}
+	w.unshipped.Add(-int64(rest))
 	return nil
 }
 
@@ -529,6 +532,7 @@ func (p *Pipeline) bigChunk(w *worker) *chunk {
 	for _, sc := range p.counts {
 		sc.queueFull.Add(1)
 	}
+	w.unshipped.Add(-1)
 	return nil
 }
 
@@ -541,10 +545,15 @@ func (p *Pipeline) dispatch(w *worker, c *chunk) {
 		return
 	}
 	c.refs.Store(int32(len(w.queues)) + 1) // +1 held while dispatching
+	// Queued for every sink first, then no longer unshipped: a chunk that
+	// waits for room below is counted once for each sink.
+	for si, q := range w.queues {
+		q.queued.Add(int64(n))
+		p.counts[si].queued.Add(int64(n))
+	}
+	w.unshipped.Add(-int64(n))
 	for si, q := range w.queues {
 		sc := p.counts[si]
-		q.queued.Add(int64(n))
-		sc.queued.Add(int64(n))
 		if p.block {
 			q.ch <- c
 			continue
@@ -552,9 +561,9 @@ func (p *Pipeline) dispatch(w *worker, c *chunk) {
 		select {
 		case q.ch <- c:
 		default:
+			sc.queueFull.Add(uint64(n))
 			q.queued.Add(-int64(n))
 			sc.queued.Add(-int64(n))
-			sc.queueFull.Add(uint64(n))
 			c.release()
 		}
 	}
@@ -635,7 +644,7 @@ func (p *Pipeline) SinkCounts(i int) SinkCounts {
 	sc := p.counts[i]
 	queued := sc.queued.Load()
 	for _, w := range p.workers {
-		queued += w.held.Load()
+		queued += w.unshipped.Load()
 	}
 	return SinkCounts{QueueFull: sc.queueFull.Load(), Shutdown: sc.shutdown.Load(), TooLarge: sc.tooLarge.Load(),
 		Queued: queued, WriteErrs: sc.writeErrs.Load()}

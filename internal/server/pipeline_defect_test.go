@@ -302,3 +302,69 @@ func TestPipelineHealthFailingSink(t *testing.T) {
 }
 
 func discardLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// errSink writes everything but counts an error for every write, like a
+// UDP relay whose collector answers with ICMP errors.
+type errSink struct{ written, errs atomic.Uint64 }
+
+func (s *errSink) Name() string           { return "err" }
+func (s *errSink) Writer(int) sink.Writer { return s }
+func (s *errSink) Close() error           { return nil }
+func (s *errSink) Flush() error           { return nil }
+func (s *errSink) Write(d []datapath.Datagram) error {
+	s.written.Add(uint64(len(d)))
+	s.errs.Add(1)
+	return nil
+}
+func (s *errSink) Stats() sink.Stats {
+	w := s.written.Load()
+	return sink.Stats{Offered: w, Written: w, Errors: s.errs.Load(), Dropped: map[string]uint64{}}
+}
+
+// A sink that keeps failing while it still writes most of what it is
+// offered is unhealthy too.
+func TestPipelineHealthErroringSink(t *testing.T) {
+	ch := make(chan datapath.Datagram)
+	f := datapath.NewFakeChan(0, ch)
+	es := &errSink{}
+	p, err := NewPipeline(PipelineConfig{Receivers: []datapath.Receiver{f}, CPUs: []int{-1}, Sinks: []sink.Sink{es},
+		QueueBytes: 1 << 20, BatchSize: 64, SinkWindow: 100 * time.Millisecond, HealthTick: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Start()
+	stop := make(chan struct{})
+	sent := make(chan struct{})
+	go func() {
+		defer close(sent)
+		for {
+			select {
+			case ch <- datapath.Datagram{Payload: []byte("x")}:
+			case <-stop:
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(p.Health()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if h := p.Health(); len(h) != 1 || !strings.Contains(h[0], "sink err failing") || !strings.Contains(h[0], "errors") {
+		t.Fatalf("health %q, want the erroring sink", h)
+	}
+	close(stop)
+	<-sent
+	deadline = time.Now().Add(10 * time.Second)
+	for len(p.Health()) != 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if h := p.Health(); len(h) != 0 {
+		t.Fatalf("health %q once traffic stopped", h)
+	}
+	f.Drain()
+	close(ch)
+	if err := waitErr(t, p, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+}

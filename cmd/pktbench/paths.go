@@ -271,7 +271,7 @@ func attach(o pathOpts, action xdp.Action, measured xdp.Outcome) (*attached, err
 // lossOutcomes are the program's outcomes that mean a frame of ours was not
 // taken (the rest are other traffic: ICMPv6, ARP...).
 var lossOutcomes = []xdp.Outcome{xdp.OutcomeNoSocket, xdp.OutcomeOtherPort, xdp.OutcomeMalformed,
-	xdp.OutcomeTruncated, xdp.OutcomeFragment, xdp.OutcomeDeny, xdp.OutcomeNotAllowed}
+	xdp.OutcomeTruncated, xdp.OutcomeFragment, xdp.OutcomeDeny, xdp.OutcomeNotAllowed, xdp.OutcomeOversize}
 
 func (a *attached) drops(into map[string]uint64) (xdp.Counters, error) {
 	if a.eth != nil {

@@ -114,10 +114,11 @@ const (
 	SocketDenied                          // source in a deny list: dropped
 	SocketNotAllowed                      // an allow list is in force and the source is not in it: dropped
 	SocketUnreadable                      // lists in force but no IPv4 or IPv6 source to check: dropped
+	SocketOtherIface                      // came in over another interface than Config.SocketIfindex: dropped
 	NumSocketOutcomes
 )
 
-var socketOutcomeNames = [NumSocketOutcomes]string{"accepted", "denied", "not_allowed", "unreadable"}
+var socketOutcomeNames = [NumSocketOutcomes]string{"accepted", "denied", "not_allowed", "unreadable", "other_iface"}
 
 func (o SocketOutcome) String() string {
 	if o < NumSocketOutcomes {
@@ -146,7 +147,7 @@ type SocketCounters [NumSocketOutcomes]SocketCount
 // datagrams lost to full receive buffers.
 func (c SocketCounters) Refused() SocketCount {
 	var t SocketCount
-	for _, o := range []SocketOutcome{SocketDenied, SocketNotAllowed, SocketUnreadable} {
+	for _, o := range []SocketOutcome{SocketDenied, SocketNotAllowed, SocketUnreadable, SocketOtherIface} {
 		t.Packets += c[o].Packets
 		t.Bytes += c[o].Bytes
 		t.Buffers += c[o].Buffers

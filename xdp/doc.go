@@ -15,8 +15,10 @@
 // sockets on the ingest ports. Their socket filter ([Program.SocketFilter])
 // shares the lists and flags with the XDP program and applies them to each
 // datagram the kernel delivers, after reassembly, counted apart
-// ([Program.SocketCounters]). Loading is separate from attaching: the
-// filter works where the XDP program could not be attached.
+// ([Program.SocketCounters]); with [Config.SocketIfindex] it also refuses
+// what came in over another interface than the sockets', loopback
+// included. Loading is separate from attaching: the filter works where the
+// XDP program could not be attached.
 //
 // The program is loaded with multi-buffer support (BPF_F_XDP_HAS_FRAGS,
 // Linux 5.18), so that it can be attached where frames outgrow one buffer

@@ -18,6 +18,7 @@ type ingestConfig struct {
 	Mode        uint32
 	Flags       uint32
 	MaxRedirect uint32
+	Ifindex     uint32
 }
 
 type ingestCounter struct {

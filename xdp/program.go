@@ -63,6 +63,16 @@ type Config struct {
 	// (counted only in the socket's rx_dropped) unless the socket was bound
 	// with XDP_USE_SG.
 	MaxRedirect int
+	// SocketIfindex is the index of the interface the kernel sockets on
+	// the ingest ports are bound to (kernel.Config.Device): the socket
+	// filter refuses a datagram that came in over any other interface
+	// (SocketOtherIface), loopback included. Binding alone lets through
+	// what a process of the host sends to the interface's own address:
+	// the kernel routes it over loopback but gives it that interface as
+	// its input interface. 0: no check, for sockets bound to no
+	// interface. For an interface enslaved to a VRF leave it 0: the
+	// kernel then makes the VRF device the input interface.
+	SocketIfindex int
 }
 
 // XDPPacketHeadroom is the kernel's XDP_PACKET_HEADROOM: what it keeps in
@@ -251,6 +261,9 @@ func validate(cfg Config) error {
 	default:
 		return fmt.Errorf("invalid action %d: want redirect, pass or drop", cfg.Action)
 	}
+	if cfg.SocketIfindex < 0 || cfg.SocketIfindex > 1<<31-1 {
+		return fmt.Errorf("invalid SocketIfindex %d: want 0 (no check) or an interface index", cfg.SocketIfindex)
+	}
 	if cfg.MaxRedirect < 0 || cfg.MaxRedirect > 1<<20 {
 		return fmt.Errorf("invalid MaxRedirect %d: want 0 (no limit) or a frame size in bytes", cfg.MaxRedirect)
 	}
@@ -268,7 +281,7 @@ func validate(cfg Config) error {
 var listNames = [...]string{"allow4", "allow6", "deny4", "deny6"}
 
 // Update changes ports, prefix lists, action and MaxRedirect of the
-// running program (and its socket filter's lists),
+// running program (and its socket filter's lists and SocketIfindex),
 // without reattaching it.
 //
 // It is all or nothing. It checks the new configuration against the maps'
@@ -317,7 +330,7 @@ func (p *Program) Update(cfg Config) error {
 			flags |= bit
 		}
 	}
-	conf := ingestConfig{Mode: uint32(cfg.Action), Flags: flags, MaxRedirect: uint32(cfg.MaxRedirect)}
+	conf := ingestConfig{Mode: uint32(cfg.Action), Flags: flags, MaxRedirect: uint32(cfg.MaxRedirect), Ifindex: uint32(cfg.SocketIfindex)}
 
 	// Check before touching a map. A list holds its old and its new entries
 	// together between the two phases.
@@ -405,7 +418,7 @@ func (p *Program) Update(cfg Config) error {
 		return fmt.Errorf("can't apply the new configuration, the running configuration is unchanged: %w", err)
 	}
 	p.ports, p.prefixes, p.conf = bm, want, conf
-	p.cfg = Config{Ports: sortedPorts(bm), Allow: sortedPrefixes(cfg.Allow), Deny: sortedPrefixes(cfg.Deny), Action: cfg.Action, MaxRedirect: cfg.MaxRedirect}
+	p.cfg = Config{Ports: sortedPorts(bm), Allow: sortedPrefixes(cfg.Allow), Deny: sortedPrefixes(cfg.Deny), Action: cfg.Action, MaxRedirect: cfg.MaxRedirect, SocketIfindex: cfg.SocketIfindex}
 	return nil
 }
 

@@ -132,3 +132,66 @@ func TestSocketFilterFollowsUpdate(t *testing.T) {
 		t.Fatalf("socket counters %+v: want 2 accepted, 1 denied, 1 not allowed", c)
 	}
 }
+
+// skbCtx is the head of struct __sk_buff, up to tc_index: what BPF_PROG_RUN
+// lets a test set for a socket filter. ifindex picks the device the skb
+// comes in on (loopback, index 1, when 0 or 1), ingress_ifindex sets
+// skb_iif; every other field must stay zero.
+type skbCtx struct {
+	Len, PktType, Mark, QueueMapping, Protocol, VlanPresent, VlanTCI, VlanProto, Priority uint32
+	IngressIfindex, Ifindex, TCIndex                                                      uint32
+}
+
+// The filter refuses what came in over another interface than
+// SocketIfindex, whether the lists are in force or not, judging both the
+// device (skb->dev) and the input interface (skb_iif), which a reassembled
+// datagram takes from different fragments. Loopback (index 1) stands for
+// "the" interface here: BPF_PROG_RUN runs on it unless told otherwise.
+func TestSocketFilterInterface(t *testing.T) {
+	v4, v6 := udp(src4, dst4), udp(src6, dst6)
+	cases := []struct {
+		name    string
+		cfg     Config
+		frame   []byte
+		ctx     skbCtx
+		outcome SocketOutcome
+	}{
+		{"no check", Config{}, v4, skbCtx{IngressIfindex: 7}, SocketAccepted},
+		{"same interface", Config{SocketIfindex: 1}, v4, skbCtx{IngressIfindex: 1}, SocketAccepted},
+		{"same interface v6", Config{SocketIfindex: 1}, v6, skbCtx{IngressIfindex: 1}, SocketAccepted},
+		{"same interface, lists in force", Config{SocketIfindex: 1, Allow: pfxs("198.18.0.0/24")}, v4, skbCtx{IngressIfindex: 1}, SocketAccepted},
+		{"input interface differs", Config{SocketIfindex: 1}, v4, skbCtx{IngressIfindex: 7}, SocketOtherIface},
+		{"input interface differs v6", Config{SocketIfindex: 1}, v6, skbCtx{IngressIfindex: 7}, SocketOtherIface},
+		{"no input interface", Config{SocketIfindex: 1}, v4, skbCtx{}, SocketOtherIface},
+		{"device differs", Config{SocketIfindex: 7}, v4, skbCtx{IngressIfindex: 7}, SocketOtherIface},
+		{"other interface wins over an allowing list", Config{SocketIfindex: 7, Allow: pfxs("198.18.0.0/24")}, v4, skbCtx{IngressIfindex: 1}, SocketOtherIface},
+		{"other interface, denied source", Config{SocketIfindex: 7, Deny: pfxs("198.18.0.0/24")}, v4, skbCtx{IngressIfindex: 1}, SocketOtherIface},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := loadT(t, tc.cfg)
+			before, err := p.SocketCounters()
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := tc.ctx
+			ret, err := p.SocketFilter().Run(&ebpf.RunOptions{Data: tc.frame, Context: &ctx})
+			if err != nil {
+				t.Fatalf("BPF_PROG_RUN of the socket filter: %v", err)
+			}
+			skbLen := uint32(len(tc.frame) - 14)
+			want := uint32(0)
+			if tc.outcome == SocketAccepted {
+				want = skbLen
+			}
+			if ret != want {
+				t.Errorf("filter returned %d, want %d", ret, want)
+			}
+			after, err := p.SocketCounters()
+			if err != nil {
+				t.Fatal(err)
+			}
+			assertSockOnly(t, after.Sub(before), tc.outcome, uint64(skbLen))
+		})
+	}
+}

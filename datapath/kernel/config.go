@@ -21,9 +21,11 @@ type Config struct {
 	// Device, when set, binds every socket to that interface
 	// (SO_BINDTODEVICE) before it binds its address: datagrams that arrive
 	// on any other interface, loopback included, never reach it, whatever
-	// their destination address. The name is looked up in the network
-	// namespace of the calling thread. Without it a wildcard socket takes
-	// the port's datagrams from every interface.
+	// their destination address, with one exception: what a process of
+	// the host sends to the interface's own address (see the package
+	// documentation). The name is looked up in the network namespace of
+	// the calling thread. Without it a wildcard socket takes the port's
+	// datagrams from every interface.
 	Device string
 	// Filter, when set, is a loaded socket filter program
 	// (BPF_PROG_TYPE_SOCKET_FILTER, such as xdp.Program.SocketFilter, an

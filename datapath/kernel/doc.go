@@ -93,9 +93,11 @@
 // Linux's: a local process that sends to an address of the bound interface
 // reaches the socket, because the kernel gives such a datagram, routed over
 // loopback, the interface that owns the address as its input interface.
-// Its source is then a local address, which the socket filter judges like
-// any other. Binding to an interface needs no privilege since Linux 5.7
-// (CAP_NET_RAW before).
+// Binding to an interface needs no privilege since Linux 5.7 (CAP_NET_RAW
+// before). xdpingest's socket filter closes that gap: with
+// xdp.Config.SocketIfindex it refuses a datagram whose device or input
+// interface, as the filter sees them, is not the bound interface (for the
+// datagram above, both are loopback).
 //
 // With Config.Filter every socket gets a BPF socket filter (SO_ATTACH_BPF),
 // also before bind, so that no datagram is queued to a socket unfiltered:

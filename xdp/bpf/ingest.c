@@ -53,6 +53,7 @@ enum sock_outcome {
 	S_DENIED,         // source in a deny list: dropped
 	S_NOT_ALLOWED,    // an allow list is in force and the source is not in it: dropped
 	S_UNREADABLE,     // lists in force but no IPv4 or IPv6 source to check: dropped
+	S_OTHER_IFACE,    // came in over another interface than the sockets' (loopback included): dropped
 	S_MAX,
 };
 
@@ -75,6 +76,9 @@ struct config {
 	// The largest frame (bytes from the Ethernet header on, all buffers)
 	// the redirect may take: what fits in an AF_XDP frame. 0: no limit.
 	__u32 max_redirect;
+	// The interface the kernel sockets are bound to: the socket filter
+	// refuses a datagram that came in over another one. 0: no check.
+	__u32 ifindex;
 };
 
 struct counter {
@@ -422,6 +426,17 @@ int xdpingest_sock(struct __sk_buff *skb)
 	if (!cfg)
 		return sock_count(skb, S_UNREADABLE, 0); // cannot happen
 	__u32 flags = cfg->flags;
+
+	// SO_BINDTODEVICE lets through what a local process sends to the
+	// interface's own address (routed over loopback, it is given the
+	// address's interface as input): here both skb->dev (ifindex) and
+	// skb_iif (ingress_ifindex) are loopback. Both must name the
+	// interface: a reassembled datagram takes skb_iif from its first
+	// fragment and skb->dev from the one that completed it, and the
+	// kernel's fragment queues don't care which interface a fragment came
+	// in over.
+	if (cfg->ifindex && (skb->ifindex != cfg->ifindex || skb->ingress_ifindex != cfg->ifindex))
+		return sock_count(skb, S_OTHER_IFACE, 0);
 
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {
 		if (!(flags & (CFG_DENY4 | CFG_ALLOW4)))

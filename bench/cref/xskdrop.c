@@ -223,8 +223,17 @@ int main(int argc, char **argv) {
 	__atomic_store_n(fq.producer, fq.cached, __ATOMIC_RELEASE);
 
 	struct sockaddr_xdp sxdp = {.sxdp_family = AF_XDP, .sxdp_ifindex = ifindex, .sxdp_queue_id = queue, .sxdp_flags = XDP_USE_NEED_WAKEUP};
-	if (bind(fd, (struct sockaddr *)&sxdp, sizeof(sxdp)))
-		die("bind");
+	// A socket closed a moment ago (the previous run's) still holds the
+	// queue: the kernel frees its buffer pool in deferred work. Retry EBUSY
+	// for up to a second, as the Go receiver does.
+	for (int tries = 0;; tries++) {
+		if (bind(fd, (struct sockaddr *)&sxdp, sizeof(sxdp)) == 0)
+			break;
+		if (errno != EBUSY || tries == 100)
+			die("bind");
+		struct timespec ts = {.tv_nsec = 10 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
 	send_fd(3, fd);
 	close(3);
 

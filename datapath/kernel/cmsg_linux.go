@@ -24,7 +24,8 @@ const (
 // The control messages' payload sizes and offsets, from the kernel's
 // struct in_pktinfo and struct in6_pktinfo.
 const (
-	inPktinfoAddrOff = 8 // ipi_ifindex, ipi_spec_dst, then ipi_addr (the header's destination)
+	inPktinfoSpecOff = 4 // after ipi_ifindex: ipi_spec_dst, the local address the kernel would answer from
+	inPktinfoAddrOff = 8 // then ipi_addr, the header's destination
 	sizeofTimespec64 = 16
 )
 
@@ -57,13 +58,27 @@ func cmsgAlign(n int) int {
 	return (n + a - 1) &^ (a - 1)
 }
 
+// cmsgMeta is what parseCmsgs learns beyond the datagram's own fields.
+type cmsgMeta struct {
+	// drops is the socket's drop counter (SO_RXQ_OVFL), when hasDrops.
+	drops    uint32
+	hasDrops bool
+	// shared: the kernel gives this datagram to every socket on its port,
+	// one per SO_REUSEPORT member, not to one of them: an IPv4 broadcast
+	// or multicast (the packet info's local address, ipi_spec_dst, is not
+	// the header's destination, which the kernel makes so only for a
+	// broadcast or multicast route), an IPv6 multicast (ff00::/8). Only
+	// known on sockets that asked for the packet info.
+	shared bool
+}
+
 // parseCmsgs reads the control messages of one received buffer: the
 // destination address into d.Dst (keeping d.Dst's port), the receive time
-// into d.RxTime, the socket's drop counter (SO_RXQ_OVFL) into *drops,
-// setting *hasDrops, and returns the GRO segment size (UDP_GRO; 0 when the
-// buffer holds one datagram). The kernel attaches the drop counter only once
-// it is non-zero.
-func parseCmsgs(ctrl []byte, d *datapath.Datagram, drops *uint32, hasDrops *bool) (seg int) {
+// into d.RxTime, the socket's drop counter (SO_RXQ_OVFL; the kernel
+// attaches it only once it is non-zero) and whether the datagram is shared
+// into *m, and returns the GRO segment size (UDP_GRO; 0 when the buffer
+// holds one datagram). The last message of each kind wins.
+func parseCmsgs(ctrl []byte, d *datapath.Datagram, m *cmsgMeta) (seg int) {
 	for len(ctrl) >= unix.SizeofCmsghdr {
 		h := (*unix.Cmsghdr)(unsafe.Pointer(&ctrl[0]))
 		l := int(h.Len)
@@ -87,17 +102,22 @@ func parseCmsgs(ctrl []byte, d *datapath.Datagram, drops *uint32, hasDrops *bool
 				}
 			case unix.SO_RXQ_OVFL:
 				if len(data) >= 4 {
-					*drops = binary.NativeEndian.Uint32(data)
-					*hasDrops = true
+					m.drops = binary.NativeEndian.Uint32(data)
+					m.hasDrops = true
 				}
 			}
 		case unix.IPPROTO_IP:
 			if h.Type == unix.IP_PKTINFO && len(data) >= inPktinfoAddrOff+4 {
 				d.Dst = netip.AddrPortFrom(netip.AddrFrom4([4]byte(data[inPktinfoAddrOff:])), d.Dst.Port())
+				// ipi_ifindex is 0 when the kernel had no route to
+				// compute ipi_spec_dst from: then nothing is known.
+				m.shared = binary.NativeEndian.Uint32(data) != 0 &&
+					[4]byte(data[inPktinfoSpecOff:]) != [4]byte(data[inPktinfoAddrOff:])
 			}
 		case unix.IPPROTO_IPV6:
 			if h.Type == unix.IPV6_PKTINFO && len(data) >= 16 {
 				d.Dst = netip.AddrPortFrom(netip.AddrFrom16([16]byte(data[:16])), d.Dst.Port())
+				m.shared = data[0] == 0xff
 			}
 		case unix.SOL_UDP:
 			if h.Type == unix.UDP_GRO && len(data) >= 4 {

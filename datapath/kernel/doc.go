@@ -62,6 +62,26 @@
 // to Coalesce of latency while traffic flows; an idle worker sleeps in poll
 // and uses no CPU.
 //
+// # Broadcasts and multicasts
+//
+// The kernel gives a unicast datagram to one socket of the SO_REUSEPORT
+// group of its address and port, but a datagram to an IPv4 broadcast or
+// multicast address, or an IPv6 multicast address, to every socket that
+// matches: one copy per worker. Worker 0 delivers it; every other worker
+// reads its copy, recognises it by its packet info (IP_PKTINFO's
+// ipi_spec_dst, the address the kernel would answer from, differs from
+// the header's destination only for a broadcast or multicast route;
+// IPV6_PKTINFO's address is multicast), and counts it in
+// [Receiver.Copies] instead of delivering it. So every such datagram is
+// delivered once, or, if worker 0's buffer was full, counted in worker 0's
+// SocketOverflows. The frame's own kind (broadcast, multicast or unicast
+// MAC) says nothing here: the kernel copies a broadcast address in a
+// unicast frame, and gives a unicast address in a broadcast frame (as
+// some load balancers send) to one socket. Workers other than 0 ask for
+// the packet info on every socket, also those bound to an address. The
+// copies still take room in the other workers' receive buffers until they
+// are read.
+//
 // # Losses
 //
 // Datagrams the kernel dropped because a socket's receive buffer was full

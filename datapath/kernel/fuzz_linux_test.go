@@ -17,6 +17,7 @@ type cmsgResult struct {
 	rxTime   int64
 	drops    uint32
 	hasDrops bool
+	shared   bool
 	seg      int
 }
 
@@ -39,8 +40,10 @@ func referenceCmsgs(ctrl []byte, d datapath.Datagram) cmsgResult {
 			r.drops, r.hasDrops = binary.NativeEndian.Uint32(data), true
 		case h.Level == unix.IPPROTO_IP && h.Type == unix.IP_PKTINFO && len(data) >= 12:
 			r.dst = netip.AddrPortFrom(netip.AddrFrom4([4]byte(data[8:12])), r.dst.Port())
+			r.shared = binary.NativeEndian.Uint32(data) != 0 && string(data[4:8]) != string(data[8:12])
 		case h.Level == unix.IPPROTO_IPV6 && h.Type == unix.IPV6_PKTINFO && len(data) >= 16:
 			r.dst = netip.AddrPortFrom(netip.AddrFrom16([16]byte(data[:16])), r.dst.Port())
+			r.shared = netip.AddrFrom16([16]byte(data[:16])).IsMulticast()
 		case h.Level == unix.SOL_UDP && h.Type == unix.UDP_GRO && len(data) >= 4:
 			r.seg = int(int32(binary.NativeEndian.Uint32(data)))
 		}
@@ -66,7 +69,11 @@ func cmsgSeeds() [][]byte {
 	var four [4]byte
 	binary.NativeEndian.PutUint32(four[:], 1472)
 	pi4 := make([]byte, 12)
+	binary.NativeEndian.PutUint32(pi4, 2)
+	copy(pi4[4:], []byte{198, 18, 0, 2})
 	copy(pi4[8:], []byte{198, 18, 0, 2})
+	bc4 := append([]byte(nil), pi4...)
+	copy(bc4[8:], []byte{198, 18, 0, 255})
 	pi6 := make([]byte, 20)
 	a := netip.MustParseAddr("2001:db8::2").As16()
 	copy(pi6, a[:])
@@ -74,8 +81,12 @@ func cmsgSeeds() [][]byte {
 	all = putCmsg(all, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS_NEW, ts[:])
 	all = putCmsg(all, unix.SOL_SOCKET, unix.SO_RXQ_OVFL, four[:])
 	all = putCmsg(all, unix.SOL_UDP, unix.UDP_GRO, four[:])
+	mc6 := append([]byte(nil), pi6...)
+	mc6[0], mc6[1] = 0xff, 0x02
 	return [][]byte{
 		all,
+		putCmsg(nil, unix.IPPROTO_IP, unix.IP_PKTINFO, bc4),
+		putCmsg(nil, unix.IPPROTO_IPV6, unix.IPV6_PKTINFO, mc6),
 		putCmsg(putCmsg(nil, unix.IPPROTO_IPV6, unix.IPV6_PKTINFO, pi6), unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, ts[:]),
 		putCmsg(nil, unix.SOL_UDP, unix.UDP_GRO, four[:]),
 		all[:len(all)-3],
@@ -99,8 +110,9 @@ func FuzzParseCmsgs(f *testing.F) {
 		}
 		want := referenceCmsgs(ctrl, d)
 		var got cmsgResult
-		got.seg = parseCmsgs(ctrl, &d, &got.drops, &got.hasDrops)
-		got.dst, got.rxTime = d.Dst, d.RxTime
+		var m cmsgMeta
+		got.seg = parseCmsgs(ctrl, &d, &m)
+		got.dst, got.rxTime, got.drops, got.hasDrops, got.shared = d.Dst, d.RxTime, m.drops, m.hasDrops, m.shared
 		if got != want {
 			t.Fatalf("parseCmsgs % x:\n got %+v\nwant %+v", ctrl, got, want)
 		}
@@ -204,9 +216,8 @@ func FuzzGROSplit(f *testing.F) {
 			}
 
 			var scratch datapath.Datagram
-			var drops uint32
-			var has bool
-			sg := parseCmsgs(aligned(ctrl), &scratch, &drops, &has)
+			var m cmsgMeta
+			sg := parseCmsgs(aligned(ctrl), &scratch, &m)
 			if sg <= 0 || sg > ln {
 				sg = ln
 			}

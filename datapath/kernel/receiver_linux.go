@@ -88,7 +88,7 @@ type Receiver struct {
 	readTime bool          // Config.ReadTimestamps
 
 	packets, bytes, batches, overflows, malformed atomic.Uint64
-	buffers                                       atomic.Uint64
+	buffers, copies                               atomic.Uint64
 }
 
 // sock is one socket of a Receiver.
@@ -146,7 +146,7 @@ func Open(cfg Config) (rs []*Receiver, warnings []string, err error) {
 			// Bind worker 0's socket first, then 1's...: socket w is index
 			// w of the group, as the steering program expects.
 			for w, r := range rs {
-				fd, opts, err := openSocket(addr, port, &cfg)
+				fd, opts, err := openSocket(addr, port, &cfg, w)
 				if err != nil {
 					return rs, nil, fmt.Errorf("kernel path, worker %d: %w", w, err)
 				}
@@ -211,6 +211,15 @@ func newReceiver(w int, cfg *Config) (*Receiver, error) {
 // than Stats().Packets when UDP GRO merged datagrams. Safe from any
 // goroutine.
 func (r *Receiver) Buffers() uint64 { return r.buffers.Load() }
+
+// Copies counts the broadcast and multicast datagrams this Receiver read
+// and did not deliver because the kernel gives each to every socket of its
+// port, one per worker, and worker 0 delivers it: a datagram to an IPv4
+// broadcast or multicast address or an IPv6 multicast address counts
+// Workers-1 times in all, whether worker 0 delivered it or lost it to a
+// full buffer (then counted in its SocketOverflows). Always 0 for worker 0.
+// Safe from any goroutine.
+func (r *Receiver) Copies() uint64 { return r.copies.Load() }
 
 // Queue returns the worker index.
 func (r *Receiver) Queue() int { return r.queue }
@@ -299,7 +308,7 @@ func (r *Receiver) wake() error {
 
 // readCounts are what one read adds to the Receiver's counters.
 type readCounts struct {
-	bytes, malformed, overflows, buffers uint64
+	bytes, malformed, overflows, buffers, copies uint64
 }
 
 // read reads the sockets believed ready, from the cursor on, until batch is
@@ -421,14 +430,24 @@ func (r *Receiver) emit(slot, off int, out []datapath.Datagram, now int64, c *re
 		RxTime: now,
 		Queue:  uint32(r.queue),
 	}
-	var drops uint32
-	var hasDrops bool
-	seg := parseCmsgs(r.ctrl[slot*ctrlSize:slot*ctrlSize+int(h.Hdr.Controllen)], &tmpl, &drops, &hasDrops)
-	if hasDrops && off == 0 {
-		c.overflows += s.noteDrops(drops)
+	var m cmsgMeta
+	seg := parseCmsgs(r.ctrl[slot*ctrlSize:slot*ctrlSize+int(h.Hdr.Controllen)], &tmpl, &m)
+	if m.hasDrops && off == 0 {
+		c.overflows += s.noteDrops(m.drops)
 	}
 	if seg <= 0 || seg > ln {
 		seg = ln
+	}
+	if m.shared && r.queue != 0 {
+		// Every socket of the port got this broadcast or multicast
+		// datagram: worker 0 delivers it, the others count their copy.
+		n := 1
+		if seg > 0 {
+			n = (ln + seg - 1) / seg
+		}
+		c.copies += uint64(n)
+		r.resetSlot(h)
+		return 0, 0, true
 	}
 	if off == 0 {
 		c.buffers++
@@ -477,6 +496,9 @@ func (r *Receiver) account(n int, c *readCounts) {
 	}
 	if c.overflows > 0 {
 		r.overflows.Add(c.overflows)
+	}
+	if c.copies > 0 {
+		r.copies.Add(c.copies)
 	}
 }
 

@@ -16,9 +16,9 @@ type sockOpts struct {
 	warnings []string
 }
 
-// openSocket opens one non-blocking UDP socket bound to addr:port with
+// openSocket opens worker's non-blocking UDP socket bound to addr:port with
 // SO_REUSEPORT and the options every datagram's metadata needs.
-func openSocket(addr netip.Addr, port uint16, cfg *Config) (fd int, opts sockOpts, err error) {
+func openSocket(addr netip.Addr, port uint16, cfg *Config, worker int) (fd int, opts sockOpts, err error) {
 	ap := netip.AddrPortFrom(addr, port)
 	family := unix.AF_INET6
 	if addr.Is4() {
@@ -53,7 +53,11 @@ func openSocket(addr netip.Addr, port uint16, cfg *Config) (fd int, opts sockOpt
 	// A socket bound to a wildcard learns each datagram's destination from
 	// a control message; one bound to an address only receives datagrams
 	// to that address, and saves the message (a put_cmsg per datagram).
-	if addr.IsUnspecified() {
+	// Every worker but the first needs it anyway, to tell the broadcasts
+	// and multicasts that the kernel copies to every socket of the port,
+	// which only worker 0 delivers (see cmsgMeta.shared): a socket bound to
+	// a broadcast address gets only those.
+	if addr.IsUnspecified() || worker > 0 {
 		var err error
 		if family == unix.AF_INET6 {
 			err = set(unix.IPPROTO_IPV6, unix.IPV6_RECVPKTINFO, 1, "IPV6_RECVPKTINFO")

@@ -114,17 +114,33 @@ func TestParseCmsgs(t *testing.T) {
 	b = append(buf[:0], b...)
 
 	d := datapath.Datagram{Dst: netip.MustParseAddrPort("0.0.0.0:5000")}
-	var drops uint32
-	var has bool
-	parseCmsgs(b, &d, &drops, &has)
+	var m cmsgMeta
+	parseCmsgs(b, &d, &m)
 	if want := netip.MustParseAddrPort("198.18.0.2:5000"); d.Dst != want {
 		t.Errorf("Dst %v, want %v", d.Dst, want)
 	}
 	if d.RxTime != 1_700_000_000*1e9+123 {
 		t.Errorf("RxTime %d", d.RxTime)
 	}
-	if !has || drops != 77 {
-		t.Errorf("drops %d %v, want 77", drops, has)
+	if !m.hasDrops || m.drops != 77 {
+		t.Errorf("drops %d %v, want 77", m.drops, m.hasDrops)
+	}
+	// ipi_ifindex 0: the kernel computed no ipi_spec_dst.
+	if m.shared {
+		t.Error("shared without an interface index")
+	}
+	binary.NativeEndian.PutUint32(pi4, 2)
+	for _, tc := range []struct {
+		spec   byte
+		shared bool
+	}{{2, false}, {9, true}} {
+		pi4[7] = tc.spec
+		b := append(buf[:0], putCmsg(nil, unix.IPPROTO_IP, unix.IP_PKTINFO, pi4)...)
+		m = cmsgMeta{}
+		parseCmsgs(b, &d, &m)
+		if m.shared != tc.shared {
+			t.Errorf("ipi_spec_dst 198.18.0.%d, ipi_addr 198.18.0.2: shared %v, want %v", tc.spec, m.shared, tc.shared)
+		}
 	}
 
 	pi6 := make([]byte, 20)
@@ -132,14 +148,20 @@ func TestParseCmsgs(t *testing.T) {
 	copy(pi6, a[:])
 	b = putCmsg(buf[:0], unix.IPPROTO_IPV6, unix.IPV6_PKTINFO, pi6)
 	d = datapath.Datagram{Dst: netip.MustParseAddrPort("[::]:6000")}
-	has = false
-	parseCmsgs(b, &d, &drops, &has)
-	if want := netip.MustParseAddrPort("[2001:db8::2]:6000"); d.Dst != want || has {
-		t.Errorf("IPv6: Dst %v (want %v), drops reported %v", d.Dst, want, has)
+	m = cmsgMeta{}
+	parseCmsgs(b, &d, &m)
+	if want := netip.MustParseAddrPort("[2001:db8::2]:6000"); d.Dst != want || m.hasDrops || m.shared {
+		t.Errorf("IPv6: Dst %v (want %v), drops reported %v, shared %v", d.Dst, want, m.hasDrops, m.shared)
+	}
+	pi6[0], pi6[1] = 0xff, 0x02
+	b = putCmsg(buf[:0], unix.IPPROTO_IPV6, unix.IPV6_PKTINFO, pi6)
+	parseCmsgs(b, &d, &m)
+	if !m.shared {
+		t.Errorf("IPv6 multicast %v: not shared", d.Dst)
 	}
 	// A truncated or corrupt message stops the walk without a panic.
-	parseCmsgs(b[:len(b)-8], &d, &drops, &has)
-	parseCmsgs(b[:5], &d, &drops, &has)
+	parseCmsgs(b[:len(b)-8], &d, &m)
+	parseCmsgs(b[:5], &d, &m)
 }
 
 func TestNoteDrops(t *testing.T) {

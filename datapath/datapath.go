@@ -88,8 +88,16 @@ type Stats struct {
 	// the walk disagree; such frames are recycled, never delivered.
 	Malformed uint64
 
-	// Kernel-path losses: datagrams the kernel dropped on the sockets because
-	// the receive buffer was full (SO_RXQ_OVFL).
+	// Kernel-path losses: buffers the kernel dropped on the sockets because
+	// the receive buffer was full (from the sockets' drop counters,
+	// SO_RXQ_OVFL and SO_MEMINFO), one per datagram unless UDP GRO merged
+	// several into one buffer. The kernel counts the buffers a socket
+	// filter refuses in the same counters; they are left out when the
+	// filter counts them per socket (kernel.RefusalCounter, which
+	// xdpingest's socket filter is), and included otherwise. A drop is
+	// counted once the receiver has seen the counter move (with the next
+	// datagram on the socket, or when it goes idle), so the count may lag
+	// while traffic flows.
 	SocketOverflows uint64
 
 	// AF_XDP losses and errors, from XDP_STATISTICS.

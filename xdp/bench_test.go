@@ -81,12 +81,12 @@ func BenchmarkSocketFilter(b *testing.B) {
 		frame []byte
 	}{
 		{"keep-only", keep, frame64(src4, dst4)},
-		{"ipv4-no-lists", none.SocketFilter(), frame64(src4, dst4)},
-		{"ipv6-no-lists", none.SocketFilter(), frame64(src6, dst6)},
-		{"ipv4-deny-list", deny.SocketFilter(), frame64(src4, dst4)},
-		{"ipv6-deny-list", deny.SocketFilter(), frame64(src6, dst6)},
-		{"ipv4-allow-and-deny", both.SocketFilter(), frame64(src4, dst4)},
-		{"ipv6-allow-and-deny", both.SocketFilter(), frame64(src6, dst6)},
+		{"ipv4-no-lists", none.SocketFilter().Program(), frame64(src4, dst4)},
+		{"ipv6-no-lists", none.SocketFilter().Program(), frame64(src6, dst6)},
+		{"ipv4-deny-list", deny.SocketFilter().Program(), frame64(src4, dst4)},
+		{"ipv6-deny-list", deny.SocketFilter().Program(), frame64(src6, dst6)},
+		{"ipv4-allow-and-deny", both.SocketFilter().Program(), frame64(src4, dst4)},
+		{"ipv6-allow-and-deny", both.SocketFilter().Program(), frame64(src6, dst6)},
 	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {

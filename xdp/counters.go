@@ -142,9 +142,9 @@ type SocketCounters [NumSocketOutcomes]SocketCount
 
 // Refused is what the filter dropped. The kernel counts each buffer the
 // filter drops as a drop of the socket too (sk_drops, which SO_RXQ_OVFL
-// and SO_MEMINFO report): the socket overflows a kernel-path receiver
-// counts include Refused().Buffers, which must be subtracted to get the
-// datagrams lost to full receive buffers.
+// and SO_MEMINFO report); the filter also counts them per socket
+// ([SocketFilter.RefusedBuffers]), which the kernel path's receivers
+// subtract, so that their socket overflows count only full buffers.
 func (c SocketCounters) Refused() SocketCount {
 	var t SocketCount
 	for _, o := range []SocketOutcome{SocketDenied, SocketNotAllowed, SocketUnreadable, SocketOtherIface} {

@@ -58,6 +58,7 @@ const (
 	ingestMapDeny6          = "deny6"
 	ingestMapPorts          = "ports"
 	ingestMapSockCounters   = "sock_counters"
+	ingestMapSockRefused    = "sock_refused"
 	ingestMapXsks           = "xsks"
 	ingestProgXdpPassOnly   = "xdp_pass_only"
 	ingestProgXdpingest     = "xdpingest"
@@ -125,6 +126,7 @@ type ingestMapSpecs struct {
 	Deny6        *ebpf.MapSpec `ebpf:"deny6"`
 	Ports        *ebpf.MapSpec `ebpf:"ports"`
 	SockCounters *ebpf.MapSpec `ebpf:"sock_counters"`
+	SockRefused  *ebpf.MapSpec `ebpf:"sock_refused"`
 	Xsks         *ebpf.MapSpec `ebpf:"xsks"`
 }
 
@@ -162,6 +164,7 @@ type ingestMaps struct {
 	Deny6        *ebpf.Map `ebpf:"deny6"`
 	Ports        *ebpf.Map `ebpf:"ports"`
 	SockCounters *ebpf.Map `ebpf:"sock_counters"`
+	SockRefused  *ebpf.Map `ebpf:"sock_refused"`
 	Xsks         *ebpf.Map `ebpf:"xsks"`
 }
 
@@ -175,6 +178,7 @@ func (m *ingestMaps) Close() error {
 		m.Deny6,
 		m.Ports,
 		m.SockCounters,
+		m.SockRefused,
 		m.Xsks,
 	)
 }

@@ -96,6 +96,11 @@ type LoadOptions struct {
 	MaxQueues int
 	// MaxPrefixes bounds each of the four prefix lists (default 65536).
 	MaxPrefixes int
+	// MaxSockets bounds how many sockets the socket filter counts its
+	// refusals for at once ([SocketFilter.RefusedBuffers]; default
+	// 65536). A socket beyond it has its refusals counted as losses of a
+	// full receive buffer by the kernel path.
+	MaxSockets int
 	// SingleBuffer loads the program without multi-buffer support
 	// (BPF_F_XDP_HAS_FRAGS), as Load does by itself on kernels before 5.18.
 	// Such a program can't be attached where frames may outgrow one
@@ -126,6 +131,12 @@ type Program struct {
 	// fault, set only by tests, runs before every map write of Update and
 	// its rollback; an error it returns stands for the write's.
 	fault func() error
+
+	// objsMu keeps Close from closing the maps under the socket filter's
+	// readers (SocketFilter.RefusedBuffers), which don't take mu: a
+	// receiver's Stats should not wait for a long Update.
+	objsMu     sync.RWMutex
+	objsClosed bool
 }
 
 // Keep in step with the CFG_ flags in bpf/ingest.c.
@@ -148,8 +159,11 @@ func Load(cfg Config, opts LoadOptions) (*Program, error) {
 	if opts.MaxPrefixes == 0 {
 		opts.MaxPrefixes = 65536
 	}
-	if opts.MaxQueues < 1 || opts.MaxQueues > 65536 || opts.MaxPrefixes < 1 {
-		return nil, fmt.Errorf("can't load the XDP program: MaxQueues %d and MaxPrefixes %d must be positive (MaxQueues at most 65536)", opts.MaxQueues, opts.MaxPrefixes)
+	if opts.MaxSockets == 0 {
+		opts.MaxSockets = 65536
+	}
+	if opts.MaxQueues < 1 || opts.MaxQueues > 65536 || opts.MaxPrefixes < 1 || opts.MaxSockets < 1 {
+		return nil, fmt.Errorf("can't load the XDP program: MaxQueues %d, MaxPrefixes %d and MaxSockets %d must be positive (MaxQueues at most 65536)", opts.MaxQueues, opts.MaxPrefixes, opts.MaxSockets)
 	}
 	// A no-op on kernels with memcg accounting for BPF (5.11 on); older
 	// ones charge maps to RLIMIT_MEMLOCK.
@@ -161,6 +175,7 @@ func Load(cfg Config, opts LoadOptions) (*Program, error) {
 		return nil, err
 	}
 	spec.Maps[ingestMapXsks].MaxEntries = uint32(opts.MaxQueues)
+	spec.Maps[ingestMapSockRefused].MaxEntries = uint32(opts.MaxSockets)
 	for _, m := range []string{ingestMapAllow4, ingestMapAllow6, ingestMapDeny4, ingestMapDeny6} {
 		spec.Maps[m].MaxEntries = uint32(opts.MaxPrefixes)
 	}
@@ -231,16 +246,17 @@ func loadObjects(spec *ebpf.CollectionSpec, mb bool) (objects, error) {
 // (frags) support; see LoadOptions.SingleBuffer.
 func (p *Program) MultiBuffer() bool { return p.mb }
 
-// SocketFilter is the socket filter program (BPF_PROG_TYPE_SOCKET_FILTER)
-// for the kernel UDP sockets on the ingest ports, to attach with
-// SO_ATTACH_BPF (the kernel path's Config.Filter takes it). It applies the
-// deny and allow lists of the running configuration, from the same maps as
-// the XDP program, to every datagram the kernel delivers to the socket,
-// after reassembly; [Program.SocketCounters] counts what it did. It works
+// SocketFilter is the socket filter for the kernel UDP sockets on the
+// ingest ports, to attach with SO_ATTACH_BPF (the kernel path's
+// Config.Filter takes it). It applies the deny and allow lists of the
+// running configuration, from the same maps as the XDP program, and
+// Config.SocketIfindex, to every datagram the kernel delivers to the
+// socket, after reassembly; [Program.SocketCounters] counts what it did,
+// [SocketFilter.RefusedBuffers] what it refused per socket. It works
 // whether or not the XDP program is attached. It is valid until Close; a
 // socket that attached it keeps it (and the lists as they were last
 // updated) after Close.
-func (p *Program) SocketFilter() *ebpf.Program { return p.objs.XdpingestSock }
+func (p *Program) SocketFilter() *SocketFilter { return &SocketFilter{p: p} }
 
 func loadError(err error) error {
 	var verr *ebpf.VerifierError
@@ -624,7 +640,10 @@ func (p *Program) Close() error {
 		errs = append(errs, p.att.link.Close())
 		p.att = nil
 	}
+	p.objsMu.Lock()
+	p.objsClosed = true
 	errs = append(errs, p.objs.Close())
+	p.objsMu.Unlock()
 	return errors.Join(errs...)
 }
 

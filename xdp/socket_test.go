@@ -15,7 +15,7 @@ import (
 // filter runs; skb->len is then the IP datagram's length.
 func runSock(tb testing.TB, p *Program, frame []byte) uint32 {
 	tb.Helper()
-	ret, err := p.SocketFilter().Run(&ebpf.RunOptions{Data: frame})
+	ret, err := p.SocketFilter().Program().Run(&ebpf.RunOptions{Data: frame})
 	if err != nil {
 		tb.Fatalf("BPF_PROG_RUN of the socket filter: %v", err)
 	}
@@ -175,7 +175,7 @@ func TestSocketFilterInterface(t *testing.T) {
 				t.Fatal(err)
 			}
 			ctx := tc.ctx
-			ret, err := p.SocketFilter().Run(&ebpf.RunOptions{Data: tc.frame, Context: &ctx})
+			ret, err := p.SocketFilter().Program().Run(&ebpf.RunOptions{Data: tc.frame, Context: &ctx})
 			if err != nil {
 				t.Fatalf("BPF_PROG_RUN of the socket filter: %v", err)
 			}

@@ -28,13 +28,15 @@ type Config struct {
 	// datagrams from every interface.
 	Device string
 	// Filter, when set, is a loaded socket filter program
-	// (BPF_PROG_TYPE_SOCKET_FILTER, such as xdp.Program.SocketFilter, an
-	// *ebpf.Program) attached to every socket with SO_ATTACH_BPF before the
-	// socket is bound, so that no datagram reaches a socket unfiltered. The
-	// sockets hold their own reference: the caller may close the program
-	// after Open. The kernel counts a datagram the filter drops as a drop
-	// of the socket (sk_drops): Stats.SocketOverflows then includes the
-	// buffers the filter refused (see the package documentation).
+	// (BPF_PROG_TYPE_SOCKET_FILTER, such as xdp.Program.SocketFilter, or
+	// an *ebpf.Program) attached to every socket with SO_ATTACH_BPF before
+	// the socket is bound, so that no datagram reaches a socket
+	// unfiltered. The sockets hold their own reference: the caller may
+	// close the program after Open. The kernel counts a datagram the
+	// filter drops as a drop of the socket (sk_drops), like one a full
+	// buffer drops: Stats.SocketOverflows leaves the filter's refusals
+	// out only if the Filter is also a RefusalCounter (see the package
+	// documentation).
 	Filter Filter
 	// Workers is the number of Receivers, each with its own socket for every
 	// address and port (default 1).
@@ -93,9 +95,25 @@ type Config struct {
 }
 
 // Filter is a loaded BPF program, by its file descriptor. *ebpf.Program
-// satisfies it; this package does not import cilium/ebpf.
+// and xdp.SocketFilter satisfy it; this package does not import
+// cilium/ebpf.
 type Filter interface {
 	FD() int
+}
+
+// RefusalCounter is what a Filter may also implement (xdp.SocketFilter
+// does): it counts, per socket, the buffers it refused, so that a Receiver
+// can subtract them from the socket's drop counter, which counts them
+// along with the buffers a full receive buffer dropped.
+type RefusalCounter interface {
+	// RefusedBuffers returns how many buffers the filter has refused on
+	// the socket whose cookie (SO_COOKIE) is given, each counted before
+	// the kernel adds it to the socket's drop counter. Safe for concurrent
+	// use.
+	RefusedBuffers(cookie uint64) (uint64, error)
+	// ForgetSocket says that the socket is closed and its count read for
+	// the last time.
+	ForgetSocket(cookie uint64) error
 }
 
 const (

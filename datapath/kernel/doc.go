@@ -87,7 +87,8 @@
 // Datagrams the kernel dropped because a socket's receive buffer was full
 // are counted in Stats.SocketOverflows: the sockets have SO_RXQ_OVFL, whose
 // control message carries the socket's 32-bit drop counter; the Receiver
-// keeps the last value per socket and adds the growth. The kernel attaches
+// keeps the last value per socket and adds the growth (less what the
+// socket filter refused: see below). The kernel attaches
 // that message only to datagrams queued after a drop, so a burst's last
 // drops would stay unseen while no datagram follows; an idle Receiver that
 // has read since the last check therefore reads the counters back with
@@ -124,11 +125,16 @@
 // xdpingest's filter applies the deny and allow lists to each datagram the
 // kernel delivers, after reassembly. The kernel counts a datagram its
 // filter drops as a drop of the socket (sk_drops, UDP_MIB_INERRORS), the
-// same counter a full receive buffer moves: Stats.SocketOverflows then
-// includes one per buffer the filter refused (a UDP GRO buffer of several
-// datagrams counts once, as it does for overflows). The filter counts the
-// buffers it refuses (xdp.SocketCounters' Refused().Buffers); overflows
-// proper are the difference, exact once traffic has stopped.
+// same counter a full receive buffer moves, one per buffer (a UDP GRO
+// buffer of several datagrams counts once). A Filter that is also a
+// [RefusalCounter] (xdpingest's is) counts the buffers it refuses per
+// socket, by the socket's cookie (SO_COOKIE, read at Open), and
+// Stats.SocketOverflows is then each socket's drops minus its refusals:
+// what full buffers lost, no more. The refusals are read at Stats time,
+// not on the receive path, and only for sockets whose drops moved (see
+// socketOverflows for why reading the drops first and keeping a running
+// maximum never counts a refusal as an overflow). With any other filter
+// SocketOverflows includes the refusals.
 //
 // # Steering
 //

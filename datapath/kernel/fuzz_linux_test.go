@@ -139,7 +139,7 @@ func FuzzGROSplit(f *testing.F) {
 	}
 	f.Cleanup(func() { unix.Close(r.efd) })
 	local := netip.MustParseAddrPort("198.18.0.2:5000")
-	r.socks = []sock{{fd: -1, local: local}}
+	r.socks = []sock{newSock(-1, local, 0)}
 	sa := make([]byte, nameSize)
 	binary.NativeEndian.PutUint16(sa, unix.AF_INET)
 	binary.BigEndian.PutUint16(sa[2:], 4000)

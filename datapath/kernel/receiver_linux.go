@@ -87,8 +87,16 @@ type Receiver struct {
 	recent   bool          // the last read found datagrams
 	readTime bool          // Config.ReadTimestamps
 
-	packets, bytes, batches, overflows, malformed atomic.Uint64
-	buffers, copies                               atomic.Uint64
+	packets, bytes, batches, malformed atomic.Uint64
+	buffers, copies                    atomic.Uint64
+
+	// statsMu guards the overflow accounting that Stats does (see
+	// socketOverflows): tracked, the drop counts of the open sockets, and
+	// closedOverflows, those of sockets closed since.
+	statsMu         sync.Mutex
+	tracked         []*sockStat
+	closedOverflows uint64
+	refusals        RefusalCounter // Config.Filter, when it counts refusals
 }
 
 // sock is one socket of a Receiver.
@@ -98,6 +106,26 @@ type sock struct {
 	// drops is the socket's drop counter (sk_drops, 32 bits) as last seen in
 	// a SO_RXQ_OVFL message or SO_MEMINFO.
 	drops uint32
+	st    *sockStat
+}
+
+// sockStat is what Stats needs of one socket; it outlives the socket's
+// place in the Receiver's slices.
+type sockStat struct {
+	// drops is the growth of the socket's drop counter since it was
+	// opened, as the receiving goroutine saw it: full-buffer drops and
+	// the filter's refusals together.
+	drops atomic.Uint64
+	// cookie is the socket's SO_COOKIE when the filter counts its
+	// refusals, else 0.
+	cookie uint64
+	// Under the Receiver's statsMu: the drops count the last overflow
+	// computation used, and its result.
+	lastDrops, overflows uint64
+}
+
+func newSock(fd int, local netip.AddrPort, cookie uint64) sock {
+	return sock{fd: fd, local: local, st: &sockStat{cookie: cookie}}
 }
 
 // Open opens cfg.Workers Receivers (Receiver i is worker i) and returns
@@ -151,7 +179,7 @@ func Open(cfg Config) (rs []*Receiver, warnings []string, err error) {
 					return rs, nil, fmt.Errorf("kernel path, worker %d: %w", w, err)
 				}
 				warn(opts.warnings)
-				r.socks = append(r.socks, sock{fd: fd, local: local})
+				r.socks = append(r.socks, newSock(fd, local, opts.cookie))
 			}
 			if len(cfg.CPUs) > 0 {
 				if err := attachSteering(rs[0].socks[len(rs[0].socks)-1].fd, cfg.CPUs); err != nil {
@@ -161,6 +189,9 @@ func Open(cfg Config) (rs []*Receiver, warnings []string, err error) {
 		}
 	}
 	for _, r := range rs {
+		for _, s := range r.socks {
+			r.tracked = append(r.tracked, s.st)
+		}
 		r.pfds = make([]unix.PollFd, 0, len(r.socks)+1)
 		for _, s := range r.socks {
 			r.pfds = append(r.pfds, unix.PollFd{Fd: int32(s.fd), Events: unix.POLLIN})
@@ -193,6 +224,7 @@ func newReceiver(w int, cfg *Config) (*Receiver, error) {
 		ctrl:     make([]byte, n*ctrlSize),
 		bufs:     make([]byte, n*stride),
 	}
+	r.refusals, _ = cfg.Filter.(RefusalCounter)
 	for i := range r.hdrs {
 		r.iovs[i].Base = &r.bufs[i*stride]
 		r.iovs[i].SetLen(cfg.MaxPayload)
@@ -231,8 +263,69 @@ func (r *Receiver) Stats() datapath.Stats {
 		Bytes:           r.bytes.Load(),
 		Batches:         r.batches.Load(),
 		Malformed:       r.malformed.Load(),
-		SocketOverflows: r.overflows.Load(),
+		SocketOverflows: r.socketOverflows(),
 	}
+}
+
+// socketOverflows is what full receive buffers dropped on the Receiver's
+// sockets: the growth of each socket's drop counter, minus, with a filter
+// that counts them (a RefusalCounter), the buffers the filter refused.
+//
+// The filter counts a refusal before the kernel adds it to the drop
+// counter, and the drop count used here was read (by the receiving
+// goroutine) before the refusals are: so the difference never exceeds the
+// overflows, though it may fall short of them while refusals are under
+// way. The result is kept as a running maximum, which reaches the exact
+// count once the receiving goroutine has seen the drop counter again
+// (with the next datagram, or when it goes idle: see refreshDrops). The
+// refusals are read only for a socket whose drop count moved since the
+// last time: the same drop count with more refusals can't give more.
+func (r *Receiver) socketOverflows() uint64 {
+	r.statsMu.Lock()
+	defer r.statsMu.Unlock()
+	total := r.closedOverflows
+	for _, st := range r.tracked {
+		total += r.overflowsOf(st)
+	}
+	return total
+}
+
+// overflowsOf updates and returns one socket's overflows; statsMu held.
+func (r *Receiver) overflowsOf(st *sockStat) uint64 {
+	d := st.drops.Load()
+	if r.refusals == nil || st.cookie == 0 {
+		st.overflows = d
+		return d
+	}
+	if d != st.lastDrops {
+		refused, err := r.refusals.RefusedBuffers(st.cookie)
+		if err == nil {
+			st.lastDrops = d
+			if d > refused && d-refused > st.overflows {
+				st.overflows = d - refused
+			}
+		}
+	}
+	return st.overflows
+}
+
+// untrack takes closed sockets' stats out of Stats' list, keeping their
+// last overflow counts, and has the filter forget them. Their last drop
+// count must have been read (refreshDrops) before they were closed.
+func (r *Receiver) untrack(gone []*sockStat) error {
+	r.statsMu.Lock()
+	defer r.statsMu.Unlock()
+	var errs []error
+	for _, st := range gone {
+		r.closedOverflows += r.overflowsOf(st)
+		r.tracked = slices.DeleteFunc(r.tracked, func(x *sockStat) bool { return x == st })
+		if r.refusals != nil && st.cookie != 0 {
+			if err := r.refusals.ForgetSocket(st.cookie); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Release does nothing: a datagram's buffer is only written again by the
@@ -308,7 +401,7 @@ func (r *Receiver) wake() error {
 
 // readCounts are what one read adds to the Receiver's counters.
 type readCounts struct {
-	bytes, malformed, overflows, buffers, copies uint64
+	bytes, malformed, buffers, copies uint64
 }
 
 // read reads the sockets believed ready, from the cursor on, until batch is
@@ -433,7 +526,7 @@ func (r *Receiver) emit(slot, off int, out []datapath.Datagram, now int64, c *re
 	var m cmsgMeta
 	seg := parseCmsgs(r.ctrl[slot*ctrlSize:slot*ctrlSize+int(h.Hdr.Controllen)], &tmpl, &m)
 	if m.hasDrops && off == 0 {
-		c.overflows += s.noteDrops(m.drops)
+		s.noteDrops(m.drops)
 	}
 	if seg <= 0 || seg > ln {
 		seg = ln
@@ -494,24 +587,23 @@ func (r *Receiver) account(n int, c *readCounts) {
 	if c.malformed > 0 {
 		r.malformed.Add(c.malformed)
 	}
-	if c.overflows > 0 {
-		r.overflows.Add(c.overflows)
-	}
 	if c.copies > 0 {
 		r.copies.Add(c.copies)
 	}
 }
 
-// noteDrops takes a reading v of the socket's 32-bit drop counter and
-// returns how much it grew. Readings can arrive out of order (a datagram
-// queued before a SO_MEMINFO read-back is read after it), so a reading
-// behind the last one is ignored; the 32-bit difference handles wraparound.
+// noteDrops takes a reading v of the socket's 32-bit drop counter, adds
+// how much it grew to the socket's stats and returns it. Readings can
+// arrive out of order (a datagram queued before a SO_MEMINFO read-back is
+// read after it), so a reading behind the last one is ignored; the 32-bit
+// difference handles wraparound.
 func (s *sock) noteDrops(v uint32) uint64 {
 	d := v - s.drops
 	if d == 0 || d >= 1<<31 {
 		return 0
 	}
 	s.drops = v
+	s.st.drops.Add(uint64(d))
 	return uint64(d)
 }
 
@@ -596,20 +688,20 @@ func (r *Receiver) wait() error {
 func (r *Receiver) refreshDrops() {
 	r.dropsDirty = false
 	r.dropsLast = time.Now()
-	var overflows uint64
 	for i := range r.socks {
-		s := &r.socks[i]
-		r.meminfoLen = uint32(unsafe.Sizeof(r.meminfo))
-		_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(s.fd), unix.SOL_SOCKET, unix.SO_MEMINFO,
-			uintptr(unsafe.Pointer(&r.meminfo)), uintptr(unsafe.Pointer(&r.meminfoLen)), 0)
-		if errno != 0 || r.meminfoLen < (unix.SK_MEMINFO_DROPS+1)*4 {
-			continue
-		}
-		overflows += s.noteDrops(r.meminfo[unix.SK_MEMINFO_DROPS])
+		r.readDrops(&r.socks[i])
 	}
-	if overflows > 0 {
-		r.overflows.Add(overflows)
+}
+
+// readDrops reads one socket's drop counter with SO_MEMINFO.
+func (r *Receiver) readDrops(s *sock) {
+	r.meminfoLen = uint32(unsafe.Sizeof(r.meminfo))
+	_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(s.fd), unix.SOL_SOCKET, unix.SO_MEMINFO,
+		uintptr(unsafe.Pointer(&r.meminfo)), uintptr(unsafe.Pointer(&r.meminfoLen)), 0)
+	if errno != 0 || r.meminfoLen < (unix.SK_MEMINFO_DROPS+1)*4 {
+		return
 	}
+	s.noteDrops(r.meminfo[unix.SK_MEMINFO_DROPS])
 }
 
 // Close wakes a blocked Receive, waits for it to return, and closes the
@@ -623,10 +715,18 @@ func (r *Receiver) Close() error {
 		r.fdMu.Lock()
 		defer r.fdMu.Unlock()
 		var errs []error
-		for _, s := range r.socks {
+		gone := make([]*sockStat, 0, len(r.socks))
+		for i := range r.socks {
+			s := &r.socks[i]
+			// The last drops, for Stats after Close.
+			r.readDrops(s)
 			if err := unix.Close(s.fd); err != nil {
 				errs = append(errs, fmt.Errorf("can't close socket %v: %w", s.local, err))
 			}
+			gone = append(gone, s.st)
+		}
+		if err := r.untrack(gone); err != nil {
+			errs = append(errs, err)
 		}
 		if err := unix.Close(r.efd); err != nil {
 			errs = append(errs, fmt.Errorf("can't close eventfd: %w", err))

@@ -14,6 +14,9 @@ import (
 type sockOpts struct {
 	// warnings about the receive buffer, deduplicated by Open.
 	warnings []string
+	// cookie is the socket's SO_COOKIE when the filter counts its
+	// refusals per socket (a RefusalCounter), else 0.
+	cookie uint64
 }
 
 // openSocket opens worker's non-blocking UDP socket bound to addr:port with
@@ -115,6 +118,15 @@ func openSocket(addr netip.Addr, port uint16, cfg *Config, worker int) (fd int, 
 				hint = ": it must be a loaded BPF_PROG_TYPE_SOCKET_FILTER program, open until Open returns"
 			}
 			return fd, opts, fmt.Errorf("can't attach the socket filter (SO_ATTACH_BPF, program fd %d) to UDP socket %v: %w%s", cfg.Filter.FD(), ap, err, hint)
+		}
+		if _, ok := cfg.Filter.(RefusalCounter); ok {
+			// Linux 4.12 on; without it the socket's overflows include
+			// the filter's refusals.
+			c, err := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_COOKIE)
+			if err != nil {
+				opts.warnings = append(opts.warnings, fmt.Sprintf("SO_COOKIE: %v; socket overflows include the buffers the socket filter refused", err))
+			}
+			opts.cookie = c
 		}
 	}
 	var sa unix.Sockaddr

@@ -2,8 +2,11 @@ package kernel
 
 import (
 	"encoding/binary"
+	"errors"
 	"net/netip"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 	"unsafe"
@@ -165,7 +168,7 @@ func TestParseCmsgs(t *testing.T) {
 }
 
 func TestNoteDrops(t *testing.T) {
-	var s sock
+	s := newSock(-1, netip.AddrPort{}, 0)
 	if got := s.noteDrops(5); got != 5 {
 		t.Errorf("first reading: %d", got)
 	}
@@ -175,6 +178,88 @@ func TestNoteDrops(t *testing.T) {
 	s.drops = 1<<32 - 2
 	if got := s.noteDrops(3); got != 5 {
 		t.Errorf("across the 32-bit wrap: %d, want 5", got)
+	}
+	if got := s.st.drops.Load(); got != 10 {
+		t.Errorf("the socket's stats count %d drops, want 10", got)
+	}
+}
+
+// fakeRefusals is a RefusalCounter with counts set by the test.
+type fakeRefusals struct {
+	mu      sync.Mutex
+	refused map[uint64]uint64
+	err     error
+	lookups int
+	forgot  []uint64
+}
+
+func (f *fakeRefusals) RefusedBuffers(cookie uint64) (uint64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lookups++
+	return f.refused[cookie], f.err
+}
+
+func (f *fakeRefusals) ForgetSocket(cookie uint64) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.forgot = append(f.forgot, cookie)
+	return nil
+}
+
+// Overflows are drops minus the filter's refusals, read after the drops,
+// never going down, read only when the drops moved; a closed socket keeps
+// its count and is forgotten by the filter.
+func TestSocketOverflowsSubtractRefusals(t *testing.T) {
+	f := &fakeRefusals{refused: map[uint64]uint64{}}
+	r := &Receiver{refusals: f}
+	a, b := newSock(-1, netip.AddrPort{}, 7), newSock(-1, netip.AddrPort{}, 8)
+	plain := newSock(-1, netip.AddrPort{}, 0) // no cookie: drops are overflows
+	r.tracked = []*sockStat{a.st, b.st, plain.st}
+	step := func(name string, want uint64) {
+		t.Helper()
+		if got := r.Stats().SocketOverflows; got != want {
+			t.Errorf("%s: %d overflows, want %d", name, got, want)
+		}
+	}
+	step("nothing dropped", 0)
+	if f.lookups != 0 {
+		t.Errorf("%d lookups with no drops", f.lookups)
+	}
+	// 10 drops on a: 8 refusals, 2 overflows.
+	a.noteDrops(10)
+	f.refused[7] = 8
+	step("a: 10 drops, 8 refused", 2)
+	// Refusals counted whose drops the receiver has not seen yet: the
+	// difference would shrink, the count stays.
+	f.refused[7] = 10
+	a.noteDrops(11)
+	step("a: 11 drops seen, 10 refused", 2)
+	lookups := f.lookups
+	step("a: no new drops", 2)
+	if f.lookups != lookups {
+		t.Errorf("refusals read again though no drop moved")
+	}
+	a.noteDrops(15)
+	step("a: 15 drops, 10 refused", 5)
+	// More refused than dropped (seen): nothing is subtracted below zero.
+	b.noteDrops(3)
+	f.refused[8] = 6
+	step("b: 3 drops, 6 refused", 5)
+	plain.noteDrops(4)
+	step("plain: 4 drops", 9)
+	// A failed read leaves the count and is retried.
+	f.err = errors.New("map gone")
+	a.noteDrops(20)
+	step("a: read fails", 9)
+	f.err = nil
+	step("a: 20 drops, 10 refused", 14)
+	if err := r.untrack([]*sockStat{a.st}); err != nil {
+		t.Fatal(err)
+	}
+	step("a closed", 14)
+	if len(r.tracked) != 2 || !slices.Equal(f.forgot, []uint64{7}) {
+		t.Errorf("tracked %d sockets, forgot %v: want 2 and [7]", len(r.tracked), f.forgot)
 	}
 }
 
@@ -227,7 +312,7 @@ func TestGROSplit(t *testing.T) {
 	}
 	defer unix.Close(r.efd)
 	dst := netip.MustParseAddrPort("198.18.0.2:5000")
-	r.socks = []sock{{fd: -1, local: dst}}
+	r.socks = []sock{newSock(-1, dst, 0)}
 	src := netip.MustParseAddrPort("198.18.0.1:4000")
 	sa := make([]byte, nameSize)
 	binary.NativeEndian.PutUint16(sa, unix.AF_INET)

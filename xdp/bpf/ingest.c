@@ -164,6 +164,22 @@ struct {
 	__type(value, struct sock_counter);
 } sock_counters SEC(".maps");
 
+// Sockets the loader may track at once in sock_refused. The loader may
+// change it.
+#define MAX_SOCKETS 65536
+
+// The buffers the socket filter refused, per socket (by its cookie,
+// SO_COOKIE): the kernel counts them in the socket's drop counter too,
+// and a receiver subtracts them to count only what a full receive buffer
+// lost. The receiver deletes its sockets' entries when it closes them.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_SOCKETS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u64);
+	__type(value, __u64);
+} sock_refused SEC(".maps");
+
 #define ETH_P_8021Q_ 0x8100
 #define ETH_P_8021AD_ 0x88A8
 #define IP_MF_ 0x2000
@@ -399,6 +415,29 @@ int xdpingest_sb(struct xdp_md *ctx)
 	return ingest(ctx, 0);
 }
 
+// refused_on_socket counts a refused buffer against the socket it was for.
+// It counts before the kernel adds the drop to the socket's sk_drops: a
+// reader that reads sk_drops first and this count second never counts a
+// refusal as an overflow.
+static __always_inline void refused_on_socket(struct __sk_buff *skb)
+{
+	// The kernel points skb->sk at the socket while its filter runs.
+	__u64 cookie = bpf_get_socket_cookie(skb);
+	__u64 *n = bpf_map_lookup_elem(&sock_refused, &cookie);
+	if (n) {
+		__sync_fetch_and_add(n, 1);
+		return;
+	}
+	__u64 one = 1;
+	if (!bpf_map_update_elem(&sock_refused, &cookie, &one, BPF_NOEXIST))
+		return;
+	// Another CPU added the entry first. (Or the map is full: then the
+	// refusal stays uncounted here and looks like an overflow.)
+	n = bpf_map_lookup_elem(&sock_refused, &cookie);
+	if (n)
+		__sync_fetch_and_add(n, 1);
+}
+
 static __always_inline int sock_count(struct __sk_buff *skb, __u32 outcome, int keep)
 {
 	struct sock_counter *c = bpf_map_lookup_elem(&sock_counters, &outcome);
@@ -409,6 +448,8 @@ static __always_inline int sock_count(struct __sk_buff *skb, __u32 outcome, int 
 		c->bytes += skb->len;
 		c->buffers++;
 	}
+	if (!keep)
+		refused_on_socket(skb);
 	// A socket filter returns how many bytes to keep: all, or none.
 	return keep ? skb->len : 0;
 }

@@ -1,4 +1,4 @@
-package main
+package measure
 
 import (
 	"fmt"
@@ -23,7 +23,7 @@ const (
 	chartRowHeight = 4 * vg.Inch
 )
 
-func (r *report) plots() ([][]*plot.Plot, error) {
+func (r *Report) plots() ([][]*plot.Plot, error) {
 	var rows [][]*plot.Plot
 	for _, q := range r.Queues {
 		p := plot.New()
@@ -86,7 +86,7 @@ func (r *report) plots() ([][]*plot.Plot, error) {
 }
 
 // drawChart draws the plots onto a canvas of the right height.
-func (r *report) drawChart(newCanvas func(w, h vg.Length) (vg.CanvasSizer, func(io.Writer) error), out io.Writer) error {
+func (r *Report) drawChart(newCanvas func(w, h vg.Length) (vg.CanvasSizer, func(io.Writer) error), out io.Writer) error {
 	rows, err := r.plots()
 	if err != nil {
 		return err
@@ -111,8 +111,8 @@ func pngCanvas(w, h vg.Length) (vg.CanvasSizer, func(io.Writer) error) {
 	return c, func(out io.Writer) error { _, err := (vgimg.PngCanvas{Canvas: c}).WriteTo(out); return err }
 }
 
-// writeChart writes the chart to a file, as SVG or PNG.
-func (r *report) writeChart(name string, svg bool) error {
+// WriteChart writes the chart to a file, as SVG or PNG.
+func (r *Report) WriteChart(name string, svg bool) error {
 	f, err := os.Create(name)
 	if err != nil {
 		return fmt.Errorf("can't write the chart: %w", err)

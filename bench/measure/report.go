@@ -1,9 +1,8 @@
-package main
+package measure
 
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"sort"
 	"strings"
@@ -12,13 +11,13 @@ import (
 	"github.com/xdpingest/xdpingest/bench"
 )
 
-// report is everything compare measured; --json writes it as is.
-type report struct {
+// Report is everything Compare measured, as pktbench --json writes it.
+type Report struct {
 	Tool    string    `json:"tool"`
 	Version string    `json:"version"`
 	Started time.Time `json:"started"`
 	Command []string  `json:"command"`
-	Machine machine   `json:"machine"`
+	Machine Machine   `json:"machine"`
 
 	Generator string   `json:"generator"`
 	IPv6      bool     `json:"ipv6"`
@@ -33,19 +32,20 @@ type report struct {
 	Complete bool   `json:"complete"`
 	Error    string `json:"error,omitempty"`
 
-	Results []*group `json:"results"`
+	Results []*Group `json:"results"`
 }
 
-type machine struct {
+// Machine is where a report was measured.
+type Machine struct {
 	Kernel      string `json:"kernel"`
 	CPUs        int    `json:"cpus"`
 	AllowedCPUs string `json:"allowed_cpus"`
 	LoadAvg     string `json:"loadavg_at_start"`
 }
 
-// group is one path at one queue count and frame size: its runs and what
+// Group is one path at one queue count and frame size: its runs and what
 // they add up to.
-type group struct {
+type Group struct {
 	Queues   int    `json:"queues"`
 	Size     int    `json:"size"`
 	Path     string `json:"path"`
@@ -73,11 +73,11 @@ type group struct {
 	LossRate float64 `json:"loss_rate"`
 	LossFrom string  `json:"loss_from"`
 
-	Runs []*runResult `json:"runs"`
+	Runs []*RunResult `json:"runs"`
 }
 
-// runResult is one run of one path.
-type runResult struct {
+// RunResult is one run of one path.
+type RunResult struct {
 	Rep      int     `json:"rep"`
 	Sent     uint64  `json:"sent"`
 	Received uint64  `json:"received"`
@@ -99,13 +99,14 @@ type runResult struct {
 	Buffers uint64 `json:"buffers,omitempty"`
 }
 
-func (r *report) group(queues, size int, path string) *group {
+// Group returns the group of path at queues and size, added if new.
+func (r *Report) Group(queues, size int, path string) *Group {
 	for _, g := range r.Results {
 		if g.Queues == queues && g.Size == size && g.Path == path {
 			return g
 		}
 	}
-	g := &group{Queues: queues, Size: size, Path: path}
+	g := &Group{Queues: queues, Size: size, Path: path}
 	r.Results = append(r.Results, g)
 	return g
 }
@@ -122,8 +123,8 @@ func median(v []float64) float64 {
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
-// summarize fills in every group's figures from its runs.
-func (r *report) summarize() {
+// Summarize fills in every group's figures from its runs.
+func (r *Report) Summarize() {
 	for _, g := range r.Results {
 		var mpps, gbps, rxcpu, busy []float64
 		var sent, lost uint64
@@ -132,7 +133,7 @@ func (r *report) summarize() {
 			mpps = append(mpps, run.Mpps)
 			gbps = append(gbps, run.Gbps)
 			busy = append(busy, run.BusyUsPerPkt)
-			if run.Received > 0 && g.Path != pathDrop {
+			if run.Received > 0 && g.Path != PathDrop {
 				rxcpu = append(rxcpu, run.RxCPU*1e6/float64(run.Received))
 			}
 			if i == 0 || run.Mpps < g.MinMpps {
@@ -150,15 +151,15 @@ func (r *report) summarize() {
 		if sent > 0 {
 			g.LossRate = float64(lost) / float64(sent)
 		}
-		g.VsDrop = r.pairedRatio(g, pathDrop)
-		g.VsKernel = r.pairedRatio(g, pathKernel)
+		g.VsDrop = r.pairedRatio(g, PathDrop)
+		g.VsKernel = r.pairedRatio(g, PathKernel)
 	}
 }
 
 // pairedRatio is the median over repetitions of g's rate over the rate of
 // the reference path in the same repetition.
-func (r *report) pairedRatio(g *group, ref string) *float64 {
-	var rg *group
+func (r *Report) pairedRatio(g *Group, ref string) *float64 {
+	var rg *Group
 	for _, x := range r.Results {
 		if x.Queues == g.Queues && x.Size == g.Size && x.Path == ref {
 			rg = x
@@ -182,56 +183,8 @@ func (r *report) pairedRatio(g *group, ref string) *float64 {
 	return &v
 }
 
-// writeTable prints the results, one block per queue count and size, in
-// the order of the sweep.
-func (r *report) writeTable(w io.Writer) {
-	fam := "IPv4"
-	if r.IPv6 {
-		fam = "IPv6"
-	}
-	fmt.Fprintf(w, "\npktbench compare: %s generator, %s, %d flow(s), %d x %s per path, alternating; %d CPUs (%s), Linux %s\n",
-		r.Generator, fam, r.Flows, r.Reps, time.Duration(r.Duration*float64(time.Second)), r.Machine.CPUs, r.Machine.AllowedCPUs, r.Machine.Kernel)
-	for _, q := range r.Queues {
-		for _, size := range r.Sizes {
-			var gs []*group
-			for _, p := range r.Paths {
-				for _, g := range r.Results {
-					if g.Queues == q && g.Size == size && g.Path == p && len(g.Runs) > 0 {
-						gs = append(gs, g)
-					}
-				}
-			}
-			if len(gs) == 0 {
-				continue
-			}
-			fmt.Fprintf(w, "\n%d queue(s), %d-byte frames\n", q, size)
-			fmt.Fprintf(w, "  %-11s %8s %8s %8s %8s %7s %9s %10s %9s %8s\n", "path", "Mpps", "min", "max", "Gbit/s", "x drop", "x kernel", "rx µs/pkt", "loss", "runs")
-			for _, g := range gs {
-				fmt.Fprintf(w, "  %-11s %8.3f %8.3f %8.3f %8.3f %7s %9s %10s %8.3f%% %8d\n", g.Path, g.MedianMpps, g.MinMpps, g.MaxMpps, g.MedianGbps,
-					optRatio(g.VsDrop), optRatio(g.VsKernel), optF(g.RxCPUUsPerPkt, "%.3f"), 100*g.LossRate, len(g.Runs))
-			}
-		}
-	}
-	fmt.Fprintf(w, "\nMpps: median of the runs (packets received / generator time); x drop, x kernel: median of the\n"+
-		"per-repetition ratios; rx µs/pkt: CPU time of the receiving threads per packet (xdp-drop has none:\n"+
-		"its work runs in the sender's softirq); loss: sent but never received, from sequence numbers\n"+
-		"(afxdp, kernel, stdnet) or counters (xdp-drop, server).\n")
-	if !r.Complete {
-		fmt.Fprintf(w, "INCOMPLETE: the sweep stopped early (%s)\n", r.Error)
-	}
-}
-
-func optRatio(v *float64) string { return optF(v, "%.2f") }
-
-func optF(v *float64, format string) string {
-	if v == nil {
-		return "-"
-	}
-	return fmt.Sprintf(format, *v)
-}
-
-// writeJSON writes the report to a file.
-func (r *report) writeJSON(name string) error {
+// WriteJSON writes the report to a file, indented.
+func (r *Report) WriteJSON(name string) error {
 	b, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return err
@@ -242,8 +195,9 @@ func (r *report) writeJSON(name string) error {
 	return nil
 }
 
-func readMachine() machine {
-	var m machine
+// ReadMachine describes this machine: kernel, CPUs, load.
+func ReadMachine() Machine {
+	var m Machine
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		m.Kernel = strings.TrimSpace(string(b))
 	}

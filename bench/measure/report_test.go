@@ -1,4 +1,4 @@
-package main
+package measure
 
 import (
 	"bytes"
@@ -10,22 +10,22 @@ import (
 	"testing"
 )
 
-// synthetic returns a report as compare would make it, without running it.
-func synthetic() *report {
-	r := &report{Generator: genLive, Duration: 5, Reps: 3, Sizes: []int{64, 512, 1472}, Queues: []int{1, 2}, Paths: allPaths, Complete: true}
-	rates := map[string]float64{pathDrop: 13, pathAFXDP: 4.8, pathKernel: 0.9, pathStdnet: 0.8, pathServer: 3}
+// synthetic returns a report as Compare would make it, without running it.
+func synthetic() *Report {
+	r := &Report{Generator: GenLive, Duration: 5, Reps: 3, Sizes: []int{64, 512, 1472}, Queues: []int{1, 2}, Paths: DefaultPaths(), Complete: true}
+	rates := map[string]float64{PathDrop: 13, PathAFXDP: 4.8, PathKernel: 0.9, PathStdnet: 0.8, PathServer: 3}
 	for _, q := range r.Queues {
 		for i, size := range r.Sizes {
 			for rep := 1; rep <= r.Reps; rep++ {
 				for _, p := range r.Paths {
-					g := r.group(q, size, p)
+					g := r.Group(q, size, p)
 					mpps := rates[p] * float64(q) * (1 - 0.1*float64(i)) * (1 + 0.01*float64(rep))
-					g.Runs = append(g.Runs, &runResult{Rep: rep, Sent: 1000, Received: 990, Lost: 10, Mpps: mpps, Gbps: mpps * float64(size) * 8 / 1e3, RxCPU: 0.5})
+					g.Runs = append(g.Runs, &RunResult{Rep: rep, Sent: 1000, Received: 990, Lost: 10, Mpps: mpps, Gbps: mpps * float64(size) * 8 / 1e3, RxCPU: 0.5})
 				}
 			}
 		}
 	}
-	r.summarize()
+	r.Summarize()
 	return r
 }
 
@@ -38,10 +38,10 @@ func TestChartDecodes(t *testing.T) {
 	}
 	r := synthetic()
 	pngFile, svgFile := filepath.Join(dir, "chart.png"), filepath.Join(dir, "chart.svg")
-	if err := r.writeChart(pngFile, false); err != nil {
+	if err := r.WriteChart(pngFile, false); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.writeChart(svgFile, true); err != nil {
+	if err := r.WriteChart(svgFile, true); err != nil {
 		t.Fatal(err)
 	}
 	checkPNG(t, pngFile)
@@ -96,7 +96,7 @@ func checkSVG(t *testing.T, name string) {
 
 func TestSummarize(t *testing.T) {
 	r := synthetic()
-	g := r.group(1, 64, pathAFXDP)
+	g := r.Group(1, 64, PathAFXDP)
 	if g.MedianMpps != 4.8*1.02 || g.MinMpps != 4.8*1.01 || g.MaxMpps != 4.8*1.03 {
 		t.Fatalf("median %v min %v max %v", g.MedianMpps, g.MinMpps, g.MaxMpps)
 	}
@@ -106,12 +106,7 @@ func TestSummarize(t *testing.T) {
 	if g.RxCPUUsPerPkt == nil || *g.RxCPUUsPerPkt != 0.5*1e6/990 || g.LossRate != 0.01 {
 		t.Fatalf("rx cpu %v loss %v", g.RxCPUUsPerPkt, g.LossRate)
 	}
-	if d := r.group(1, 64, pathDrop); d.RxCPUUsPerPkt != nil {
+	if d := r.Group(1, 64, PathDrop); d.RxCPUUsPerPkt != nil {
 		t.Fatal("xdp-drop has a receiving thread's CPU")
-	}
-	var b bytes.Buffer
-	r.writeTable(&b)
-	if !bytes.Contains(b.Bytes(), []byte("2 queue(s), 1472-byte frames")) {
-		t.Fatalf("table:\n%s", b.String())
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xdpingest/xdpingest/bench"
+	"github.com/xdpingest/xdpingest/bench/measure"
 	"github.com/xdpingest/xdpingest/internal/testbed"
 	"github.com/xdpingest/xdpingest/internal/version"
 	"github.com/xdpingest/xdpingest/tuning"
@@ -50,8 +51,8 @@ func cmdCompare(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	var (
 		sizes    = fs.String("sizes", "64,512,1472", "frame `sizes` in bytes, Ethernet header included, FCS excluded")
 		queues   = fs.String("queues", "1,2", "queue `counts` to sweep: the bed gets that many queues, with one generator per queue, each pinned to a CPU of its own")
-		paths    = fs.String("paths", strings.Join(allPaths, ","), "receive `paths` to compare, in the order run")
-		gen      = fs.String("gen", genLive, "generator: live, afxdp or sendmmsg")
+		paths    = fs.String("paths", strings.Join(measure.DefaultPaths(), ","), "receive `paths` to compare, in the order run")
+		gen      = fs.String("gen", measure.GenLive, "generator: live, afxdp or sendmmsg")
 		flows    = fs.Int("flows", 1, "flows per generator (source ports)")
 		ipv6     = fs.Bool("ipv6", false, "send IPv6 instead of IPv4")
 		duration = fs.Duration("duration", 5*time.Second, "length of each run")
@@ -92,8 +93,8 @@ Needs root.
 	}
 	for _, p := range strings.Split(*paths, ",") {
 		p = strings.TrimSpace(p)
-		if !slices.Contains(knownPaths, p) {
-			return usageError(stderr, "compare", "unknown path %q in --paths: want some of %s", p, strings.Join(knownPaths, ","))
+		if !slices.Contains(measure.KnownPaths(), p) {
+			return usageError(stderr, "compare", "unknown path %q in --paths: want some of %s", p, strings.Join(measure.KnownPaths(), ","))
 		}
 		if slices.Contains(o.paths, p) {
 			return usageError(stderr, "compare", "path %s is named twice in --paths", p)
@@ -118,7 +119,7 @@ Needs root.
 		return usageError(stderr, "compare", "--flows %d: want at least 1", o.flows)
 	}
 	switch o.gen {
-	case genLive, genAFXDP, genSendmmsg:
+	case measure.GenLive, measure.GenAFXDP, measure.GenSendmmsg:
 	default:
 		return usageError(stderr, "compare", "unknown generator %q: want live, afxdp or sendmmsg", o.gen)
 	}
@@ -131,7 +132,7 @@ Needs root.
 	}
 	noteSlice(o.rx.Slice, stderr)
 	o.gro = *gro
-	if slices.ContainsFunc(o.paths, isServer) {
+	if slices.ContainsFunc(o.paths, measure.IsServer) {
 		if o.xdpingest, err = findXdpingest(*server); err != nil {
 			return usageError(stderr, "compare", "%v", err)
 		}
@@ -142,16 +143,16 @@ Needs root.
 
 	rep, err := compare(ctx, o, stderr)
 	if rep != nil && len(rep.Results) > 0 {
-		rep.writeTable(stdout)
+		writeTable(stdout, rep)
 		var werrs []error
 		if o.jsonOut != "" {
-			werrs = append(werrs, rep.writeJSON(o.jsonOut))
+			werrs = append(werrs, rep.WriteJSON(o.jsonOut))
 		}
 		if o.svgOut != "" {
-			werrs = append(werrs, rep.writeChart(o.svgOut, true))
+			werrs = append(werrs, rep.WriteChart(o.svgOut, true))
 		}
 		if o.pngOut != "" {
-			werrs = append(werrs, rep.writeChart(o.pngOut, false))
+			werrs = append(werrs, rep.WriteChart(o.pngOut, false))
 		}
 		if werr := errors.Join(werrs...); werr != nil && err == nil {
 			err = werr
@@ -179,7 +180,7 @@ func parseInts(s string) ([]int, error) {
 }
 
 // compare runs the sweep and returns the report, complete or not.
-func compare(ctx context.Context, o compareOpts, stderr io.Writer) (*report, error) {
+func compare(ctx context.Context, o compareOpts, stderr io.Writer) (*measure.Report, error) {
 	// Beds of runs that were killed (SIGKILL leaves no chance to clean up).
 	if removed, err := testbed.Sweep(); err != nil {
 		fmt.Fprintf(stderr, "pktbench compare: can't remove the beds of dead processes: %v\n", err)
@@ -191,8 +192,8 @@ func compare(ctx context.Context, o compareOpts, stderr io.Writer) (*report, err
 		return nil, err
 	}
 	cpus := allowed.List()
-	rep := &report{Tool: "pktbench compare", Version: version.String(), Started: time.Now().UTC(), Command: os.Args,
-		Machine: readMachine(), Generator: o.gen, IPv6: o.ipv6, Flows: o.flows, Duration: o.duration.Seconds(), Reps: o.reps,
+	rep := &measure.Report{Tool: "pktbench compare", Version: version.String(), Started: time.Now().UTC(), Command: os.Args,
+		Machine: measure.ReadMachine(), Generator: o.gen, IPv6: o.ipv6, Flows: o.flows, Duration: o.duration.Seconds(), Reps: o.reps,
 		Sizes: o.sizes, Queues: o.queues, Paths: o.paths}
 	rep.Machine.AllowedCPUs = allowed.String()
 	prog := newProgress(stderr, len(o.queues)*len(o.sizes)*o.reps*len(o.paths))
@@ -200,18 +201,18 @@ func compare(ctx context.Context, o compareOpts, stderr io.Writer) (*report, err
 	for _, q := range o.queues {
 		if err := compareBed(ctx, o, q, cpus, rep, prog); err != nil {
 			rep.Error = err.Error()
-			rep.summarize()
+			rep.Summarize()
 			return rep, err
 		}
 	}
 	rep.Complete = true
-	rep.summarize()
+	rep.Summarize()
 	return rep, nil
 }
 
 // compareBed builds a bed with q queues, runs every size, repetition and
 // path on it, and removes it whatever happens.
-func compareBed(ctx context.Context, o compareOpts, q int, cpus []int, rep *report, prog *progress) (err error) {
+func compareBed(ctx context.Context, o compareOpts, q int, cpus []int, rep *measure.Report, prog *progress) (err error) {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -277,7 +278,7 @@ func compareBed(ctx context.Context, o compareOpts, q int, cpus []int, rep *repo
 					return err
 				}
 				prog.start(fmt.Sprintf("%d queue(s), %d bytes, rep %d/%d, %s", q, size, r, o.reps, path))
-				g := rep.group(q, size, path)
+				g := rep.Group(q, size, path)
 				// A port per run: frames of the last run still queued in
 				// the veth's rings when its path stopped go to another
 				// port, and no counter of this run sees them.
@@ -299,7 +300,7 @@ func compareBed(ctx context.Context, o compareOpts, q int, cpus []int, rep *repo
 }
 
 // runOnce starts a path, runs the generators against it, and stops it.
-func runOnce(ctx context.Context, path string, po pathOpts, spec genSpec, genEth *ethStats) (res *runResult, desc string, err error) {
+func runOnce(ctx context.Context, path string, po pathOpts, spec genSpec, genEth *ethStats) (res *measure.RunResult, desc string, err error) {
 	rx, err := startPath(path, po)
 	if err != nil {
 		return nil, "", err
@@ -344,7 +345,7 @@ func runOnce(ctx context.Context, path string, po pathOpts, spec genSpec, genEth
 		return nil, desc, err
 	}
 	d := final.sub(s0)
-	res = &runResult{Sent: gres.Total, Received: d.Packets, Elapsed: gres.Elapsed.Seconds(), RxCPU: d.RxCPU.Seconds(),
+	res = &measure.RunResult{Sent: gres.Total, Received: d.Packets, Elapsed: gres.Elapsed.Seconds(), RxCPU: d.RxCPU.Seconds(),
 		Drops: d.Drops, CPU: c1.Since(c0), Buffers: d.Buffers}
 	if genEth != nil {
 		gen1 := map[string]uint64{}

@@ -12,15 +12,9 @@ import (
 	"time"
 
 	"github.com/xdpingest/xdpingest/bench"
+	"github.com/xdpingest/xdpingest/bench/measure"
 	"github.com/xdpingest/xdpingest/internal/testbed"
 	"github.com/xdpingest/xdpingest/tuning"
-)
-
-// Generator kinds.
-const (
-	genLive     = "live"     // BPF_PROG_RUN live frames, XDP_TX
-	genAFXDP    = "afxdp"    // AF_XDP TX ring
-	genSendmmsg = "sendmmsg" // UDP sockets, sendmmsg
 )
 
 // genSpec describes a set of generators: one per CPU in CPUs (or a single
@@ -65,7 +59,7 @@ func (r genResult) pps() float64 {
 
 func (s *genSpec) check() error {
 	switch s.Kind {
-	case genLive, genAFXDP, genSendmmsg:
+	case measure.GenLive, measure.GenAFXDP, measure.GenSendmmsg:
 	default:
 		return fmt.Errorf("unknown generator %q: want live, afxdp or sendmmsg", s.Kind)
 	}
@@ -89,7 +83,7 @@ func (s *genSpec) check() error {
 	if int(s.Stream)+n-1 >= bench.MaxStreams {
 		return fmt.Errorf("stream ids %d..%d: at most %d", s.Stream, int(s.Stream)+n-1, bench.MaxStreams-1)
 	}
-	if s.Kind == genAFXDP {
+	if s.Kind == measure.GenAFXDP {
 		if s.AFXDPFrameSize == 0 {
 			s.AFXDPFrameSize = 2048
 			if s.Size > 2048 {
@@ -187,9 +181,9 @@ func (g *genOne) run(ctx context.Context) (uint64, time.Duration, error) {
 		return 0, 0, fmt.Errorf("can't block signals on the generator's thread: %w", err)
 	}
 	switch g.spec.Kind {
-	case genLive:
+	case measure.GenLive:
 		return g.runLive(ctx)
-	case genAFXDP:
+	case measure.GenAFXDP:
 		return g.runAFXDP(ctx)
 	}
 	return g.runSendmmsg(ctx)
@@ -242,7 +236,7 @@ func cmdGen(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("gen", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
-		kind    = fs.String("gen", genLive, "generator: live (XDP live frames, BPF_PROG_RUN + XDP_TX), afxdp (AF_XDP TX ring) or sendmmsg (UDP sockets)")
+		kind    = fs.String("gen", measure.GenLive, "generator: live (XDP live frames, BPF_PROG_RUN + XDP_TX), afxdp (AF_XDP TX ring) or sendmmsg (UDP sockets)")
 		iface   = fs.String("iface", "", "the `interface` to send on (required)")
 		netns   = fs.String("netns", "", "run in this network `namespace` (from `ip netns list`)")
 		dst     = fs.String("dst", "", "destination `IP:PORT` (required)")
@@ -318,7 +312,7 @@ that could flood a link: the interface and the destination are always named.
 		return usageError(stderr, "gen", "%v", err)
 	}
 	spec.Src, spec.Dst = srcAP, dstAP
-	if spec.Kind != genSendmmsg {
+	if spec.Kind != measure.GenSendmmsg {
 		if *dstMAC != "" {
 			if spec.DstMAC, err = net.ParseMAC(*dstMAC); err != nil {
 				return usageError(stderr, "gen", "--dst-mac: %v", err)

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xdpingest/xdpingest/bench"
+	"github.com/xdpingest/xdpingest/bench/measure"
 	"github.com/xdpingest/xdpingest/internal/testbed"
 	"github.com/xdpingest/xdpingest/xdp"
 )
@@ -141,7 +142,7 @@ func passProgram(t *testing.T, b *testbed.Bed) *xdp.Program {
 // exactly once, which the meter reads back.
 func TestGenFramesValid(t *testing.T) {
 	requireRoot(t)
-	for _, kind := range []string{genLive, genAFXDP, genSendmmsg} {
+	for _, kind := range []string{measure.GenLive, measure.GenAFXDP, measure.GenSendmmsg} {
 		for _, v6 := range []bool{false, true} {
 			name := kind + "/ipv4"
 			if v6 {
@@ -150,7 +151,7 @@ func TestGenFramesValid(t *testing.T) {
 			t.Run(name, func(t *testing.T) {
 				b := testbed.NewT(t, testbed.Config{Queues: 2})
 				passProgram(t, b)
-				if kind == genSendmmsg {
+				if kind == measure.GenSendmmsg {
 					// veth offloads the UDP checksum: with it on, frames
 					// cross with a partial checksum that only the
 					// receiving stack completes. Off, the kernel writes
@@ -212,12 +213,12 @@ func TestGenFramesValid(t *testing.T) {
 func TestGenRate(t *testing.T) {
 	requireRoot(t)
 	const rate, dur = 20000.0, 5 * time.Second
-	for _, kind := range []string{genLive, genAFXDP, genSendmmsg} {
+	for _, kind := range []string{measure.GenLive, measure.GenAFXDP, measure.GenSendmmsg} {
 		// One at a time: three generators at once on two cores would test
 		// the scheduler more than the pacing.
 		t.Run(kind, func(t *testing.T) {
 			b := testbed.NewT(t, testbed.Config{})
-			rx, err := startPath(pathDrop, pathOpts{Side: b.Rx, Iface: b.Rx.Link, Port: 9000})
+			rx, err := startPath(measure.PathDrop, pathOpts{Side: b.Rx, Iface: b.Rx.Link, Port: 9000})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -272,7 +273,7 @@ func TestGenFlagErrors(t *testing.T) {
 }
 
 func TestGenSpecChecks(t *testing.T) {
-	base := genSpec{Kind: genLive, Src: netip.MustParseAddrPort("198.18.0.1:10000"), Dst: netip.MustParseAddrPort("198.18.0.2:9000"), Size: 64, Count: 1}
+	base := genSpec{Kind: measure.GenLive, Src: netip.MustParseAddrPort("198.18.0.1:10000"), Dst: netip.MustParseAddrPort("198.18.0.2:9000"), Size: 64, Count: 1}
 	for _, c := range []struct {
 		mod  func(*genSpec)
 		want string
@@ -281,7 +282,7 @@ func TestGenSpecChecks(t *testing.T) {
 		{func(s *genSpec) { s.Count = 0 }, "never runs unbounded"},
 		{func(s *genSpec) { s.Size = 40 }, "below"},
 		{func(s *genSpec) { s.Flows = 60000 }, "run past 65535"},
-		{func(s *genSpec) { s.Kind, s.Size = genAFXDP, 5000 }, "at most 4096"},
+		{func(s *genSpec) { s.Kind, s.Size = measure.GenAFXDP, 5000 }, "at most 4096"},
 		{func(s *genSpec) { s.Stream = bench.MaxStreams }, "stream ids"},
 	} {
 		s := base

@@ -10,7 +10,6 @@ import (
 	"net/netip"
 	"regexp"
 	"runtime"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xdpingest/xdpingest/bench"
+	"github.com/xdpingest/xdpingest/bench/measure"
 	"github.com/xdpingest/xdpingest/datapath"
 	"github.com/xdpingest/xdpingest/datapath/afxdp"
 	"github.com/xdpingest/xdpingest/datapath/kernel"
@@ -29,32 +29,6 @@ import (
 	"github.com/xdpingest/xdpingest/tuning"
 	"github.com/xdpingest/xdpingest/xdp"
 )
-
-// The receive paths pktbench measures.
-const (
-	pathDrop   = "xdp-drop" // the XDP program drops and counts: the ceiling
-	pathAFXDP  = "afxdp"    // datapath/afxdp, one socket per queue
-	pathKernel = "kernel"   // datapath/kernel, SO_REUSEPORT + recvmmsg
-	pathStdnet = "stdnet"   // one net.UDPConn.ReadFromUDP loop
-	pathServer = "server"   // xdpingest run --sink discard
-	// pathServerPcap is the server writing pcap files (into a temporary
-	// directory removed after the run): what the pcap sink costs.
-	pathServerPcap = "server-pcap"
-	// pathCref is bench/cref/xskdrop, a reference AF_XDP receiver in C
-	// that never reads a frame; pathCrefWalk reads each frame's headers
-	// and sequence number, as the afxdp path does.
-	pathCref     = "afxdp-c"
-	pathCrefWalk = "afxdp-c-walk"
-)
-
-// allPaths are the paths compare runs by default.
-var allPaths = []string{pathDrop, pathAFXDP, pathKernel, pathStdnet, pathServer}
-
-// knownPaths are every path --paths and --path take.
-var knownPaths = append(slices.Clone(allPaths), pathServerPcap, pathCref, pathCrefWalk)
-
-// isServer says the path runs the xdpingest binary.
-func isServer(p string) bool { return p == pathServer || p == pathServerPcap }
 
 // pathOpts say where and how to receive.
 type pathOpts struct {
@@ -216,20 +190,20 @@ func startPath(name string, o pathOpts) (receiver, error) {
 		}
 	}
 	switch name {
-	case pathDrop:
+	case measure.PathDrop:
 		return startDrop(o)
-	case pathAFXDP:
+	case measure.PathAFXDP:
 		return startAFXDP(o)
-	case pathKernel, pathStdnet:
+	case measure.PathKernel, measure.PathStdnet:
 		return startKernel(name, o)
-	case pathServer:
+	case measure.PathServer:
 		return startServer(o, "")
-	case pathServerPcap:
+	case measure.PathServerPcap:
 		return startServer(o, "pcap")
-	case pathCref, pathCrefWalk:
-		return startCref(o, name == pathCrefWalk)
+	case measure.PathCref, measure.PathCrefWalk:
+		return startCref(o, name == measure.PathCrefWalk)
 	}
-	return nil, fmt.Errorf("unknown path %q: want one of %s", name, strings.Join(knownPaths, ", "))
+	return nil, fmt.Errorf("unknown path %q: want one of %s", name, strings.Join(measure.KnownPaths(), ", "))
 }
 
 // --- the XDP program and the interface's counters, shared by the paths ---
@@ -616,7 +590,7 @@ func startKernel(name string, o pathOpts) (receiver, error) {
 		r.a.close()
 		return nil, err
 	}
-	if name == pathKernel {
+	if name == measure.PathKernel {
 		err := nsDo(o.Side, func() (err error) {
 			r.rs, _, err = kernel.Open(kernel.Config{Ports: []uint16{o.Port}, Workers: len(o.Queues),
 				RcvBuf: kernelRcvBuf, ForceRcvBuf: true})
@@ -709,7 +683,7 @@ func (r *kernelRx) Describe() string {
 	if r.a == nil {
 		x = ", no XDP program"
 	}
-	if r.name == pathStdnet {
+	if r.name == measure.PathStdnet {
 		return "net.UDPConn.ReadFromUDP, 1 socket, 1 goroutine" + x
 	}
 	return fmt.Sprintf("SO_REUSEPORT + recvmmsg, %d worker(s)%s", len(r.rs), x)

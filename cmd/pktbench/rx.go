@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/xdpingest/xdpingest/bench"
+	"github.com/xdpingest/xdpingest/bench/measure"
 	"github.com/xdpingest/xdpingest/tuning"
 	"github.com/xdpingest/xdpingest/xdp"
 )
@@ -82,18 +83,18 @@ reports what is missing below the highest number seen of each stream.
 		o.CPUs = c.List()
 	}
 	known := false
-	for _, p := range knownPaths {
+	for _, p := range measure.KnownPaths() {
 		known = known || p == *path
 	}
 	if !known {
-		return usageError(stderr, "rx", "unknown path %q: want one of %s", *path, strings.Join(knownPaths, ", "))
+		return usageError(stderr, "rx", "unknown path %q: want one of %s", *path, strings.Join(measure.KnownPaths(), ", "))
 	}
 	o.PcapDir = *pcapDir
 	if err := rxf.apply(&o); err != nil {
 		return usageError(stderr, "rx", "%v", err)
 	}
 	noteSlice(o.Slice, stderr)
-	if isServer(*path) {
+	if measure.IsServer(*path) {
 		if o.Xdpingest, err = findXdpingest(*server); err != nil {
 			return usageError(stderr, "rx", "%v", err)
 		}
@@ -144,7 +145,7 @@ loop:
 	fmt.Fprintf(stdout, "summary: %d packets in %.1fs: %.3f Mpps, %.3f Gbit/s\n", tot.Packets, elapsed.Seconds(),
 		float64(tot.Packets)/elapsed.Seconds()/1e6, float64(tot.Bytes)*8/elapsed.Seconds()/1e9)
 	fmt.Fprintf(stdout, "  drops: %s\n", formatDrops(tot.Drops, 0))
-	if tot.Packets > 0 && *path != pathDrop {
+	if tot.Packets > 0 && *path != measure.PathDrop {
 		fmt.Fprintf(stdout, "  receiving threads' CPU: %.3fs, %.3f µs per packet\n", tot.RxCPU.Seconds(), tot.RxCPU.Seconds()*1e6/float64(tot.Packets))
 	}
 	fmt.Fprintf(stdout, "  CPU over the run: %s\n", bench.FormatLoads(cpuEnd.Since(cpu0)))

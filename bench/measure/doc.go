@@ -1,0 +1,14 @@
+// Package measure runs xdpingest's receive paths against traffic
+// generators and measures them: what pktbench does, as a library that
+// tests and other programs can call.
+//
+// It owns the receive paths as pktbench knows them (StartPath: xdp-drop,
+// afxdp, kernel, stdnet, the xdpingest server, and the C reference
+// bench/cref/xskdrop), the sets of pinned generators that drive them
+// (RunGenerators), the side-by-side sweep on a test bed of its own
+// (Compare), and its Report, with the summaries, JSON and charts.
+// Flags, validation messages and printed tables are pktbench's.
+//
+// It sits above datapath, xdp and bench: bench stays a leaf that the
+// datapath packages' tests can import.
+package measure

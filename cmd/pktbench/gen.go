@@ -2,234 +2,15 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
-	"sync"
-	"time"
 
-	"github.com/xdpingest/xdpingest/bench"
 	"github.com/xdpingest/xdpingest/bench/measure"
-	"github.com/xdpingest/xdpingest/internal/testbed"
 	"github.com/xdpingest/xdpingest/tuning"
 )
-
-// genSpec describes a set of generators: one per CPU in CPUs (or a single
-// unpinned one), generator i stamping stream Stream+i and, for afxdp,
-// sending on TX queue Queues[i].
-type genSpec struct {
-	Kind  string
-	Side  *testbed.Side
-	Iface ifaceInfo
-
-	SrcMAC, DstMAC net.HardwareAddr
-	Src, Dst       netip.AddrPort // Src's port is the first flow's
-	Size           int            // frame size without FCS
-	Flows          int
-
-	// Rate (pps) and Count are totals, split evenly over the generators.
-	Rate     float64
-	Count    uint64
-	Duration time.Duration
-
-	Stream uint16
-	CPUs   []int
-	Queues []int // afxdp: TX queue per generator (default 0, 1, ...)
-	// AFXDPFrameSize is the UMEM chunk of the afxdp generator (2048 or 4096).
-	AFXDPFrameSize int
-}
-
-// genResult is what a set of generators sent.
-type genResult struct {
-	// Sent per stream id: counters 0..Sent-1 went out.
-	Sent    map[uint16]uint64
-	Total   uint64
-	Elapsed time.Duration // the longest generator's
-}
-
-func (r genResult) pps() float64 {
-	if r.Elapsed <= 0 {
-		return 0
-	}
-	return float64(r.Total) / r.Elapsed.Seconds()
-}
-
-func (s *genSpec) check() error {
-	switch s.Kind {
-	case measure.GenLive, measure.GenAFXDP, measure.GenSendmmsg:
-	default:
-		return fmt.Errorf("unknown generator %q: want live, afxdp or sendmmsg", s.Kind)
-	}
-	if s.Count == 0 && s.Duration <= 0 {
-		return errors.New("a generator needs --count or --duration: it never runs unbounded")
-	}
-	if s.Rate < 0 {
-		return fmt.Errorf("negative rate %v", s.Rate)
-	}
-	if s.Flows <= 0 {
-		s.Flows = 1
-	}
-	if int(s.Src.Port())+max(1, len(s.CPUs))*s.Flows-1 > 65535 {
-		return fmt.Errorf("%d generator(s) of %d flows from source port %d run past 65535", max(1, len(s.CPUs)), s.Flows, s.Src.Port())
-	}
-	v6 := !s.Dst.Addr().Is4()
-	if s.Size < bench.MinFrameSize(v6) {
-		return fmt.Errorf("frame size %d is below the %d bytes of headers and a sequence number", s.Size, bench.MinFrameSize(v6))
-	}
-	n := max(1, len(s.CPUs))
-	if int(s.Stream)+n-1 >= bench.MaxStreams {
-		return fmt.Errorf("stream ids %d..%d: at most %d", s.Stream, int(s.Stream)+n-1, bench.MaxStreams-1)
-	}
-	if s.Kind == measure.GenAFXDP {
-		if s.AFXDPFrameSize == 0 {
-			s.AFXDPFrameSize = 2048
-			if s.Size > 2048 {
-				s.AFXDPFrameSize = 4096
-			}
-		}
-		if s.Size > s.AFXDPFrameSize {
-			return fmt.Errorf("AF_XDP sends frames of at most %d bytes, not %d", s.AFXDPFrameSize, s.Size)
-		}
-	}
-	return nil
-}
-
-// runGenerators runs the generators and waits for all of them. They stop at
-// their count or duration, or when ctx is done.
-func runGenerators(ctx context.Context, spec genSpec) (genResult, error) {
-	if err := spec.check(); err != nil {
-		return genResult{}, err
-	}
-	tpl, err := bench.BuildTemplate(bench.FrameSpec{SrcMAC: spec.SrcMAC, DstMAC: spec.DstMAC, Src: spec.Src, Dst: spec.Dst, Size: spec.Size})
-	if err != nil {
-		return genResult{}, err
-	}
-	cpus := spec.CPUs
-	n := max(1, len(cpus))
-	res := genResult{Sent: map[uint16]uint64{}}
-	var (
-		mu   sync.Mutex
-		errs []error
-		wg   sync.WaitGroup
-	)
-	// The generators fail together: one that can't start stops the rest.
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	for i := 0; i < n; i++ {
-		g := genOne{spec: &spec, tpl: tpl, index: i, stream: spec.Stream + uint16(i), cpu: -1}
-		if len(cpus) > 0 {
-			g.cpu = cpus[i]
-		}
-		g.count = spec.Count / uint64(n)
-		if uint64(i) < spec.Count%uint64(n) {
-			g.count++
-		}
-		if spec.Count > 0 && g.count == 0 {
-			continue
-		}
-		g.rate = spec.Rate / float64(n)
-		g.queue = i
-		if i < len(spec.Queues) {
-			g.queue = spec.Queues[i]
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sent, elapsed, err := g.run(ctx)
-			mu.Lock()
-			defer mu.Unlock()
-			res.Sent[g.stream] = sent
-			res.Total += sent
-			res.Elapsed = max(res.Elapsed, elapsed)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("generator %d: %w", i, err))
-				cancel()
-			}
-		}()
-	}
-	wg.Wait()
-	return res, errors.Join(errs...)
-}
-
-// genOne is one generator of a set.
-type genOne struct {
-	spec   *genSpec
-	tpl    bench.Template
-	index  int
-	stream uint16
-	cpu    int // -1: not pinned
-	queue  int
-	count  uint64
-	rate   float64
-}
-
-// run runs the generator on a thread of its own, in the namespace, pinned.
-// The thread is never unlocked: the runtime discards it afterwards.
-func (g *genOne) run(ctx context.Context) (uint64, time.Duration, error) {
-	if err := nsEnter(g.spec.Side); err != nil {
-		return 0, 0, err
-	}
-	if g.cpu >= 0 {
-		if err := tuning.PinThread(g.cpu); err != nil {
-			return 0, 0, err
-		}
-	}
-	if err := blockAsyncSignals(); err != nil {
-		return 0, 0, fmt.Errorf("can't block signals on the generator's thread: %w", err)
-	}
-	switch g.spec.Kind {
-	case measure.GenLive:
-		return g.runLive(ctx)
-	case measure.GenAFXDP:
-		return g.runAFXDP(ctx)
-	}
-	return g.runSendmmsg(ctx)
-}
-
-func (g *genOne) runLive(ctx context.Context) (uint64, time.Duration, error) {
-	// A program per run: its sequence counter starts at 0.
-	live, err := bench.LoadLive()
-	if err != nil {
-		return 0, 0, err
-	}
-	defer live.Close()
-	cfg := g.tpl.Config()
-	cfg.Ifindex = g.spec.Iface.Index
-	cfg.Flows, cfg.SportBase, cfg.Stream = g.spec.Flows, g.sportBase(), g.stream
-	cfg.Count, cfg.Duration, cfg.Rate = g.count, g.spec.Duration, max(g.rate, 0)
-	res, err := live.Run(ctx, cfg)
-	return res.Sent, res.Elapsed, err
-}
-
-// sportBase is the generator's first source port: generators of a set
-// use consecutive ranges of Flows ports.
-func (g *genOne) sportBase() uint16 {
-	return g.spec.Src.Port() + uint16(g.index*g.spec.Flows)
-}
-
-func (g *genOne) runSendmmsg(ctx context.Context) (uint64, time.Duration, error) {
-	hl := len(g.tpl.Frame) - g.tpl.PayloadLen
-	size := g.spec.Size - hl
-	stream := g.stream
-	gen, err := bench.NewUDPGen(bench.UDPGenConfig{
-		Dst: g.spec.Dst, Src: g.spec.Src.Addr(), SrcPort: g.sportBase(), Flows: g.spec.Flows,
-		Count: g.count, Duration: g.spec.Duration, Rate: g.rate, Size: size,
-		Payload: func(buf []byte, seq uint64) []byte {
-			p := buf[:size]
-			bench.PutWide(p, bench.StreamSeq(stream, seq))
-			return p
-		},
-	})
-	if err != nil {
-		return 0, 0, err
-	}
-	defer gen.Close()
-	res, err := gen.Run(ctx)
-	return res.Sent, res.Elapsed, err
-}
 
 // cmdGen is `pktbench gen`.
 func cmdGen(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -283,7 +64,7 @@ that could flood a link: the interface and the destination are always named.
 	if err != nil {
 		return usageError(stderr, "gen", "%v", err)
 	}
-	spec := genSpec{Kind: *kind, Side: side, Size: *size, Flows: *flows, Rate: *rate, Count: *count, Duration: *dur, Stream: uint16(*stream)}
+	spec := measure.GenSpec{Kind: *kind, Side: side, Size: *size, Flows: *flows, Rate: *rate, Count: *count, Duration: *dur, Stream: uint16(*stream)}
 	if *cpuList != "" {
 		set, err := tuning.ParseCPUList(*cpuList)
 		if err != nil {
@@ -301,7 +82,7 @@ that could flood a link: the interface and the destination are always named.
 			return usageError(stderr, "gen", "--queues names %d queues for %d generators: give one per generator (--cpus)", len(spec.Queues), max(1, len(spec.CPUs)))
 		}
 	}
-	info, err := lookupIface(side, *iface)
+	info, err := measure.LookupIface(side, *iface)
 	if err != nil {
 		return failure(ctx, stderr, "gen", err)
 	}
@@ -317,11 +98,11 @@ that could flood a link: the interface and the destination are always named.
 			if spec.DstMAC, err = net.ParseMAC(*dstMAC); err != nil {
 				return usageError(stderr, "gen", "--dst-mac: %v", err)
 			}
-		} else if spec.DstMAC, err = neighbourMAC(side, info.Index, info.Name, dstAP.Addr()); err != nil {
-			return failure(ctx, stderr, "gen", err)
+		} else if spec.DstMAC, err = measure.NeighbourMAC(side, info.Index, info.Name, dstAP.Addr()); err != nil {
+			return failure(ctx, stderr, "gen", fmt.Errorf("%w, or give --dst-mac", err))
 		}
 	}
-	if err := spec.check(); err != nil {
+	if err := spec.Check(); err != nil {
 		return usageError(stderr, "gen", "%v", err)
 	}
 	bound := fmt.Sprintf("%d frames", spec.Count)
@@ -336,7 +117,7 @@ that could flood a link: the interface and the destination are always named.
 	}
 	fmt.Fprintf(stdout, "gen %s: %s -> %s on %s, %d-byte frames, %d flow(s), %d generator(s), %s, %s\n",
 		spec.Kind, spec.Src, spec.Dst, info.Name, spec.Size, spec.Flows, max(1, len(spec.CPUs)), rateS, bound)
-	res, err := runGenerators(ctx, spec)
+	res, err := measure.RunGenerators(ctx, spec)
 	printGenResult(stdout, spec, res)
 	if err != nil {
 		return failure(ctx, stderr, "gen", err)
@@ -347,9 +128,9 @@ that could flood a link: the interface and the destination are always named.
 	return exitOK
 }
 
-func printGenResult(w io.Writer, spec genSpec, res genResult) {
+func printGenResult(w io.Writer, spec measure.GenSpec, res measure.GenResult) {
 	fmt.Fprintf(w, "sent %d frames in %.3fs: %.3f Mpps, %.3f Gbit/s (frames of %d bytes)\n",
-		res.Total, res.Elapsed.Seconds(), res.pps()/1e6, res.pps()*float64(spec.Size)*8/1e9, spec.Size)
+		res.Total, res.Elapsed.Seconds(), res.PPS()/1e6, res.PPS()*float64(spec.Size)*8/1e9, spec.Size)
 	if len(res.Sent) > 1 {
 		for id := spec.Stream; int(id) < int(spec.Stream)+len(res.Sent); id++ {
 			fmt.Fprintf(w, "  stream %d: %d\n", id, res.Sent[id])
@@ -358,11 +139,11 @@ func printGenResult(w io.Writer, spec genSpec, res genResult) {
 }
 
 // parseSrc parses --src, filling in the interface's address and port 10000.
-func parseSrc(s string, info ifaceInfo, v4 bool) (netip.AddrPort, error) {
+func parseSrc(s string, info measure.Iface, v4 bool) (netip.AddrPort, error) {
 	const defPort = 10000
 	fam := map[bool]string{true: "IPv4", false: "IPv6"}[v4]
 	if s == "" {
-		a, ok := info.firstAddr(v4)
+		a, ok := info.FirstAddr(v4)
 		if !ok {
 			return netip.AddrPort{}, fmt.Errorf("%s has no %s address to send from: give --src", info.Name, fam)
 		}

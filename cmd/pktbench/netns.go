@@ -1,16 +1,9 @@
 package main
 
 import (
-	"errors"
 	"fmt"
-	"net"
-	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
-
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 
 	"github.com/xdpingest/xdpingest/internal/testbed"
 )
@@ -30,99 +23,10 @@ func lookupNetns(name string) (*testbed.Side, error) {
 	return testbed.Lookup(name), nil
 }
 
-// nsDo runs fn on a thread in the side's namespace (nil: this one).
-func nsDo(side *testbed.Side, fn func() error) error {
-	if side == nil {
-		return fn()
-	}
-	return side.Do(fn)
-}
-
-// nsEnter locks the calling goroutine to its thread and moves the thread
-// into the side's namespace (nil: leaves it where it is). The thread must
-// stay locked until the goroutine exits, after which the runtime discards
-// it: callers pin such threads to CPUs too.
-func nsEnter(side *testbed.Side) error {
-	runtime.LockOSThread()
-	if side == nil {
-		return nil
-	}
-	return side.Enter()
-}
-
-// ifaceInfo is what the generators and receivers need of an interface, read
-// in its namespace.
-type ifaceInfo struct {
-	Name  string
-	Index int
-	MAC   net.HardwareAddr
-	Addrs []netip.Addr
-}
-
-func lookupIface(side *testbed.Side, name string) (ifaceInfo, error) {
-	var info ifaceInfo
-	err := nsDo(side, func() error {
-		ifi, err := net.InterfaceByName(name)
-		if err != nil {
-			return fmt.Errorf("can't find interface %s%s: %w", name, where(side), err)
-		}
-		info = ifaceInfo{Name: ifi.Name, Index: ifi.Index, MAC: ifi.HardwareAddr}
-		addrs, err := ifi.Addrs()
-		if err != nil {
-			return fmt.Errorf("can't read the addresses of %s: %w", name, err)
-		}
-		for _, a := range addrs {
-			if ipn, ok := a.(*net.IPNet); ok {
-				if ip, ok := netip.AddrFromSlice(ipn.IP); ok && !ip.IsLinkLocalUnicast() {
-					info.Addrs = append(info.Addrs, ip.Unmap())
-				}
-			}
-		}
-		return nil
-	})
-	return info, err
-}
-
-// firstAddr returns the interface's first address of the family.
-func (i ifaceInfo) firstAddr(v4 bool) (netip.Addr, bool) {
-	for _, a := range i.Addrs {
-		if a.Is4() == v4 {
-			return a, true
-		}
-	}
-	return netip.Addr{}, false
-}
-
-// neighbourMAC looks dst up in the interface's neighbour table.
-func neighbourMAC(side *testbed.Side, ifindex int, ifname string, dst netip.Addr) (net.HardwareAddr, error) {
-	var mac net.HardwareAddr
-	err := nsDo(side, func() error {
-		family := unix.AF_INET6
-		if dst.Is4() {
-			family = unix.AF_INET
-		}
-		neighs, err := netlink.NeighList(ifindex, family)
-		if err != nil {
-			return fmt.Errorf("can't read the neighbour table of %s: %w", ifname, err)
-		}
-		for _, n := range neighs {
-			ip, ok := netip.AddrFromSlice(n.IP)
-			if ok && ip.Unmap() == dst && len(n.HardwareAddr) == 6 && n.State&(netlink.NUD_FAILED|netlink.NUD_INCOMPLETE) == 0 {
-				mac = n.HardwareAddr
-				return nil
-			}
-		}
-		return errors.New("not found")
-	})
-	if err != nil {
-		return nil, fmt.Errorf("no neighbour entry for %s on %s (%v): give --dst-mac, or let the kernel resolve it first (ping %s)", dst, ifname, err, dst)
-	}
-	return mac, nil
-}
-
-func where(side *testbed.Side) string {
-	if side == nil {
+// inNetns says where a command runs, for its first line.
+func inNetns(name string) string {
+	if name == "" {
 		return ""
 	}
-	return " in network namespace " + side.Netns
+	return " in network namespace " + name
 }

@@ -5,12 +5,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/xdpingest/xdpingest/bench"
 	"github.com/xdpingest/xdpingest/bench/measure"
+	"github.com/xdpingest/xdpingest/datapath/afxdp"
 	"github.com/xdpingest/xdpingest/tuning"
 	"github.com/xdpingest/xdpingest/xdp"
 )
@@ -67,7 +69,10 @@ reports what is missing below the highest number seen of each stream.
 	if err != nil {
 		return usageError(stderr, "rx", "%v", err)
 	}
-	o := pathOpts{Side: side, Iface: *iface, Port: uint16(*port), MaxFrame: *maxFrame, XDPMode: mode, NoXDP: *noXDP, Meter: true, Log: stderr}
+	o := measure.PathOptions{Side: side, Iface: *iface, Port: uint16(*port), XDPMode: mode, NoXDP: *noXDP, Meter: true}
+	if *maxFrame > afxdp.DefaultFrameSize-256 {
+		o.FrameSize = 4096
+	}
 	if *queues != "" {
 		q, err := tuning.ParseCPUList(*queues)
 		if err != nil {
@@ -82,29 +87,23 @@ reports what is missing below the highest number seen of each stream.
 		}
 		o.CPUs = c.List()
 	}
-	known := false
-	for _, p := range measure.KnownPaths() {
-		known = known || p == *path
-	}
-	if !known {
+	if !slices.Contains(measure.KnownPaths(), *path) {
 		return usageError(stderr, "rx", "unknown path %q: want one of %s", *path, strings.Join(measure.KnownPaths(), ", "))
 	}
 	o.PcapDir = *pcapDir
 	if err := rxf.apply(&o); err != nil {
 		return usageError(stderr, "rx", "%v", err)
 	}
-	noteSlice(o.Slice, stderr)
-	if measure.IsServer(*path) {
-		if o.Xdpingest, err = findXdpingest(*server); err != nil {
-			return usageError(stderr, "rx", "%v", err)
-		}
+	if err := findBinaries(&o, []string{*path}, *server); err != nil {
+		return usageError(stderr, "rx", "%v", err)
 	}
+	noteSlice(o.SchedSlice, stderr)
 
-	rx, err := startPath(*path, o)
+	rx, err := measure.StartPath(*path, o)
 	if err != nil {
 		return failure(ctx, stderr, "rx", err)
 	}
-	fmt.Fprintf(stdout, "rx %s on %s%s, UDP port %d: %s\n", *path, *iface, where(side), *port, rx.Describe())
+	fmt.Fprintf(stdout, "rx %s on %s%s, UDP port %d: %s\n", *path, *iface, inNetns(*netns), *port, rx.Describe())
 	fmt.Fprintf(stdout, "%8s %10s %9s  %s\n", "time", "Mpps", "Gbit/s", "drops/s, CPU per core")
 
 	start := time.Now()
@@ -131,7 +130,7 @@ loop:
 		case now := <-tick.C:
 			cur := rx.Snapshot()
 			cpu, _ := bench.ReadCPUStat()
-			d := cur.sub(prev)
+			d := cur.Sub(prev)
 			secs := now.Sub(prevT).Seconds()
 			fmt.Fprintf(stdout, "%7.1fs %10.3f %9.3f  %s | %s\n", now.Sub(start).Seconds(),
 				float64(d.Packets)/secs/1e6, float64(d.Bytes)*8/secs/1e9, formatDrops(d.Drops, secs), bench.FormatLoads(cpu.Since(prevCPU)))
@@ -141,7 +140,7 @@ loop:
 	elapsed := time.Since(start)
 	cpuEnd, _ := bench.ReadCPUStat()
 	final, meter, err := rx.Stop()
-	tot := final.sub(first)
+	tot := final.Sub(first)
 	fmt.Fprintf(stdout, "summary: %d packets in %.1fs: %.3f Mpps, %.3f Gbit/s\n", tot.Packets, elapsed.Seconds(),
 		float64(tot.Packets)/elapsed.Seconds()/1e6, float64(tot.Bytes)*8/elapsed.Seconds()/1e9)
 	fmt.Fprintf(stdout, "  drops: %s\n", formatDrops(tot.Drops, 0))

@@ -1,15 +1,11 @@
-package main
+package measure
 
 import (
-	"cmp"
 	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"regexp"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,7 +17,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xdpingest/xdpingest/bench"
-	"github.com/xdpingest/xdpingest/bench/measure"
 	"github.com/xdpingest/xdpingest/datapath"
 	"github.com/xdpingest/xdpingest/datapath/afxdp"
 	"github.com/xdpingest/xdpingest/datapath/kernel"
@@ -30,24 +25,27 @@ import (
 	"github.com/xdpingest/xdpingest/xdp"
 )
 
-// pathOpts say where and how to receive.
-type pathOpts struct {
+// PathOptions say where and how to receive.
+type PathOptions struct {
 	Side   *testbed.Side // nil: this namespace
 	Iface  string
 	Port   uint16
-	Queues []int // RX queues (AF_XDP sockets; kernel workers: one per queue)
+	Queues []int // RX queues (AF_XDP sockets; kernel workers: one per queue); empty: all
 	// CPUs pins receiving thread i to CPUs[i%len(CPUs)]; empty: unpinned.
 	CPUs []int
-	// MaxFrame is the largest frame expected: above 1792 bytes AF_XDP
-	// needs 4096-byte UMEM frames.
-	MaxFrame int
-	XDPMode  xdp.Mode
+	// FrameSize is the AF_XDP UMEM frame size, 2048 or 4096 (0:
+	// datapath/afxdp's, 2048): frames above 1792 bytes need 4096. The
+	// afxdp-c path takes 2048 only.
+	FrameSize int
+	XDPMode   xdp.Mode
 	// NoXDP leaves the kernel and stdnet paths without the XDP program
 	// (in Pass mode) on the interface. A veth then drops live frames
 	// unless GRO is on.
 	NoXDP bool
-	// Xdpingest is the server binary (server path).
+	// Xdpingest is the server binary (server paths).
 	Xdpingest string
+	// Xskdrop is bench/cref/xskdrop's binary (afxdp-c paths).
+	Xskdrop string
 	// PcapDir is where the server-pcap path writes ("": /dev/shm when it
 	// exists, so that the run measures the pipeline and the sink rather
 	// than the disk; else the temporary directory).
@@ -58,88 +56,21 @@ type pathOpts struct {
 	// Nap is how long the AF_XDP receivers nap while traffic is recent
 	// (0: datapath/afxdp's default; negative: never).
 	Nap time.Duration
-	// Slice is the scheduler slice of every receiving thread (0: the
+	// SchedSlice is the scheduler slice of every receiving thread (0: the
 	// kernel's); see tuning.SetThreadSlice.
-	Slice time.Duration
+	SchedSlice time.Duration
 	// Frames and RingSize are the AF_XDP receivers' UMEM frames and RX and
 	// fill ring entries (0: datapath/afxdp's defaults).
 	Frames, RingSize int
-	// Nice is the nice value of every receiving thread (0: pktbench's).
-	Nice int
+	// WorkerNice is the nice value of every receiving thread (0: the
+	// process's).
+	WorkerNice int
 	// Meter keeps a sequence meter on the paths that see payloads.
 	Meter bool
-	Log   io.Writer
 }
 
-// rxFlags are the receivers' settings compare and rx share.
-type rxFlags struct {
-	spin          *int
-	nap, slice    *time.Duration
-	frames, rings *int
-	nice          *int
-}
-
-func addRxFlags(fs *flag.FlagSet) rxFlags {
-	return rxFlags{
-		spin:   fs.Int("spin", 0, "afxdp, afxdp-c: empty ring checks before a receiver sleeps (default: datapath/afxdp's)"),
-		nap:    fs.Duration("nap", 0, fmt.Sprintf("afxdp, afxdp-c, server: how long an AF_XDP receiver sleeps on a timer when its ring is empty while traffic is recent (default: datapath/afxdp's, %v; negative: poll() at once)", afxdp.DefaultNap)),
-		slice:  fs.Duration("slice", tuning.DefaultWorkerSlice, fmt.Sprintf("every path's receiving threads (the server's workers, xskdrop) run with this scheduler slice, as xdpingest's workers do (0: the kernel's; %v to %v)", tuning.MinSlice, tuning.MaxSlice)),
-		frames: fs.Int("frames", 0, fmt.Sprintf("afxdp, server: UMEM frames per socket, a power of two (default %d)", afxdp.DefaultNumFrames)),
-		nice:   fs.Int("nice", tuning.DefaultWorkerNice, "every path's receiving threads (the server's workers, xskdrop) run at this nice value, as xdpingest's workers do (0: pktbench's; below it needs CAP_SYS_NICE)"),
-		rings:  fs.Int("ring-size", 0, fmt.Sprintf("afxdp, server: RX and fill ring entries, a power of two (default %d)", afxdp.DefaultRingSize)),
-	}
-}
-
-// noteSlice says on stderr when the receivers can't have the scheduler
-// slice d: the kernel has no custom slices (before 6.12), or refuses. It
-// tries on a thread of its own, discarded afterwards.
-func noteSlice(d time.Duration, stderr io.Writer) {
-	if d == 0 {
-		return
-	}
-	var ok bool
-	res := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread goes with its slice
-		var err error
-		ok, err = tuning.SetThreadSlice(d)
-		res <- err
-	}()
-	switch err := <-res; {
-	case err != nil:
-		fmt.Fprintf(stderr, "pktbench: the receivers keep the kernel's scheduler slice: %v\n", err)
-	case !ok:
-		fmt.Fprintf(stderr, "pktbench: this kernel ignores --slice %v (custom scheduler slices came in Linux 6.12); the receivers keep the kernel's\n", d)
-	}
-}
-
-// apply checks the flags and sets them in o.
-func (f rxFlags) apply(o *pathOpts) error {
-	if *f.spin < 0 {
-		return fmt.Errorf("--spin %d: want 0 or more", *f.spin)
-	}
-	if *f.nap > time.Millisecond {
-		return fmt.Errorf("--nap %v: at most 1ms", *f.nap)
-	}
-	if err := tuning.CheckSlice(*f.slice); err != nil {
-		return fmt.Errorf("--slice: %w", err)
-	}
-	frames, rings := cmp.Or(*f.frames, afxdp.DefaultNumFrames), cmp.Or(*f.rings, afxdp.DefaultRingSize)
-	if frames < 64 || frames > 1<<20 || frames&(frames-1) != 0 {
-		return fmt.Errorf("--frames %d: want a power of two from 64 to 1048576", frames)
-	}
-	if rings < 64 || rings > frames || rings&(rings-1) != 0 {
-		return fmt.Errorf("--ring-size %d: want a power of two from 64 up to the frames (%d)", rings, frames)
-	}
-	if err := tuning.CheckNice(*f.nice); err != nil {
-		return fmt.Errorf("--nice: %w", err)
-	}
-	o.Spin, o.Nap, o.Slice, o.Frames, o.RingSize, o.Nice = *f.spin, *f.nap, *f.slice, *f.frames, *f.rings, *f.nice
-	return nil
-}
-
-// snapshot is a receiver's counters at one moment; every field only grows.
-type snapshot struct {
+// Snapshot is a receiver's counters at one moment; every field only grows.
+type Snapshot struct {
 	Packets uint64
 	// Bytes are whole frames, Ethernet header included, FCS excluded
 	// (the kernel paths see payloads: their headers are added back).
@@ -156,8 +87,9 @@ type snapshot struct {
 	Drops map[string]uint64
 }
 
-func (s snapshot) sub(o snapshot) snapshot {
-	d := snapshot{Packets: s.Packets - o.Packets, Bytes: s.Bytes - o.Bytes, RxCPU: s.RxCPU - o.RxCPU, Buffers: s.Buffers - o.Buffers, Drops: map[string]uint64{}}
+// Sub returns the counters' growth since o.
+func (s Snapshot) Sub(o Snapshot) Snapshot {
+	d := Snapshot{Packets: s.Packets - o.Packets, Bytes: s.Bytes - o.Bytes, RxCPU: s.RxCPU - o.RxCPU, Buffers: s.Buffers - o.Buffers, Drops: map[string]uint64{}}
 	for k, v := range s.Drops {
 		if v > o.Drops[k] {
 			d.Drops[k] = v - o.Drops[k]
@@ -166,19 +98,20 @@ func (s snapshot) sub(o snapshot) snapshot {
 	return d
 }
 
-// receiver is a running receive path.
-type receiver interface {
+// Receiver is a running receive path.
+type Receiver interface {
 	// Describe says what runs, e.g. "AF_XDP copy mode, 2 sockets".
 	Describe() string
-	Snapshot() snapshot
+	Snapshot() Snapshot
 	// Stop stops receiving, releases everything and returns the final
 	// counters and the merged sequence meter (nil on paths that see no
-	// payloads, or without pathOpts.Meter).
-	Stop() (snapshot, *bench.SeqMeter, error)
+	// payloads, or without PathOptions.Meter).
+	Stop() (Snapshot, *bench.SeqMeter, error)
 }
 
-// startPath starts a receive path.
-func startPath(name string, o pathOpts) (receiver, error) {
+// StartPath starts the receive path name (one of KnownPaths) on o.Iface.
+// The caller must Stop it.
+func StartPath(name string, o PathOptions) (Receiver, error) {
 	if len(o.Queues) == 0 {
 		var n int
 		err := nsDo(o.Side, func() (err error) { n, err = afxdp.RxQueues(o.Iface); return err })
@@ -190,20 +123,20 @@ func startPath(name string, o pathOpts) (receiver, error) {
 		}
 	}
 	switch name {
-	case measure.PathDrop:
+	case PathDrop:
 		return startDrop(o)
-	case measure.PathAFXDP:
+	case PathAFXDP:
 		return startAFXDP(o)
-	case measure.PathKernel, measure.PathStdnet:
+	case PathKernel, PathStdnet:
 		return startKernel(name, o)
-	case measure.PathServer:
+	case PathServer:
 		return startServer(o, "")
-	case measure.PathServerPcap:
+	case PathServerPcap:
 		return startServer(o, "pcap")
-	case measure.PathCref, measure.PathCrefWalk:
-		return startCref(o, name == measure.PathCrefWalk)
+	case PathCref, PathCrefWalk:
+		return startCref(o, name == PathCrefWalk)
 	}
-	return nil, fmt.Errorf("unknown path %q: want one of %s", name, strings.Join(measure.KnownPaths(), ", "))
+	return nil, fmt.Errorf("unknown path %q: want one of %s", name, strings.Join(KnownPaths(), ", "))
 }
 
 // --- the XDP program and the interface's counters, shared by the paths ---
@@ -219,7 +152,7 @@ type attached struct {
 	measured xdp.Outcome
 }
 
-func attach(o pathOpts, action xdp.Action, measured xdp.Outcome) (*attached, error) {
+func attach(o PathOptions, action xdp.Action, measured xdp.Outcome) (*attached, error) {
 	a := &attached{measured: measured}
 	var err error
 	a.prog, err = xdp.Load(xdp.Config{Ports: []uint16{o.Port}, Action: action}, xdp.LoadOptions{})
@@ -331,7 +264,7 @@ func (s *ethStats) close() { s.e.Close() }
 
 type dropRx struct{ a *attached }
 
-func startDrop(o pathOpts) (receiver, error) {
+func startDrop(o PathOptions) (Receiver, error) {
 	a, err := attach(o, xdp.Drop, xdp.OutcomeDropMode)
 	if err != nil {
 		return nil, err
@@ -343,14 +276,14 @@ func (r *dropRx) Describe() string {
 	return fmt.Sprintf("XDP_DROP in the program, %s mode", r.a.att.Mode)
 }
 
-func (r *dropRx) Snapshot() snapshot {
-	s := snapshot{Drops: map[string]uint64{}}
+func (r *dropRx) Snapshot() Snapshot {
+	s := Snapshot{Drops: map[string]uint64{}}
 	c, _ := r.a.drops(s.Drops)
 	s.Packets, s.Bytes = c[xdp.OutcomeDropMode].Packets, c[xdp.OutcomeDropMode].Bytes
 	return s
 }
 
-func (r *dropRx) Stop() (snapshot, *bench.SeqMeter, error) {
+func (r *dropRx) Stop() (Snapshot, *bench.SeqMeter, error) {
 	s := r.Snapshot()
 	return s, nil, r.a.close()
 }
@@ -388,7 +321,7 @@ type loops struct {
 	wg sync.WaitGroup
 }
 
-func startLoops(n int, o pathOpts, body func(i int, l *loop) error) *loops {
+func startLoops(n int, o PathOptions, body func(i int, l *loop) error) *loops {
 	cpus, meter := o.CPUs, o.Meter
 	g := &loops{}
 	started := make(chan struct{}, n)
@@ -409,10 +342,10 @@ func startLoops(n int, o pathOpts, body func(i int, l *loop) error) *loops {
 				err = tuning.PinThread(cpus[i%len(cpus)])
 			}
 			if err == nil {
-				_, err = tuning.SetThreadSlice(o.Slice)
+				_, err = tuning.SetThreadSlice(o.SchedSlice)
 			}
-			if err == nil && o.Nice != 0 {
-				err = tuning.SetThreadNice(o.Nice)
+			if err == nil && o.WorkerNice != 0 {
+				err = tuning.SetThreadNice(o.WorkerNice)
 			}
 			l.mu.Lock()
 			l.tid = unix.Gettid()
@@ -433,8 +366,8 @@ func startLoops(n int, o pathOpts, body func(i int, l *loop) error) *loops {
 	return g
 }
 
-func (g *loops) snapshot() snapshot {
-	s := snapshot{Drops: map[string]uint64{}}
+func (g *loops) snapshot() Snapshot {
+	s := Snapshot{Drops: map[string]uint64{}}
 	for _, l := range g.ls {
 		s.Packets += l.packets.Load()
 		s.Bytes += l.bytes.Load()
@@ -480,16 +413,14 @@ type afxdpRx struct {
 	loops *loops
 }
 
-func startAFXDP(o pathOpts) (receiver, error) {
+func startAFXDP(o PathOptions) (Receiver, error) {
 	a, err := attach(o, xdp.Redirect, xdp.OutcomeRedirect)
 	if err != nil {
 		return nil, err
 	}
 	cfg := afxdp.Config{Iface: o.Iface, Queues: o.Queues, SpinChecks: o.Spin, Nap: o.Nap,
 		NumFrames: o.Frames, FillRingSize: o.RingSize, RxRingSize: o.RingSize}
-	if o.MaxFrame > afxdp.DefaultFrameSize-256 {
-		cfg.FrameSize = 4096
-	}
+	cfg.FrameSize = o.FrameSize
 	var p *afxdp.Path
 	if err := nsDo(o.Side, func() (err error) { p, err = afxdp.Open(cfg, a.prog); return err }); err != nil {
 		a.close()
@@ -535,7 +466,7 @@ func (r *afxdpRx) Describe() string {
 	return fmt.Sprintf("AF_XDP %s mode, %d socket(s), XDP %s mode", r.p.Mode(), len(r.p.Sockets()), r.a.att.Mode)
 }
 
-func (r *afxdpRx) Snapshot() snapshot {
+func (r *afxdpRx) Snapshot() Snapshot {
 	s := r.loops.snapshot()
 	r.a.drops(s.Drops)
 	addXSKDrops(s.Drops, r.p.Stats())
@@ -554,7 +485,7 @@ func addXSKDrops(into map[string]uint64, st datapath.Stats) {
 	}
 }
 
-func (r *afxdpRx) Stop() (snapshot, *bench.SeqMeter, error) {
+func (r *afxdpRx) Stop() (Snapshot, *bench.SeqMeter, error) {
 	cerr := r.p.Close()
 	m, lerr := r.loops.wait()
 	s := r.loops.snapshot()
@@ -578,7 +509,7 @@ type kernelRx struct {
 // the buffers.
 const kernelRcvBuf = 4 << 20
 
-func startKernel(name string, o pathOpts) (receiver, error) {
+func startKernel(name string, o PathOptions) (Receiver, error) {
 	r := &kernelRx{name: name}
 	if !o.NoXDP {
 		var err error
@@ -586,11 +517,11 @@ func startKernel(name string, o pathOpts) (receiver, error) {
 			return nil, err
 		}
 	}
-	fail := func(err error) (receiver, error) {
+	fail := func(err error) (Receiver, error) {
 		r.a.close()
 		return nil, err
 	}
-	if name == measure.PathKernel {
+	if name == PathKernel {
 		err := nsDo(o.Side, func() (err error) {
 			r.rs, _, err = kernel.Open(kernel.Config{Ports: []uint16{o.Port}, Workers: len(o.Queues),
 				RcvBuf: kernelRcvBuf, ForceRcvBuf: true})
@@ -683,13 +614,13 @@ func (r *kernelRx) Describe() string {
 	if r.a == nil {
 		x = ", no XDP program"
 	}
-	if r.name == measure.PathStdnet {
+	if r.name == PathStdnet {
 		return "net.UDPConn.ReadFromUDP, 1 socket, 1 goroutine" + x
 	}
 	return fmt.Sprintf("SO_REUSEPORT + recvmmsg, %d worker(s)%s", len(r.rs), x)
 }
 
-func (r *kernelRx) Snapshot() snapshot {
+func (r *kernelRx) Snapshot() Snapshot {
 	s := r.loops.snapshot()
 	s.Buffers = r.buffers()
 	r.addDrops(s.Drops)
@@ -720,7 +651,7 @@ func (r *kernelRx) addDrops(into map[string]uint64) {
 	}
 }
 
-func (r *kernelRx) Stop() (snapshot, *bench.SeqMeter, error) {
+func (r *kernelRx) Stop() (Snapshot, *bench.SeqMeter, error) {
 	// The counters of a socket are gone once it is closed: read them first.
 	drops := map[string]uint64{}
 	r.addDrops(drops)

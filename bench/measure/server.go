@@ -1,4 +1,4 @@
-package main
+package measure
 
 import (
 	"context"
@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -28,36 +27,6 @@ const (
 	serverReadyTimeout = 20 * time.Second
 	serverStopTimeout  = 10 * time.Second
 )
-
-// findXdpingest returns the server binary: the one named, else the
-// xdpingest next to this executable (`make build` puts both in bin/).
-func findXdpingest(named string) (string, error) {
-	if named != "" {
-		st, err := os.Stat(named)
-		if err != nil {
-			return "", fmt.Errorf("can't use --xdpingest %s: %w", named, err)
-		}
-		if st.IsDir() || st.Mode()&0o111 == 0 {
-			return "", fmt.Errorf("can't use --xdpingest %s: not an executable file", named)
-		}
-		return named, nil
-	}
-	return besideSelf("xdpingest", "the server path", "run `make build` (it puts both in bin/), pass --xdpingest PATH, or leave the server out with --paths")
-}
-
-// besideSelf returns the program name next to this executable, or an error
-// saying that what needs it can't run, and how to get it.
-func besideSelf(name, what, how string) (string, error) {
-	self, err := os.Executable()
-	if err != nil {
-		return "", fmt.Errorf("%s needs the %s binary, and pktbench can't tell where it runs from (%v): %s", what, name, err, how)
-	}
-	p := filepath.Join(filepath.Dir(self), name)
-	if st, err := os.Stat(p); err != nil || st.IsDir() {
-		return "", fmt.Errorf("%s needs the %s binary, and there is none next to pktbench (%s): %s", what, name, p, how)
-	}
-	return p, nil
-}
 
 // nsCommand runs bin in the side's namespace (nil: this one) with `ip
 // netns exec`, which execs in place (no fork): the pid is bin's, and /sys
@@ -119,7 +88,7 @@ func (b *tailBuffer) String() string {
 }
 
 type serverRx struct {
-	o       pathOpts
+	o       PathOptions
 	dir     string // the pcap sink's directory, removed at Stop
 	cmd     *exec.Cmd
 	out     *tailBuffer
@@ -129,15 +98,15 @@ type serverRx struct {
 	url     string
 
 	mu      sync.Mutex
-	last    snapshot
+	last    Snapshot
 	lastCPU time.Duration
 }
 
 // startServer runs xdpingest with the discard sink, or with sink "pcap"
 // the pcap sink into a temporary directory that Stop removes.
-func startServer(o pathOpts, sinkKind string) (rcv receiver, err error) {
+func startServer(o PathOptions, sinkKind string) (rcv Receiver, err error) {
 	if o.Xdpingest == "" {
-		return nil, errors.New("the server path needs the xdpingest binary: pass --xdpingest PATH")
+		return nil, errors.New("the server path needs the xdpingest binary (`make build` puts it in bin/): set PathOptions.Xdpingest")
 	}
 	// A free port for the metrics, in the receiving namespace.
 	var port int
@@ -192,13 +161,13 @@ func startServer(o pathOpts, sinkKind string) (rcv receiver, err error) {
 		}
 		args = append(args, "--cpus", strings.Join(cs, ","))
 	}
-	if o.MaxFrame > 2048-256 {
-		args = append(args, "--frame-size", "4096")
+	if o.FrameSize > 0 {
+		args = append(args, "--frame-size", strconv.Itoa(o.FrameSize))
 	}
 	if o.Nap != 0 {
 		args = append(args, "--nap", max(o.Nap, 0).String())
 	}
-	args = append(args, "--sched-slice", o.Slice.String(), "--worker-nice", strconv.Itoa(o.Nice))
+	args = append(args, "--sched-slice", o.SchedSlice.String(), "--worker-nice", strconv.Itoa(o.WorkerNice))
 	if o.Frames > 0 {
 		args = append(args, "--frames", strconv.Itoa(o.Frames))
 	}
@@ -254,7 +223,7 @@ func (r *serverRx) Describe() string {
 
 // Snapshot scrapes the metrics; when that fails (the server is gone) it
 // returns the last counters read.
-func (r *serverRx) Snapshot() snapshot {
+func (r *serverRx) Snapshot() Snapshot {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	s, err := r.scrape()
@@ -273,8 +242,8 @@ func (r *serverRx) Snapshot() snapshot {
 	return s
 }
 
-func (r *serverRx) scrape() (snapshot, error) {
-	s := snapshot{Drops: map[string]uint64{}}
+func (r *serverRx) scrape() (Snapshot, error) {
+	s := Snapshot{Drops: map[string]uint64{}}
 	m, err := promtext.Get(r.client, r.url+"/metrics")
 	if err != nil {
 		return s, err
@@ -327,7 +296,7 @@ func (r *serverRx) scrape() (snapshot, error) {
 
 // Stop reads the last counters, then stops the server with SIGTERM (it
 // drains and detaches) and waits for it.
-func (r *serverRx) Stop() (snapshot, *bench.SeqMeter, error) {
+func (r *serverRx) Stop() (Snapshot, *bench.SeqMeter, error) {
 	if r.dir != "" {
 		defer os.RemoveAll(r.dir)
 	}

@@ -1,4 +1,4 @@
-package main
+package measure
 
 import (
 	"bufio"
@@ -31,18 +31,6 @@ import (
 // poll(): datapath/afxdp's.
 const crefSpin = 8
 
-// xskdropPath overrides where findXskdrop looks (tests).
-var xskdropPath string
-
-// findXskdrop returns the xskdrop binary next to this executable (`make
-// build` compiles it when a C compiler is installed).
-func findXskdrop() (string, error) {
-	if xskdropPath != "" {
-		return xskdropPath, nil
-	}
-	return besideSelf("xskdrop", "the afxdp-c path", "`make build` compiles it from bench/cref/xskdrop.c when cc is installed")
-}
-
 type crefProc struct {
 	queue   int
 	cmd     *exec.Cmd
@@ -61,13 +49,13 @@ type crefRx struct {
 	walk  bool
 }
 
-func startCref(o pathOpts, walk bool) (_ receiver, err error) {
-	bin, err := findXskdrop()
-	if err != nil {
-		return nil, err
+func startCref(o PathOptions, walk bool) (_ Receiver, err error) {
+	bin := o.Xskdrop
+	if bin == "" {
+		return nil, errors.New("the afxdp-c path needs the xskdrop binary (`make build` compiles it from bench/cref/xskdrop.c): set PathOptions.Xskdrop")
 	}
-	if o.MaxFrame > 2048-256 {
-		return nil, fmt.Errorf("the afxdp-c path uses 2048-byte UMEM frames: frames up to %d bytes", 2048-256)
+	if o.FrameSize > 2048 {
+		return nil, fmt.Errorf("the afxdp-c path uses 2048-byte UMEM frames, not %d: frames up to %d bytes", o.FrameSize, 2048-256)
 	}
 	a, err := attach(o, xdp.Redirect, xdp.OutcomeRedirect)
 	if err != nil {
@@ -97,7 +85,7 @@ func startCref(o pathOpts, walk bool) (_ receiver, err error) {
 
 // startXskdrop runs one xskdrop for queue and puts the socket it sends back
 // into the program's XSKMAP.
-func startXskdrop(bin string, o pathOpts, prog *xdp.Program, queue, cpu int, walk bool) (*crefProc, error) {
+func startXskdrop(bin string, o PathOptions, prog *xdp.Program, queue, cpu int, walk bool) (*crefProc, error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("can't make a socket pair for xskdrop: %w", err)
@@ -112,7 +100,7 @@ func startXskdrop(bin string, o pathOpts, prog *xdp.Program, queue, cpu int, wal
 	if walk {
 		walkArg = "1"
 	}
-	args = append(args, walkArg, strconv.Itoa(int(o.Slice/time.Microsecond)), strconv.Itoa(o.Nice))
+	args = append(args, walkArg, strconv.Itoa(int(o.SchedSlice/time.Microsecond)), strconv.Itoa(o.WorkerNice))
 	p := &crefProc{queue: queue, stderr: &tailBuffer{}, done: make(chan struct{}), stats: map[string]uint64{}}
 	p.cmd = nsCommand(o.Side, bin, args...)
 	p.cmd.ExtraFiles = []*os.File{theirs}
@@ -205,8 +193,8 @@ func (r *crefRx) Describe() string {
 	return fmt.Sprintf("bench/cref/xskdrop (C, %s), %d process(es), spin %d, XDP %s mode", what, len(r.procs), r.spin, r.a.att.Mode)
 }
 
-func (r *crefRx) Snapshot() snapshot {
-	s := snapshot{Drops: map[string]uint64{}}
+func (r *crefRx) Snapshot() Snapshot {
+	s := Snapshot{Drops: map[string]uint64{}}
 	c, _ := r.a.drops(s.Drops)
 	var st datapath.Stats // the sockets' XDP_STATISTICS, known once they exit
 	for _, p := range r.procs {
@@ -232,7 +220,7 @@ func (r *crefRx) Snapshot() snapshot {
 	return s
 }
 
-func (r *crefRx) Stop() (snapshot, *bench.SeqMeter, error) {
+func (r *crefRx) Stop() (Snapshot, *bench.SeqMeter, error) {
 	var errs []error
 	last := r.Snapshot()
 	for _, p := range r.procs {

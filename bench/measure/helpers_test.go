@@ -1,0 +1,80 @@
+package measure
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/xdpingest/xdpingest/internal/testbed"
+)
+
+var (
+	binOnce sync.Once
+	binDir  string
+	binErr  error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// xdpingestBinary builds xdpingest once, for the server paths.
+func xdpingestBinary(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		binDir, binErr = os.MkdirTemp("", "measure-test")
+		if binErr != nil {
+			return
+		}
+		out, err := exec.Command("go", "build", "-o", binDir+"/", "../../cmd/xdpingest").CombinedOutput()
+		if err != nil {
+			binErr = fmt.Errorf("can't build xdpingest: %v\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return filepath.Join(binDir, "xdpingest")
+}
+
+// xskdropBinary compiles bench/cref/xskdrop.c into a temporary directory,
+// or skips without a C compiler.
+func xskdropBinary(t *testing.T) string {
+	t.Helper()
+	cc := ""
+	for _, c := range []string{"cc", "clang-16", "gcc"} {
+		if p, err := exec.LookPath(c); err == nil {
+			cc = p
+			break
+		}
+	}
+	if cc == "" {
+		testbed.Skip(t, "no C compiler (cc, clang-16 or gcc) to build bench/cref/xskdrop.c")
+	}
+	bin := filepath.Join(t.TempDir(), "xskdrop")
+	if out, err := exec.Command(cc, "-O2", "-Wall", "-Werror", "-pthread", "-o", bin, "../cref/xskdrop.c").CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v\n%s", cc, err, out)
+	}
+	return bin
+}
+
+// waitFor polls cond until it holds or the timeout passes.
+func waitFor(timeout time.Duration, cond func() bool) bool {
+	for end := time.Now().Add(timeout); ; {
+		if cond() {
+			return true
+		}
+		if time.Now().After(end) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -209,7 +209,7 @@ func compareBed(ctx context.Context, o Options, q int, cpus []int, rep *Report, 
 					return fmt.Errorf("%s, %d queue(s), %d-byte frames, repetition %d: %w", path, q, size, r, err)
 				}
 				res.Rep = r
-				g.Describe = desc
+				g.Describe, g.LossFrom = desc, res.lossFrom
 				g.Runs = append(g.Runs, res)
 				st.Result = res
 				o.progress(*st)
@@ -286,11 +286,15 @@ func runOnce(ctx context.Context, path string, po PathOptions, spec GenSpec, gen
 	if d.Packets > 0 {
 		res.BusyUsPerPkt = c1.BusySince(c0).Seconds() * 1e6 / float64(d.Packets)
 	}
+	res.lossFrom = "sequence"
 	if meter != nil {
 		l := meter.LossAgainst(gres.Sent)
 		res.Lost, res.Dups, res.Unexpected = l.Missing, l.Dups, l.Unexpected
-	} else if gres.Total > d.Packets {
-		res.Lost = gres.Total - d.Packets
+	} else {
+		res.lossFrom = "counters"
+		if gres.Total > d.Packets {
+			res.Lost = gres.Total - d.Packets
+		}
 	}
 	return res, desc, nil
 }

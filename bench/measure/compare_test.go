@@ -57,6 +57,9 @@ func TestCompareEveryPath(t *testing.T) {
 			if (p == PathDrop) != (g.RxCPUUsPerPkt == nil) {
 				t.Errorf("%s: rx CPU per packet %v", p, g.RxCPUUsPerPkt)
 			}
+			if want := map[bool]string{true: "sequence", false: "counters"}[p == PathAFXDP || p == PathKernel || p == PathStdnet]; g.LossFrom != want {
+				t.Errorf("%s: loss from %q, want %q", p, g.LossFrom, want)
+			}
 		}
 	}
 }

@@ -97,6 +97,8 @@ type RunResult struct {
 	// Buffers: the kernel path's recvmmsg buffers, below Received when
 	// UDP GRO merged datagrams (--gro).
 	Buffers uint64 `json:"buffers,omitempty"`
+
+	lossFrom string // the group's LossFrom
 }
 
 // Group returns the group of path at queues and size, added if new.

@@ -86,6 +86,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // parseFlags parses args into fs and says what to return when parsing
 // ends the command: -1 to go on.
 func parseFlags(fs *flag.FlagSet, args []string) int {
+	if err := refuseRenamed(fs, args); err != nil {
+		fmt.Fprintf(fs.Output(), "pktbench %s: %v\n", fs.Name(), err)
+		return exitUsage
+	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK

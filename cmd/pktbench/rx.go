@@ -26,11 +26,11 @@ func cmdRx(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		iface    = fs.String("iface", "", "the `interface` to receive on (required)")
 		netns    = fs.String("netns", "", "run in this network `namespace` (from `ip netns list`)")
 		port     = fs.Uint("port", 9000, "UDP destination `port` to take")
-		queues   = fs.String("queues", "", "RX `queues` to serve, e.g. 0-3 (default: all; the kernel paths run one worker per queue)")
+		queues   = fs.String("queues", "all", "RX `queues` to serve: all, or a list such as 0-3 (the kernel paths run one worker per queue)")
 		cpuList  = fs.String("cpus", "", "pin receiving thread i to the i-th `CPU` of this list (default: unpinned)")
 		duration = fs.Duration("duration", 0, "stop after this long (default: at Ctrl-C)")
 		interval = fs.Duration("interval", time.Second, "time between report lines")
-		maxFrame = fs.Int("max-frame", 1514, "largest frame expected, in `bytes`: above 1792 AF_XDP uses 4096-byte frames")
+		frameSz  = fs.Int("frame-size", afxdp.DefaultFrameSize, "afxdp, server: AF_XDP UMEM frame size, 2048 or 4096 (frames above 1792 bytes need 4096; afxdp-c takes 2048 only)")
 		xdpMode  = fs.String("xdp-mode", "native", "XDP attach `mode`: native, generic or auto")
 		noXDP    = fs.Bool("no-xdp", false, "kernel, stdnet: don't attach the XDP program (in pass mode); on a veth, turn GRO on instead")
 		server   = fs.String("xdpingest", "", "server path: the xdpingest `binary` (default: the one next to pktbench)")
@@ -69,11 +69,11 @@ reports what is missing below the highest number seen of each stream.
 	if err != nil {
 		return usageError(stderr, "rx", "%v", err)
 	}
-	o := measure.PathOptions{Side: side, Iface: *iface, Port: uint16(*port), XDPMode: mode, NoXDP: *noXDP, Meter: true}
-	if *maxFrame > afxdp.DefaultFrameSize-256 {
-		o.FrameSize = 4096
+	if *frameSz != 2048 && *frameSz != 4096 {
+		return usageError(stderr, "rx", "--frame-size %d: want 2048 or 4096", *frameSz)
 	}
-	if *queues != "" {
+	o := measure.PathOptions{Side: side, Iface: *iface, Port: uint16(*port), FrameSize: *frameSz, XDPMode: mode, NoXDP: *noXDP, Meter: true}
+	if *queues != "all" {
 		q, err := tuning.ParseCPUList(*queues)
 		if err != nil {
 			return usageError(stderr, "rx", "--queues: %v", err)

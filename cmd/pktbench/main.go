@@ -3,7 +3,7 @@
 // them side by side on a test bed of its own.
 //
 //	pktbench gen --iface IFACE --dst IP:PORT [--dst-mac MAC] [flags]
-//	pktbench rx --path xdp-drop|afxdp|kernel|stdnet|server --iface IFACE [flags]
+//	pktbench rx --path PATH --iface IFACE [flags]
 //	pktbench compare [--sizes 64,512,1472] [--queues 1,2] [--json F --svg F --png F]
 //
 // gen and rx work as a pair on two hosts (or two namespaces); compare builds
@@ -41,9 +41,15 @@ const usage = `usage:
   pktbench compare [flags]                             every path side by side on a test bed of its own (pktbench compare -h)
   pktbench version                                     print the version
 
-paths: xdp-drop (the XDP program drops and counts: the ceiling), afxdp, kernel
-(SO_REUSEPORT + recvmmsg), stdnet (net.UDPConn.ReadFromUDP), server (xdpingest
-run with the discard sink)
+paths (rx --path, compare --paths; compare runs the first five by default):
+  xdp-drop      the XDP program drops and counts: the ceiling
+  afxdp         datapath/afxdp, one AF_XDP socket per queue
+  kernel        datapath/kernel, SO_REUSEPORT + recvmmsg
+  stdnet        one net.UDPConn.ReadFromUDP loop
+  server        xdpingest run with the discard sink (the xdpingest binary next to pktbench)
+  server-pcap   xdpingest run with the pcap sink, into /dev/shm
+  afxdp-c       bench/cref/xskdrop, a reference AF_XDP receiver in C that reads no frame
+  afxdp-c-walk  xskdrop reading each frame's headers and sequence number, as afxdp does
 `
 
 // Exit codes.

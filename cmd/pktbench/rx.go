@@ -22,7 +22,7 @@ func cmdRx(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("rx", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
-		path     = fs.String("path", "", "receive `path`: xdp-drop, afxdp, kernel, stdnet or server (required)")
+		path     = fs.String("path", "", "receive `path` (required): "+strings.Join(measure.KnownPaths(), ", ")+" (pktbench help says what each is)")
 		iface    = fs.String("iface", "", "the `interface` to receive on (required)")
 		netns    = fs.String("netns", "", "run in this network `namespace` (from `ip netns list`)")
 		port     = fs.Uint("port", 9000, "UDP destination `port` to take")

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"slices"
 	"strings"
 	"testing"
 
@@ -47,5 +49,27 @@ func TestWriteTable(t *testing.T) {
 	}
 	if tail := out[last:]; strings.Contains(tail, "\n  kernel ") {
 		t.Errorf("a row for a path that never ran:\n%s", tail)
+	}
+}
+
+// pktbench help lists every path rx and compare take, in KnownPaths'
+// order, the defaults first, as it says.
+func TestUsageListsEveryPath(t *testing.T) {
+	code, out, _ := runCmd(context.Background(), "help")
+	_, list, ok := strings.Cut(out, "\npaths (")
+	if code != exitOK || !ok {
+		t.Fatalf("exit %d, no paths in:\n%s", code, out)
+	}
+	var listed []string
+	for _, l := range strings.Split(list, "\n")[1:] {
+		if f := strings.Fields(l); len(f) > 0 {
+			listed = append(listed, f[0])
+		}
+	}
+	if !slices.Equal(listed, measure.KnownPaths()) {
+		t.Errorf("help lists %v, want %v", listed, measure.KnownPaths())
+	}
+	if n := len(measure.DefaultPaths()); n != 5 || !strings.Contains(list, "runs the first five by default") {
+		t.Errorf("help says compare runs the first five by default; it runs %d", n)
 	}
 }

@@ -181,11 +181,32 @@ func TestSoak(t *testing.T) {
 	}
 	defer bulk.stop()
 
+	// On this shared two-core machine under full load a scrape can take
+	// seconds: each attempt gets 5 s, a failed one is retried for 20 s
+	// before the soak gives up, and the slowest and the failed attempts
+	// are reported.
+	client := &http.Client{Timeout: 5 * time.Second, Transport: srv.client.Transport}
+	sc := &soakScrapes{}
 	scrape := func() (promtext.Samples, error) {
-		return promtext.Get(srv.client, "http://"+srv.metrics+"/metrics")
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			t0 := time.Now()
+			m, err := promtext.Get(client, "http://"+srv.metrics+"/metrics")
+			sc.note(time.Since(t0), err)
+			if err == nil || time.Now().After(deadline) {
+				return m, err
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
 	}
 	smp := &soakSampler{}
 	start := time.Now()
+	summarized := false
+	defer func() {
+		if !summarized {
+			t.Logf("scrapes: %s; the series so far:\n%s", sc, soakSeriesTable(smp.series(), start))
+		}
+	}()
 	stopBg := make(chan struct{})
 	var bg sync.WaitGroup
 	bg.Add(2)
@@ -362,11 +383,45 @@ func TestSoak(t *testing.T) {
 		t.Errorf("reload: %s", e)
 	}
 	rl.mu.Unlock()
+	fmt.Fprintf(&sb, "  scrapes of /metrics: %s\n", sc)
 	fmt.Fprintf(&sb, "  SIGTERM: exit %d after %v (drain timeout %v)\n", srv.exit, stopTook.Round(time.Millisecond), soakDrain)
 	fmt.Fprintf(&sb, "  flat (after a %v warm-up, median of the first third -> last third): %s\n", warmup, flat.text)
 	sb.WriteString("  series:\n")
 	sb.WriteString(soakSeriesTable(series, start))
 	t.Log(sb.String())
+	summarized = true
+}
+
+// soakScrapes counts the test's scrapes of /metrics.
+type soakScrapes struct {
+	mu      sync.Mutex
+	n       int
+	failed  int
+	slowest time.Duration
+	first   string // the first failure
+}
+
+func (s *soakScrapes) note(d time.Duration, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.n++
+	s.slowest = max(s.slowest, d)
+	if err != nil {
+		s.failed++
+		if s.first == "" {
+			s.first = err.Error()
+		}
+	}
+}
+
+func (s *soakScrapes) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := fmt.Sprintf("%d, slowest %v, %d attempts failed", s.n, s.slowest.Round(time.Millisecond), s.failed)
+	if s.first != "" {
+		out += " (first: " + s.first + ")"
+	}
+	return out
 }
 
 // soakState is what the reloads toggle.

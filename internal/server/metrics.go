@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/xdpingest/xdpingest/datapath"
+	"github.com/xdpingest/xdpingest/datapath/kernel"
 	"github.com/xdpingest/xdpingest/internal/version"
 	"github.com/xdpingest/xdpingest/sink"
 	"github.com/xdpingest/xdpingest/xdp"
@@ -48,6 +49,7 @@ var (
 	dXDPBytes    = desc("xdp_bytes_total", "Bytes of the frames seen by the XDP program, by outcome.", "outcome", "verdict")
 	dXSK         = desc("afxdp_socket_total", "XDP_STATISTICS of each AF_XDP socket, by counter.", "queue", "counter")
 	dOverflows   = desc("kernel_socket_overflows_total", "Datagrams the kernel dropped at the kernel sockets (SO_RXQ_OVFL, SO_MEMINFO): full receive buffers, and buffers the socket filter refused.", "queue")
+	dCopies      = desc("kernel_socket_copies_total", "Copies of broadcast and multicast datagrams the kernel gave every kernel socket of a port, which the workers other than the first recognise and skip: not losses.", "queue")
 	dSockFilter  = desc("socket_filter_datagrams_total", "Datagrams the socket filter on the kernel sockets saw, by outcome (accepted; denied, not_allowed, unreadable: refused by --deny/--allow).", "outcome")
 	dSockBuffers = desc("socket_filter_buffers_total", "Socket buffers the socket filter saw, by outcome (a buffer UDP GRO merged holds several datagrams).", "outcome")
 	dSinkOffered = desc("sink_offered_total", "Datagrams handed to the sink by the pipeline.", "sink")
@@ -60,7 +62,7 @@ var (
 
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{dBuild, dRxPackets, dRxBytes, dRxBatches, dRxMalformed, dBatchSize, dXDPPackets, dXDPBytes,
-		dXSK, dOverflows, dSockFilter, dSockBuffers, dSinkOffered, dSinkWritten, dSinkBytes, dSinkDropped, dSinkErrors, dSinkFlight} {
+		dXSK, dOverflows, dCopies, dSockFilter, dSockBuffers, dSinkOffered, dSinkWritten, dSinkBytes, dSinkDropped, dSinkErrors, dSinkFlight} {
 		ch <- d
 	}
 }
@@ -95,6 +97,9 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 			}
 		case "kernel":
 			counter(dOverflows, s.SocketOverflows, q)
+			if kr, ok := rx.(*kernel.Receiver); ok {
+				counter(dCopies, kr.Copies(), q)
+			}
 		}
 		if m.pipe != nil && i < len(m.pipe.workers) {
 			h := m.pipe.BatchHistogram(i)

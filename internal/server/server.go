@@ -292,7 +292,10 @@ func (s *server) attachXDP() error {
 	// A matched frame larger than an AF_XDP frame holds goes to the kernel
 	// sockets (outcome oversize) rather than being lost after the redirect.
 	maxRedirect := xdp.MaxRedirectFor(c.FrameSize, 0)
-	prog, err := xdp.Load(xdp.Config{Ports: c.PortList, Allow: c.AllowPfx, Deny: c.DenyPfx, Action: action, MaxRedirect: maxRedirect},
+	// The socket filter refuses what reaches the kernel sockets over
+	// another interface (a local process sending to our address).
+	prog, err := xdp.Load(xdp.Config{Ports: c.PortList, Allow: c.AllowPfx, Deny: c.DenyPfx, Action: action, MaxRedirect: maxRedirect,
+		SocketIfindex: s.ifindex},
 		xdp.LoadOptions{MaxQueues: maxQ, MaxPrefixes: config.MaxPrefixes})
 	if err == nil {
 		mode, _ := xdp.ParseMode(c.XDPModeValue)

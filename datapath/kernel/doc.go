@@ -136,6 +136,20 @@
 // maximum never counts a refusal as an overflow). With any other filter
 // SocketOverflows includes the refusals.
 //
+// # Changing ports
+//
+// [SetPorts] changes the ports of the Receivers of one Open while they
+// receive (a configuration reload): it opens every socket of the added
+// ports first, all or nothing, then hands them to each Receiver, which
+// takes them into its set at a point where its receive loop holds no
+// index into it (woken from poll through the eventfd, or switched by
+// SetPorts when no Receive is running). The sockets of removed ports get
+// a classic BPF filter that refuses everything, so that nothing new is
+// queued to them, and are read until empty before they are closed, so
+// that what was queued before the change is delivered; their drops from
+// then on are not counted as overflows. A port added back while its old
+// sockets are still open gets them back.
+//
 // # Steering
 //
 // With Config.CPUs (worker i pinned by the caller to CPUs[i], one worker per

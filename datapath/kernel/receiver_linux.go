@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/netip"
 	"slices"
@@ -41,6 +42,7 @@ const (
 // eventfd to wake it. See the package documentation for why.
 type Receiver struct {
 	queue int
+	g     *group // the Receivers of its Open, for SetPorts
 
 	// mu is held by Receive for its whole call, including the sleep in
 	// poll; Close takes it (after waking the sleeper) before it closes the
@@ -55,6 +57,24 @@ type Receiver struct {
 	// any goroutine, and Close.
 	fdMu sync.RWMutex
 	efd  int
+
+	// sockMu guards socks, the slice and each socket's descriptor,
+	// against other goroutines: SetPorts reads it and sets options on
+	// sockets, Close closes them. The receiving goroutine (holding mu),
+	// the only one that changes socks, reads it without sockMu and takes
+	// it to change it. pending is a switch SetPorts handed over, which
+	// switching announces to the receive loop.
+	sockMu    sync.Mutex
+	pending   *portSwitch
+	switching atomic.Bool
+	// retiring counts the sockets of removed ports still open;
+	// anyDrained says some were read empty after their grace time.
+	retiring   int
+	anyDrained bool
+	// lateErr is what closing removed ports' sockets failed with, for
+	// Close to report.
+	lateMu  sync.Mutex
+	lateErr error
 
 	socks []sock
 	// pfds holds one entry per socket, then the eventfd.
@@ -107,6 +127,9 @@ type sock struct {
 	// a SO_RXQ_OVFL message or SO_MEMINFO.
 	drops uint32
 	st    *sockStat
+	// drained: a retiring socket read empty after its grace time
+	// (receiving goroutine only).
+	drained bool
 }
 
 // sockStat is what Stats needs of one socket; it outlives the socket's
@@ -119,13 +142,19 @@ type sockStat struct {
 	// cookie is the socket's SO_COOKIE when the filter counts its
 	// refusals, else 0.
 	cookie uint64
+	// retireAt is when (Unix nanoseconds) the socket of a removed port may
+	// be closed once read empty; 0 while its port is in the set.
+	retireAt atomic.Int64
 	// Under the Receiver's statsMu: the drops count the last overflow
-	// computation used, and its result.
-	lastDrops, overflows uint64
+	// computation used, and its result; frozen, the drop count when the
+	// socket began to refuse everything (its port removed; MaxUint64
+	// before), beyond which drops are no overflows; ignored, the drops
+	// of such a time that ended (the port was added back).
+	lastDrops, overflows, frozen, ignored uint64
 }
 
 func newSock(fd int, local netip.AddrPort, cookie uint64) sock {
-	return sock{fd: fd, local: local, st: &sockStat{cookie: cookie}}
+	return sock{fd: fd, local: local, st: &sockStat{cookie: cookie, frozen: math.MaxUint64}}
 }
 
 // Open opens cfg.Workers Receivers (Receiver i is worker i) and returns
@@ -154,13 +183,16 @@ func Open(cfg Config) (rs []*Receiver, warnings []string, err error) {
 	if !cfg.NoGRO && !cfg.gro() {
 		warnings = append(warnings, fmt.Sprintf("UDP GRO off: a %d-byte MaxPayload can't hold a merged buffer (up to %d bytes); set NoGRO to turn it off on purpose", cfg.MaxPayload, defaultMaxPayload))
 	}
+	g := &group{cfg: cfg}
 	for w := 0; w < cfg.Workers; w++ {
 		r, err := newReceiver(w, &cfg)
 		if err != nil {
 			return rs, nil, err
 		}
+		r.g = g
 		rs = append(rs, r)
 	}
+	g.rs = rs
 	warn := func(ws []string) {
 		for _, w := range ws {
 			if !slices.Contains(warnings, w) {
@@ -192,15 +224,7 @@ func Open(cfg Config) (rs []*Receiver, warnings []string, err error) {
 		for _, s := range r.socks {
 			r.tracked = append(r.tracked, s.st)
 		}
-		r.pfds = make([]unix.PollFd, 0, len(r.socks)+1)
-		for _, s := range r.socks {
-			r.pfds = append(r.pfds, unix.PollFd{Fd: int32(s.fd), Events: unix.POLLIN})
-		}
-		r.pfds = append(r.pfds, unix.PollFd{Fd: int32(r.efd), Events: unix.POLLIN})
-		r.ready = make([]bool, len(r.socks))
-		for i := range r.ready {
-			r.ready[i] = true // unknown: try each once before sleeping
-		}
+		r.resetPoll()
 	}
 	return rs, warnings, nil
 }
@@ -292,7 +316,12 @@ func (r *Receiver) socketOverflows() uint64 {
 
 // overflowsOf updates and returns one socket's overflows; statsMu held.
 func (r *Receiver) overflowsOf(st *sockStat) uint64 {
-	d := st.drops.Load()
+	d := min(st.drops.Load(), st.frozen)
+	if d > st.ignored {
+		d -= st.ignored
+	} else {
+		d = 0
+	}
 	if r.refusals == nil || st.cookie == 0 {
 		st.overflows = d
 		return d
@@ -346,6 +375,14 @@ func (r *Receiver) Receive(batch []datapath.Datagram) (int, error) {
 	for {
 		if r.closed.Load() {
 			return 0, net.ErrClosed
+		}
+		// Safe points for SetPorts: slots name sockets by index, so
+		// sockets are only taken out of the set when none is pending.
+		if r.switching.Load() {
+			r.applySwitch()
+		}
+		if r.anyDrained && r.pend == r.pendEnd {
+			r.closeDrained()
 		}
 		n, err := r.read(batch)
 		if n > 0 {
@@ -444,6 +481,9 @@ func (r *Receiver) read(batch []datapath.Datagram) (int, error) {
 			switch errno {
 			case unix.EAGAIN:
 				r.ready[i] = false
+				if r.retiring > 0 {
+					r.noteEmpty(i)
+				}
 			case unix.EINTR:
 			default:
 				err = fmt.Errorf("kernel path: can't receive on %v (worker %d): %w", s.local, r.queue, errno)
@@ -453,6 +493,9 @@ func (r *Receiver) read(batch []datapath.Datagram) (int, error) {
 		k := int(ret)
 		if k < vlen {
 			r.ready[i] = false // recvmmsg stopped short: the socket is drained
+			if r.retiring > 0 {
+				r.noteEmpty(i)
+			}
 		}
 		var now int64
 		if r.readTime {
@@ -651,6 +694,23 @@ func (r *Receiver) wait() error {
 			timeout = int((dropsRefresh-since+time.Millisecond-1)/time.Millisecond) + 1
 		}
 	}
+	if r.retiring > 0 {
+		// Sockets of removed ports are closed once read empty after
+		// their grace time (at the top of Receive's loop): wake for it.
+		if r.anyDrained {
+			return nil
+		}
+		next, due := r.retireDue()
+		if due {
+			return nil
+		}
+		if next > 0 {
+			ms := int((next+time.Millisecond-1)/time.Millisecond) + 1
+			if timeout < 0 || ms < timeout {
+				timeout = ms
+			}
+		}
+	}
 	var n int
 	for {
 		var err error
@@ -666,10 +726,18 @@ func (r *Receiver) wait() error {
 		return net.ErrClosed
 	}
 	if r.pfds[len(r.socks)].Revents != 0 {
-		return nil // Drain: Receive reads everything once more, then says io.EOF
+		// Drain: Receive reads everything once more, then says io.EOF.
+		// SetPorts: Receive takes the new sockets.
+		if !r.draining.Load() && !r.closed.Load() {
+			r.resetWake()
+		}
+		return nil
 	}
 	if n == 0 {
-		r.refreshDrops() // the timeout above
+		// A timeout above: the drop counters' read-back or a grace time.
+		if r.dropsDirty && !r.noReadback && time.Since(r.dropsLast) >= dropsRefresh {
+			r.refreshDrops()
+		}
 		return nil
 	}
 	for i := range r.socks {
@@ -712,9 +780,24 @@ func (r *Receiver) Close() error {
 		r.closeErr = r.wake()
 		r.mu.Lock()
 		defer r.mu.Unlock()
+		r.sockMu.Lock()
+		defer r.sockMu.Unlock()
 		r.fdMu.Lock()
 		defer r.fdMu.Unlock()
 		var errs []error
+		if ps := r.pending; ps != nil {
+			// SetPorts's new sockets, never used.
+			for _, s := range ps.add {
+				unix.Close(s.fd)
+			}
+			r.pending = nil
+			close(ps.done)
+		}
+		r.lateMu.Lock()
+		if r.lateErr != nil {
+			errs = append(errs, r.lateErr)
+		}
+		r.lateMu.Unlock()
 		gone := make([]*sockStat, 0, len(r.socks))
 		for i := range r.socks {
 			s := &r.socks[i]

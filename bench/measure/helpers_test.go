@@ -1,48 +1,23 @@
 package measure
 
 import (
-	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/xdpingest/xdpingest/internal/testbed"
 )
 
-var (
-	binOnce sync.Once
-	binDir  string
-	binErr  error
-)
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
-	os.Exit(code)
-}
-
-// xdpingestBinary builds xdpingest once, for the server paths.
+// xdpingestBinary builds xdpingest into a temporary directory, for the
+// server paths.
 func xdpingestBinary(t *testing.T) string {
 	t.Helper()
-	binOnce.Do(func() {
-		binDir, binErr = os.MkdirTemp("", "measure-test")
-		if binErr != nil {
-			return
-		}
-		out, err := exec.Command("go", "build", "-o", binDir+"/", "../../cmd/xdpingest").CombinedOutput()
-		if err != nil {
-			binErr = fmt.Errorf("can't build xdpingest: %v\n%s", err, out)
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
+	bin := filepath.Join(t.TempDir(), "xdpingest")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/xdpingest").CombinedOutput(); err != nil {
+		t.Fatalf("can't build xdpingest: %v\n%s", err, out)
 	}
-	return filepath.Join(binDir, "xdpingest")
+	return bin
 }
 
 // xskdropBinary compiles bench/cref/xskdrop.c into a temporary directory,

@@ -1,10 +1,9 @@
-package server
+package pipeline
 
 import (
 	"bytes"
 	"context"
 	"io"
-	"log/slog"
 	"net/netip"
 	"strings"
 	"sync"
@@ -110,7 +109,7 @@ func TestPipelineDeliversLargeDatagrams(t *testing.T) {
 		f.AtEnd = io.EOF
 		rec := &recordSink{}
 		// A small queue: large datagrams must not need more than it has.
-		p, err := NewPipeline(PipelineConfig{Receivers: []datapath.Receiver{f}, CPUs: []int{-1}, Sinks: []sink.Sink{rec},
+		p, err := New(Config{Receivers: []datapath.Receiver{f}, CPUs: []int{-1}, Sinks: []sink.Sink{rec},
 			QueueBytes: 4 * chunkMem, BlockOnFull: block, BatchSize: 64})
 		if err != nil {
 			t.Fatal(err)
@@ -144,7 +143,7 @@ func TestFlushOpenNeverWaitsOnItself(t *testing.T) {
 	rec := &recordSink{}
 	other := &recordSink{}
 	f := datapath.NewFake(0, nil)
-	p, err := NewPipeline(PipelineConfig{Receivers: []datapath.Receiver{f}, CPUs: []int{-1}, Sinks: []sink.Sink{rec, other},
+	p, err := New(Config{Receivers: []datapath.Receiver{f}, CPUs: []int{-1}, Sinks: []sink.Sink{rec, other},
 		QueueBytes: 2 * chunkMem, BlockOnFull: true, BatchSize: 64})
 	if err != nil {
 		t.Fatal(err)
@@ -189,7 +188,7 @@ func TestPipelineAbortCountsShutdown(t *testing.T) {
 	const n = 3000
 	f := datapath.NewFake(0, sized(0, n)) // blocks when they are all delivered
 	rec := &recordSink{gate: make(chan struct{})}
-	p, err := NewPipeline(PipelineConfig{Receivers: []datapath.Receiver{f}, CPUs: []int{-1}, Sinks: []sink.Sink{rec},
+	p, err := New(Config{Receivers: []datapath.Receiver{f}, CPUs: []int{-1}, Sinks: []sink.Sink{rec},
 		QueueBytes: 2 * chunkMem, BlockOnFull: true, BatchSize: 64, StuckAfter: 50 * time.Millisecond, HealthTick: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -202,13 +201,13 @@ func TestPipelineAbortCountsShutdown(t *testing.T) {
 	if h := p.Health(); len(h) != 1 || !strings.Contains(h[0], "stuck") {
 		t.Fatalf("a worker blocked on a full queue: health %q, want one stuck worker", h)
 	}
-	s := &server{sinks: []sink.Sink{rec}, pipe: p, log: discardLog()}
 	f.Drain()
 	p.Abort()
 	f.Close()
-	// The writer is still in Write: the sink must stay open.
-	if errs := s.closeSinks(); errs[0] == nil || rec.closed {
-		t.Fatalf("closeSinks closed a sink under its writer (err %v)", errs[0])
+	// The writer is still in Write: the sink must not be closed yet.
+	time.Sleep(20 * time.Millisecond)
+	if p.WritersDone(0) {
+		t.Fatal("WritersDone while a writer is still in Write")
 	}
 	close(rec.gate)
 	if err := waitErr(t, p, 5*time.Second); err != nil {
@@ -216,9 +215,6 @@ func TestPipelineAbortCountsShutdown(t *testing.T) {
 	}
 	if !p.WritersDone(0) {
 		t.Fatal("WritersDone false after Wait")
-	}
-	if errs := s.closeSinks(); errs[0] != nil || !rec.closed || rec.closedUnder {
-		t.Fatalf("closeSinks after the writers returned: err %v, closed %v, closed under a writer %v", errs[0], rec.closed, rec.closedUnder)
 	}
 	c := p.SinkCounts(0)
 	written := uint64(len(rec.got()))
@@ -255,7 +251,7 @@ func TestPipelineHealthFailingSink(t *testing.T) {
 	ch := make(chan datapath.Datagram)
 	f := datapath.NewFakeChan(0, ch)
 	ds := &dropSink{}
-	p, err := NewPipeline(PipelineConfig{Receivers: []datapath.Receiver{f}, CPUs: []int{-1}, Sinks: []sink.Sink{ds},
+	p, err := New(Config{Receivers: []datapath.Receiver{f}, CPUs: []int{-1}, Sinks: []sink.Sink{ds},
 		QueueBytes: 1 << 20, BatchSize: 64, SinkWindow: 50 * time.Millisecond, HealthTick: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -301,8 +297,6 @@ func TestPipelineHealthFailingSink(t *testing.T) {
 	}
 }
 
-func discardLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
-
 // errSink writes everything but counts an error for every write, like a
 // UDP relay whose collector answers with ICMP errors.
 type errSink struct{ written, errs atomic.Uint64 }
@@ -327,7 +321,7 @@ func TestPipelineHealthErroringSink(t *testing.T) {
 	ch := make(chan datapath.Datagram)
 	f := datapath.NewFakeChan(0, ch)
 	es := &errSink{}
-	p, err := NewPipeline(PipelineConfig{Receivers: []datapath.Receiver{f}, CPUs: []int{-1}, Sinks: []sink.Sink{es},
+	p, err := New(Config{Receivers: []datapath.Receiver{f}, CPUs: []int{-1}, Sinks: []sink.Sink{es},
 		QueueBytes: 1 << 20, BatchSize: 64, SinkWindow: 100 * time.Millisecond, HealthTick: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package server
+package pipeline
 
 import (
 	"errors"
@@ -16,30 +16,6 @@ import (
 	"github.com/xdpingest/xdpingest/sink"
 	"github.com/xdpingest/xdpingest/tuning"
 )
-
-// The pipeline moves datagrams from receivers to sinks.
-//
-// One worker per receiver, on a locked OS thread pinned to the CPU that
-// serves its queue, calls Receive, copies the batch into a chunk, hands the
-// frames back to the receiver at once, and queues the chunk to every sink.
-// One goroutine per worker and sink writes the chunks in order. A chunk
-// goes back to its worker's free list when every sink is done with it.
-//
-// Memory is bounded: each worker owns a fixed set of chunks (QueueBytes per
-// sink, counting both the data and the datagram descriptors, and an eighth
-// more in big chunks for datagrams over 32 KiB), allocated at start. When a
-// sink's queue is full, OnFull says what happens: drop the datagrams for
-// that sink and count them (queue_full), or block the worker, so the receive
-// ring backs up and the kernel counts the loss (AF_XDP rx_ring_full /
-// rx_dropped, socket overflows).
-//
-// Small batches are coalesced while the writers are behind: after a batch,
-// the worker ships its chunk at once only if some writer has nothing queued
-// (it would otherwise wait for the next batch); when every writer has work,
-// the worker keeps filling the chunk with the next batches. A writer that
-// runs dry takes the worker's open chunk and ships it itself, so a datagram
-// never waits for more traffic, and a slow sink fills its queue with full
-// chunks rather than with hundreds of chunks of a datagram or two.
 
 const (
 	// chunkBytes is the data capacity of one chunk. Small enough that a
@@ -202,15 +178,15 @@ type worker struct {
 	// later chunk first. The worker itself never blocks with mu held
 	// (until it closes the queues at the end).
 	mu   sync.Mutex
-	open *chunk       // the chunk being filled, not yet queued
-	done bool         // the queues are closed
+	open *chunk // the chunk being filled, not yet queued
+	done bool   // the queues are closed
 	// unshipped counts datagrams received and not yet queued or dropped:
 	// the batch being handled and the open chunk. They are in flight for
 	// every sink (SinkCounts.Queued), also while the worker waits for a
 	// chunk or for room in a queue.
 	unshipped atomic.Int64
 	// Counted by the worker only, read by metrics.
-	batchSizes []atomic.Uint64 // histogram buckets, see batchBuckets
+	batchSizes []atomic.Uint64 // histogram buckets, see BatchBuckets
 	// progress counts up when the worker starts handling a batch and again
 	// when it is done: odd while it handles one. A worker whose progress
 	// stays odd for long is stuck (see Health).
@@ -240,8 +216,8 @@ type Pipeline struct {
 	health *healthMonitor
 }
 
-// PipelineConfig sizes the pipeline.
-type PipelineConfig struct {
+// Config sizes the pipeline.
+type Config struct {
 	Receivers []datapath.Receiver
 	// CPUs[i] is the CPU for receiver i's worker, or -1.
 	CPUs  []int
@@ -263,11 +239,11 @@ type PipelineConfig struct {
 	StuckAfter, SinkWindow, HealthTick time.Duration
 }
 
-// batchBuckets are the upper bounds of the batch size histogram.
-var batchBuckets = []int{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024}
+// BatchBuckets are the upper bounds of the batch size histogram.
+var BatchBuckets = []int{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024}
 
 // NewPipeline allocates every chunk and queue. Nothing runs until Start.
-func NewPipeline(cfg PipelineConfig) (*Pipeline, error) {
+func New(cfg Config) (*Pipeline, error) {
 	if len(cfg.Sinks) == 0 {
 		return nil, errors.New("the pipeline needs a sink")
 	}
@@ -286,7 +262,7 @@ func NewPipeline(cfg PipelineConfig) (*Pipeline, error) {
 	bigPerSink := max(cfg.QueueBytes/8/bigChunkMem, 1)
 	perSink := max(cfg.QueueBytes/chunkMem, 2)
 	for i, rx := range cfg.Receivers {
-		w := &worker{rx: rx, cpu: -1, batchSizes: make([]atomic.Uint64, len(batchBuckets))}
+		w := &worker{rx: rx, cpu: -1, batchSizes: make([]atomic.Uint64, len(BatchBuckets))}
 		if i < len(cfg.CPUs) {
 			w.cpu = cfg.CPUs[i]
 		}
@@ -323,6 +299,9 @@ func (p *Pipeline) Start() {
 		go p.work(w)
 	}
 }
+
+// Workers is the number of workers, one per receiver.
+func (p *Pipeline) Workers() int { return len(p.workers) }
 
 // Running is the number of workers in their receive loop.
 func (p *Pipeline) Running() int { return int(p.started.Load()) }
@@ -496,12 +475,12 @@ func (p *Pipeline) flushOpen(w *worker) bool {
 }
 
 func bucket(n int) int {
-	for i, b := range batchBuckets {
+	for i, b := range BatchBuckets {
 		if n <= b {
 			return i
 		}
 	}
-	return len(batchBuckets) - 1
+	return len(BatchBuckets) - 1
 }
 
 // chunk takes a free chunk, waiting when blocking; without one (drop mode)
@@ -672,7 +651,7 @@ func (p *Pipeline) WritersDone(i int) bool { return p.counts[i].writers.Load() =
 
 // BatchHistogram returns the bucket counts of batch sizes of worker i.
 func (p *Pipeline) BatchHistogram(i int) []uint64 {
-	out := make([]uint64, len(batchBuckets))
+	out := make([]uint64, len(BatchBuckets))
 	for j := range out {
 		out[j] = p.workers[i].batchSizes[j].Load()
 	}

@@ -1,4 +1,4 @@
-package server
+package pipeline
 
 import (
 	"context"
@@ -54,7 +54,7 @@ func TestPipelineDeliversEverythingToEverySink(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := NewPipeline(PipelineConfig{Receivers: rxs, CPUs: []int{-1, -1}, Sinks: sinks, QueueBytes: 1 << 20, BlockOnFull: true, BatchSize: 64})
+	p, err := New(Config{Receivers: rxs, CPUs: []int{-1, -1}, Sinks: sinks, QueueBytes: 1 << 20, BlockOnFull: true, BatchSize: 64})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +130,7 @@ func TestPipelineDropsAndCountsWhenFull(t *testing.T) {
 	f.AtEnd = io.EOF
 	slow := &slowSink{gate: make(chan struct{})}
 	fast, _ := sink.Open(context.Background(), sink.Spec{Kind: sink.KindDiscard}, sink.Options{})
-	p, err := NewPipeline(PipelineConfig{Receivers: []datapath.Receiver{f}, CPUs: []int{-1}, Sinks: []sink.Sink{slow, fast}, QueueBytes: 256 << 10, BatchSize: 64})
+	p, err := New(Config{Receivers: []datapath.Receiver{f}, CPUs: []int{-1}, Sinks: []sink.Sink{slow, fast}, QueueBytes: 256 << 10, BatchSize: 64})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +173,7 @@ func TestPipelineCoalescesWhileWritersAreBehind(t *testing.T) {
 	f := datapath.NewFake(0, dgs) // blocks once they are all delivered
 	slow := &slowSink{gate: make(chan struct{})}
 	// Four chunks per queue: 700 datagrams one chunk each would overflow.
-	p, err := NewPipeline(PipelineConfig{Receivers: []datapath.Receiver{f}, CPUs: []int{-1}, Sinks: []sink.Sink{slow}, QueueBytes: 4 * chunkMem, BatchSize: 1})
+	p, err := New(Config{Receivers: []datapath.Receiver{f}, CPUs: []int{-1}, Sinks: []sink.Sink{slow}, QueueBytes: 4 * chunkMem, BatchSize: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -278,7 +278,7 @@ func TestPipelineWorkerScheduling(t *testing.T) {
 	f.AtEnd = io.EOF
 	r := &schedRecorder{Receiver: f}
 	out, _ := sink.Open(context.Background(), sink.Spec{Kind: sink.KindDiscard}, sink.Options{})
-	p, err := NewPipeline(PipelineConfig{Receivers: []datapath.Receiver{r}, CPUs: []int{-1}, Sinks: []sink.Sink{out},
+	p, err := New(Config{Receivers: []datapath.Receiver{r}, CPUs: []int{-1}, Sinks: []sink.Sink{out},
 		QueueBytes: 1 << 20, BatchSize: 64, Nice: -4, Slice: 300 * time.Microsecond})
 	if err != nil {
 		t.Fatal(err)

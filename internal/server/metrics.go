@@ -10,6 +10,7 @@ import (
 
 	"github.com/xdpingest/xdpingest/datapath"
 	"github.com/xdpingest/xdpingest/datapath/kernel"
+	"github.com/xdpingest/xdpingest/internal/pipeline"
 	"github.com/xdpingest/xdpingest/internal/version"
 	"github.com/xdpingest/xdpingest/sink"
 	"github.com/xdpingest/xdpingest/xdp"
@@ -24,11 +25,11 @@ type metrics struct {
 	paths     []string     // the path of each receiver
 	prog      *xdp.Program // nil when no XDP program is loaded
 	receivers []datapath.Receiver
-	pipe      *Pipeline
+	pipe      *pipeline.Pipeline
 	sinks     []sink.Sink
 }
 
-func (m *metrics) set(paths []string, prog *xdp.Program, rxs []datapath.Receiver, pipe *Pipeline, sinks []sink.Sink) {
+func (m *metrics) set(paths []string, prog *xdp.Program, rxs []datapath.Receiver, pipe *pipeline.Pipeline, sinks []sink.Sink) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.paths, m.prog, m.receivers, m.pipe, m.sinks = paths, prog, rxs, pipe, sinks
@@ -101,13 +102,13 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 				counter(dCopies, kr.Copies(), q)
 			}
 		}
-		if m.pipe != nil && i < len(m.pipe.workers) {
+		if m.pipe != nil && i < m.pipe.Workers() {
 			h := m.pipe.BatchHistogram(i)
 			buckets := make(map[float64]uint64, len(h))
 			var cum, sum uint64
 			for j, n := range h {
 				cum += n
-				buckets[float64(batchBuckets[j])] = cum
+				buckets[float64(pipeline.BatchBuckets[j])] = cum
 			}
 			// The sum of batch sizes is the datagrams delivered.
 			sum = s.Packets
@@ -140,7 +141,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	for i, s := range m.sinks {
 		st := s.Stats()
 		name := s.Name()
-		var pc SinkCounts
+		var pc pipeline.SinkCounts
 		if m.pipe != nil {
 			pc = m.pipe.SinkCounts(i)
 		}

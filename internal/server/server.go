@@ -26,6 +26,7 @@ import (
 	"github.com/xdpingest/xdpingest/datapath/afxdp"
 	"github.com/xdpingest/xdpingest/datapath/kernel"
 	"github.com/xdpingest/xdpingest/internal/config"
+	"github.com/xdpingest/xdpingest/internal/pipeline"
 	"github.com/xdpingest/xdpingest/sink"
 	"github.com/xdpingest/xdpingest/tuning"
 	"github.com/xdpingest/xdpingest/xdp"
@@ -72,11 +73,11 @@ type server struct {
 	rxPaths []string // the path of each of rxs: "afxdp" or "kernel"
 	path    string   // "afxdp" or "kernel"
 	workers []tuning.WorkerCPU
-	pipe    *Pipeline
+	pipe    *pipeline.Pipeline
 	metrics *metrics
 	httpSrv *http.Server
 	ready   atomic.Bool
-	health  atomic.Pointer[Pipeline]
+	health  atomic.Pointer[pipeline.Pipeline]
 }
 
 // Run runs the server until ctx is done or SIGINT/SIGTERM arrives, then
@@ -246,7 +247,7 @@ func (s *server) start(ctx context.Context) error {
 			cpus[i] = s.workers[i].CPU
 		}
 	}
-	pipe, err := NewPipeline(PipelineConfig{Receivers: s.rxs, CPUs: cpus, Sinks: s.sinks, QueueBytes: c.QueueBytes,
+	pipe, err := pipeline.New(pipeline.Config{Receivers: s.rxs, CPUs: cpus, Sinks: s.sinks, QueueBytes: c.QueueBytes,
 		BlockOnFull: c.BlockOnFull, BatchSize: c.BatchSize, Slice: c.SchedSlice, Nice: c.WorkerNice, Log: s.log})
 	if err != nil {
 		return err

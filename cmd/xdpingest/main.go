@@ -23,7 +23,6 @@ import (
 	"github.com/xdpingest/xdpingest/internal/config"
 	"github.com/xdpingest/xdpingest/internal/server"
 	"github.com/xdpingest/xdpingest/internal/version"
-	"github.com/xdpingest/xdpingest/tuning"
 )
 
 func main() {
@@ -83,15 +82,7 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	if r == nil {
 		return code
 	}
-	// What run would refuse before touching the interface, check refuses
-	// too. (run also plans the profile against the interface.)
-	if r.Tune != "" {
-		if _, err := tuning.LoadProfile(r.Tune); err != nil {
-			fmt.Fprintf(stderr, "xdpingest check: --tune: %v\n", err)
-			return 2
-		}
-	}
-	fmt.Fprintf(stdout, "configuration is valid: iface %s, ports %s, path %s, %d sink(s)\n", r.Iface, config.FormatPorts(r.PortList), r.Path, len(r.SinkSpecs))
+	fmt.Fprintf(stdout, "configuration is valid: iface %s, ports %s, path %s, %d sink(s)\n", r.Iface, config.FormatPorts(r.Ports), r.Path, len(r.Sinks))
 	return 0
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/xdpingest/xdpingest/datapath/afxdp"
 	"github.com/xdpingest/xdpingest/sink"
 	"github.com/xdpingest/xdpingest/tuning"
+	"github.com/xdpingest/xdpingest/xdp"
 )
 
 // Config is everything `xdpingest run` can be told. The YAML keys are the
@@ -195,28 +196,63 @@ func (p *PortSpec) UnmarshalYAML(n *yaml.Node) error {
 	return fmt.Errorf("line %d: ports: want a list such as \"9000,9100-9199\" or [9000, 9100-9199]", n.Line)
 }
 
-// Resolved is a validated Config in the types the server uses.
+// Path is the receive path asked for.
+type Path string
+
+// The paths.
+const (
+	PathAuto   Path = "auto"  // AF_XDP, else the kernel path
+	PathAFXDP  Path = "afxdp" // AF_XDP or nothing
+	PathKernel Path = "kernel"
+)
+
+// Resolved is a validated Config in the types the server uses: every value
+// parsed once, here. Raw keeps the settings as given, for comparing a reload
+// and for display; its Sinks hold credentials, so log Sinks instead.
 type Resolved struct {
-	Config
-	PortList     []uint16
-	AllowPfx     []netip.Prefix
-	DenyPfx      []netip.Prefix
-	SinkSpecs    []sink.Spec
-	QueueList    []int // nil: all queues of the interface
+	Raw Config
+
+	Iface   string
+	Ports   []uint16 // sorted, no repeats
+	Path    Path
+	Queues  []int // nil: every queue of the interface
+	XDPMode xdp.Mode
+	Allow   []netip.Prefix
+	Deny    []netip.Prefix
+	Sinks   []sink.Spec
+	// BlockOnFull: --on-full block.
+	BlockOnFull bool
+	// MetricsAddr is "" when the endpoint is off.
+	MetricsAddr string
+	JSONLogs    bool
+	Replace     bool
+	// Tune is the loaded --tune profile, nil without one (its name is
+	// Raw.Tune).
+	Tune *tuning.Profile
+	// CPUs the workers may use; empty: every CPU the process may use.
+	CPUs tuning.CPUSet
+
 	QueueBytes   int
+	BatchSize    int
+	FrameSize    int
+	Frames       int
+	RingSize     int
+	BusyPoll     bool
+	Nap          time.Duration // 0: never
+	SchedSlice   time.Duration // 0: the kernel's
+	WorkerNice   int           // 0: the process's
+	Workers      int           // kernel path; 0: one per queue, at most one per CPU
 	RcvBufBytes  int
-	ForceAFXDP   bool
-	ForceKernel  bool
-	BlockOnFull  bool
-	JSONLogs     bool
-	XDPModeValue string        // native | generic | auto
-	CPUSet       tuning.CPUSet // empty: no restriction beyond the process's own
+	DrainTimeout time.Duration
 }
 
 // Validate checks every setting that can be checked without touching the
-// interface, and returns the first problem as one clear message.
+// interface, loads the --tune profile, and returns the first problem as one
+// clear message.
 func (c Config) Validate() (*Resolved, error) {
-	r := &Resolved{Config: c}
+	r := &Resolved{Raw: c, Iface: c.Iface, Replace: c.Replace, BatchSize: c.BatchSize, FrameSize: c.FrameSize,
+		Frames: c.Frames, RingSize: c.RingSize, BusyPoll: c.BusyPoll, Nap: c.Nap, SchedSlice: c.SchedSlice,
+		WorkerNice: c.WorkerNice, Workers: c.Workers, DrainTimeout: c.DrainTimeout}
 	if c.Iface == "" {
 		return nil, errors.New("no interface: give --iface IFACE (or iface: in the config)")
 	}
@@ -227,39 +263,38 @@ func (c Config) Validate() (*Resolved, error) {
 		return nil, errors.New("no ports: give --ports, e.g. --ports 9000,9100-9199")
 	}
 	var err error
-	if r.PortList, err = ParsePorts(string(c.Ports)); err != nil {
+	if r.Ports, err = ParsePorts(string(c.Ports)); err != nil {
 		return nil, err
 	}
-	switch c.Path {
-	case "auto":
-	case "afxdp":
-		r.ForceAFXDP = true
-	case "kernel":
-		r.ForceKernel = true
+	switch Path(c.Path) {
+	case PathAuto, PathAFXDP, PathKernel:
+		r.Path = Path(c.Path)
 	default:
 		return nil, fmt.Errorf("unknown path %q: want auto, afxdp or kernel", c.Path)
 	}
-	if r.QueueList, err = ParseQueues(c.Queues); err != nil {
+	if r.Queues, err = ParseQueues(c.Queues); err != nil {
 		return nil, err
 	}
 	switch c.XDPMode {
 	case "native", "generic", "auto":
-		r.XDPModeValue = c.XDPMode
+		if r.XDPMode, err = xdp.ParseMode(c.XDPMode); err != nil {
+			return nil, fmt.Errorf("xdp_mode: %w", err)
+		}
 	default:
 		return nil, fmt.Errorf("unknown XDP mode %q: want native, generic or auto", c.XDPMode)
 	}
-	if r.AllowPfx, err = parsePrefixes("--allow", c.Allow); err != nil {
+	if r.Allow, err = parsePrefixes("--allow", c.Allow); err != nil {
 		return nil, err
 	}
-	if r.DenyPfx, err = parsePrefixes("--deny", c.Deny); err != nil {
+	if r.Deny, err = parsePrefixes("--deny", c.Deny); err != nil {
 		return nil, err
 	}
 	sinks := c.Sinks
 	if len(sinks) == 0 {
 		sinks = []string{sink.DefaultURL}
 	}
-	r.Sinks = sinks
-	if r.SinkSpecs, err = parseSinks(sinks); err != nil {
+	r.Raw.Sinks = sinks
+	if r.Sinks, err = parseSinks(sinks); err != nil {
 		return nil, err
 	}
 	switch c.OnFull {
@@ -273,6 +308,7 @@ func (c Config) Validate() (*Resolved, error) {
 		if _, err := netip.ParseAddrPort(c.MetricsAddr); err != nil {
 			return nil, fmt.Errorf("invalid --metrics-addr %q: want IP:PORT such as 127.0.0.1:9109, or off", c.MetricsAddr)
 		}
+		r.MetricsAddr = c.MetricsAddr
 	}
 	switch c.LogFormat {
 	case "text":
@@ -286,7 +322,7 @@ func (c Config) Validate() (*Resolved, error) {
 		if err != nil || set.IsEmpty() {
 			return nil, fmt.Errorf("invalid --cpus %q: want a CPU list such as 2-7 or 1,3", c.CPUs)
 		}
-		r.CPUSet = set
+		r.CPUs = set
 	}
 	if c.QueueMB < 1 || c.QueueMB > 4096 {
 		return nil, fmt.Errorf("queue_mb %d out of range 1..4096", c.QueueMB)
@@ -322,6 +358,13 @@ func (c Config) Validate() (*Resolved, error) {
 	}
 	if err := tuning.CheckNice(c.WorkerNice); err != nil {
 		return nil, fmt.Errorf("worker_nice: %w", err)
+	}
+	if c.Tune != "" {
+		p, err := tuning.LoadProfile(c.Tune)
+		if err != nil {
+			return nil, fmt.Errorf("--tune: %w", err)
+		}
+		r.Tune = p
 	}
 	return r, nil
 }

@@ -31,21 +31,21 @@ func TestFlagsValid(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := FormatPorts(r.PortList); got != "9000,9100-9102" {
+	if got := FormatPorts(r.Ports); got != "9000,9100-9102" {
 		t.Errorf("ports %s", got)
 	}
-	if len(r.AllowPfx) != 2 || r.DenyPfx[0].String() != "198.18.7.7/32" {
-		t.Errorf("prefixes %v %v", r.AllowPfx, r.DenyPfx)
+	if len(r.Allow) != 2 || r.Deny[0].String() != "198.18.7.7/32" {
+		t.Errorf("prefixes %v %v", r.Allow, r.Deny)
 	}
-	if len(r.SinkSpecs) != 2 || len(r.QueueList) != 3 || !r.BlockOnFull {
+	if len(r.Sinks) != 2 || len(r.Queues) != 3 || !r.BlockOnFull {
 		t.Errorf("%+v", r)
 	}
 	r, err = parse(t, "--iface", "x0", "--ports", "1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(r.SinkSpecs) != 1 || r.Sinks[0] != "pcap:./capture" {
-		t.Errorf("default sink: %v", r.Sinks)
+	if len(r.Sinks) != 1 || r.Raw.Sinks[0] != "pcap:./capture" {
+		t.Errorf("default sink: %v", r.Raw.Sinks)
 	}
 	if r.SchedSlice != tuning.DefaultWorkerSlice || r.Nap != afxdp.DefaultNap || r.WorkerNice != tuning.DefaultWorkerNice {
 		t.Errorf("default slice %v, nap %v, nice %d", r.SchedSlice, r.Nap, r.WorkerNice)
@@ -99,8 +99,8 @@ func TestConfigFileAndOverride(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Iface != "x0" || FormatPorts(r.PortList) != "7000" || r.Sinks[0] != "discard" || len(r.AllowPfx) != 1 || r.DrainTimeout != 2*time.Second {
-		t.Fatalf("%+v", r.Config)
+	if r.Iface != "x0" || FormatPorts(r.Ports) != "7000" || r.Raw.Sinks[0] != "discard" || len(r.Allow) != 1 || r.DrainTimeout != 2*time.Second {
+		t.Fatalf("%+v", r.Raw)
 	}
 	os.WriteFile(p, []byte("iface: x0\nports: \"9000\"\ncolour: blue\n"), 0o644)
 	if _, err := parse(t, "--config", p); err == nil || !strings.Contains(err.Error(), "colour") {

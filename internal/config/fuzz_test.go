@@ -41,8 +41,8 @@ func FuzzConfigYAML(f *testing.F) {
 			}
 			return
 		}
-		if len(r.PortList) == 0 || len(r.SinkSpecs) != len(r.Sinks) {
-			t.Fatalf("valid but %d ports, %d specs for %d sinks", len(r.PortList), len(r.SinkSpecs), len(r.Sinks))
+		if len(r.Ports) == 0 || len(r.Sinks) != len(r.Raw.Sinks) {
+			t.Fatalf("valid but %d ports, %d specs for %d sinks", len(r.Ports), len(r.Sinks), len(r.Raw.Sinks))
 		}
 		out, err := yaml.Marshal(cfg)
 		if err != nil {
@@ -56,10 +56,10 @@ func FuzzConfigYAML(f *testing.F) {
 		if err != nil {
 			t.Fatalf("written back:\n%s\nrefused: %v", out, err)
 		}
-		if a, b := normal(r.Config), normal(r2.Config); !reflect.DeepEqual(a, b) {
+		if a, b := normal(r.Raw), normal(r2.Raw); !reflect.DeepEqual(a, b) {
 			t.Fatalf("round trip:\n%+v\n%+v", a, b)
 		}
-		if !slices.Equal(r.PortList, r2.PortList) || !slices.Equal(r.AllowPfx, r2.AllowPfx) || !slices.Equal(r.DenyPfx, r2.DenyPfx) || !slices.Equal(r.QueueList, r2.QueueList) {
+		if !slices.Equal(r.Ports, r2.Ports) || !slices.Equal(r.Allow, r2.Allow) || !slices.Equal(r.Deny, r2.Deny) || !slices.Equal(r.Queues, r2.Queues) {
 			t.Fatalf("round trip changes the resolved lists")
 		}
 	})

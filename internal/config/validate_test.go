@@ -37,7 +37,7 @@ func TestDuplicateSinksRefused(t *testing.T) {
 	} {
 		r, err := validateSinks(c...)
 		if err == nil {
-			t.Errorf("%q: accepted (%d sinks)", c, len(r.SinkSpecs))
+			t.Errorf("%q: accepted (%d sinks)", c, len(r.Sinks))
 			continue
 		}
 		if !strings.Contains(err.Error(), "--sink") || !strings.Contains(err.Error(), "give each destination once") {
@@ -47,7 +47,7 @@ func TestDuplicateSinksRefused(t *testing.T) {
 	// Different places are fine, the same NATS server with other subjects
 	// too.
 	r, err := validateSinks("discard", "pcap:./a", "pcap:./b", "nats://h/s", "nats://h/t", "nats://g/s", "udp://198.18.0.2:9000", "udp://198.18.0.2:9001")
-	if err != nil || len(r.SinkSpecs) != 8 {
+	if err != nil || len(r.Sinks) != 8 {
 		t.Fatalf("distinct sinks: %v", err)
 	}
 }
@@ -161,7 +161,7 @@ func TestYAMLPortsForms(t *testing.T) {
 			t.Errorf("%q: %v", y, err)
 			continue
 		}
-		if got := FormatPorts(r.PortList); got != want {
+		if got := FormatPorts(r.Ports); got != want {
 			t.Errorf("%q: ports %s, want %s", y, got, want)
 		}
 	}
@@ -276,7 +276,7 @@ func TestSinkSpecsInOrder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := []string{r.SinkSpecs[0].String(), r.SinkSpecs[1].String()}; !reflect.DeepEqual(got, []string{"udp://198.18.0.2:9000", "discard"}) {
+	if got := []string{r.Sinks[0].String(), r.Sinks[1].String()}; !reflect.DeepEqual(got, []string{"udp://198.18.0.2:9000", "discard"}) {
 		t.Fatalf("%q", got)
 	}
 }

@@ -50,7 +50,7 @@ func (s *server) reload() {
 		s.log.Error("SIGHUP: the new configuration is refused; the running one is unchanged", "err", err)
 		return
 	}
-	if diff := restartSettings(s.cfg.Config, nc.Config); len(diff) > 0 {
+	if diff := restartSettings(s.cfg.Raw, nc.Raw); len(diff) > 0 {
 		s.log.Error("SIGHUP: refused: these settings need a restart; the running configuration is unchanged (a reload applies only "+strings.Join(liveSettings, ", ")+")",
 			"settings", strings.Join(diff, ","))
 		return
@@ -59,16 +59,16 @@ func (s *server) reload() {
 		s.log.Error("SIGHUP: refused; the running configuration is unchanged", "err", err)
 		return
 	}
-	s.cfg.PortList, s.cfg.AllowPfx, s.cfg.DenyPfx = nc.PortList, nc.AllowPfx, nc.DenyPfx
-	s.cfg.Config.Ports, s.cfg.Config.Allow, s.cfg.Config.Deny = nc.Config.Ports, nc.Config.Allow, nc.Config.Deny
-	s.log.Info("SIGHUP: reloaded", "ports", config.FormatPorts(nc.PortList), "allow", prefixes(nc.Config.Allow), "deny", prefixes(nc.Config.Deny))
+	s.cfg.Ports, s.cfg.Allow, s.cfg.Deny = nc.Ports, nc.Allow, nc.Deny
+	s.cfg.Raw.Ports, s.cfg.Raw.Allow, s.cfg.Raw.Deny = nc.Raw.Ports, nc.Raw.Allow, nc.Raw.Deny
+	s.log.Info("SIGHUP: reloaded", "ports", config.FormatPorts(nc.Ports), "allow", prefixes(nc.Raw.Allow), "deny", prefixes(nc.Raw.Deny))
 }
 
 // applyLive changes the ports and prefix lists of the running program and
 // kernel sockets, or nothing.
 func (s *server) applyLive(nc *config.Resolved) error {
-	portsChange := !slices.Equal(nc.PortList, s.cfg.PortList)
-	listsChange := !slices.Equal(nc.AllowPfx, s.cfg.AllowPfx) || !slices.Equal(nc.DenyPfx, s.cfg.DenyPfx)
+	portsChange := !slices.Equal(nc.Ports, s.cfg.Ports)
+	listsChange := !slices.Equal(nc.Allow, s.cfg.Allow) || !slices.Equal(nc.Deny, s.cfg.Deny)
 	if !portsChange && !listsChange {
 		return nil
 	}
@@ -77,12 +77,12 @@ func (s *server) applyLive(nc *config.Resolved) error {
 	}
 	if portsChange && len(s.kernRxs) > 0 {
 		return fmt.Errorf("the kernel sockets can't change ports (running %s, asked %s); restart to change them",
-			config.FormatPorts(s.cfg.PortList), config.FormatPorts(nc.PortList))
+			config.FormatPorts(s.cfg.Ports), config.FormatPorts(nc.Ports))
 	}
 	if s.prog == nil {
 		return nil
 	}
 	pc := s.prog.Config()
-	pc.Ports, pc.Allow, pc.Deny = nc.PortList, nc.AllowPfx, nc.DenyPfx
+	pc.Ports, pc.Allow, pc.Deny = nc.Ports, nc.Allow, nc.Deny
 	return s.prog.Update(pc)
 }

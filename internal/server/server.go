@@ -136,37 +136,33 @@ func (s *server) preflight() error {
 		return configErr("no interface %s in this network namespace (%v)", c.Iface, err)
 	}
 	s.ifindex = ifi.Index
-	if os.Geteuid() != 0 && !c.ForceKernel {
+	if os.Geteuid() != 0 && c.Path != config.PathKernel {
 		s.log.Warn("not running as root: attaching XDP and AF_XDP need CAP_BPF, CAP_NET_ADMIN and CAP_NET_RAW")
 	}
 	if e, err := xdp.Inspect(s.ifindex); err == nil && e != nil && !c.Replace {
 		return configErr("interface %s already carries %s; stop its owner or pass --replace", c.Iface, e)
 	}
-	if c.QueueList != nil {
+	if c.Queues != nil {
 		n, err := afxdp.RxQueues(c.Iface)
 		if err == nil {
-			for _, q := range c.QueueList {
+			for _, q := range c.Queues {
 				if q >= n {
-					return configErr("--queues %s: %s has %d RX queues (0..%d)", c.Queues, c.Iface, n, n-1)
+					return configErr("--queues %s: %s has %d RX queues (0..%d)", c.Raw.Queues, c.Iface, n, n-1)
 				}
 			}
 		}
 	}
-	if !c.CPUSet.IsEmpty() {
+	if !c.CPUs.IsEmpty() {
 		if _, err := s.allowedCPUs(); err != nil {
 			return configErr("%v", err)
 		}
 	}
-	if c.Tune != "" {
-		p, err := tuning.LoadProfile(c.Tune)
-		if err != nil {
-			return configErr("--tune: %v", err)
-		}
-		if _, err := tuning.PlanProfile(context.Background(), c.Iface, p, tuning.Options{Roots: s.env.Roots, NoState: true}); err != nil && errors.Is(err, tuning.ErrBadInput) {
-			return configErr("--tune %s: %v", c.Tune, err)
+	if c.Tune != nil {
+		if _, err := tuning.PlanProfile(context.Background(), c.Iface, c.Tune, tuning.Options{Roots: s.env.Roots, NoState: true}); err != nil && errors.Is(err, tuning.ErrBadInput) {
+			return configErr("--tune %s: %v", c.Raw.Tune, err)
 		}
 	}
-	if c.MetricsAddr != "" && c.MetricsAddr != "off" {
+	if c.MetricsAddr != "" {
 		ln, err := net.Listen("tcp", c.MetricsAddr)
 		if err != nil {
 			return configErr("--metrics-addr %s: %v", c.MetricsAddr, err)
@@ -217,14 +213,13 @@ func (s *server) healthProblems() []string {
 
 func (s *server) start(ctx context.Context) error {
 	c := s.cfg
-	if c.Tune != "" {
-		p, _ := tuning.LoadProfile(c.Tune)
-		a, err := tuning.Apply(ctx, c.Iface, p, tuning.Options{Roots: s.env.Roots})
+	if c.Tune != nil {
+		a, err := tuning.Apply(ctx, c.Iface, c.Tune, tuning.Options{Roots: s.env.Roots})
 		s.tuned = a
 		if err != nil {
-			return fmt.Errorf("--tune %s: %w", c.Tune, err)
+			return fmt.Errorf("--tune %s: %w", c.Raw.Tune, err)
 		}
-		s.log.Info("tuning profile applied; reverted at exit", "profile", c.Tune, "outcome", a.Outcome().String(), "state", a.StatePath)
+		s.log.Info("tuning profile applied; reverted at exit", "profile", c.Raw.Tune, "outcome", a.Outcome().String(), "state", a.StatePath)
 	}
 
 	if err := s.attachXDP(); err != nil {
@@ -235,7 +230,7 @@ func (s *server) start(ctx context.Context) error {
 	}
 	// The sinks open once the number of workers is known. Traffic for our
 	// ports meanwhile reaches the sockets' rings, which wait.
-	sinks, err := sink.OpenAll(ctx, c.SinkSpecs, sink.Options{Workers: len(s.rxs), Logger: s.log, CloseTimeout: s.closeBudget()})
+	sinks, err := sink.OpenAll(ctx, c.Sinks, sink.Options{Workers: len(s.rxs), Logger: s.log, CloseTimeout: s.closeBudget()})
 	if err != nil {
 		return err
 	}
@@ -283,7 +278,7 @@ func (s *server) start(ctx context.Context) error {
 func (s *server) attachXDP() error {
 	c := s.cfg
 	action := xdp.Redirect
-	if c.ForceKernel {
+	if c.Path == config.PathKernel {
 		action = xdp.Pass
 	}
 	maxQ := 256
@@ -295,13 +290,12 @@ func (s *server) attachXDP() error {
 	maxRedirect := xdp.MaxRedirectFor(c.FrameSize, 0)
 	// The socket filter refuses what reaches the kernel sockets over
 	// another interface (a local process sending to our address).
-	prog, err := xdp.Load(xdp.Config{Ports: c.PortList, Allow: c.AllowPfx, Deny: c.DenyPfx, Action: action, MaxRedirect: maxRedirect,
+	prog, err := xdp.Load(xdp.Config{Ports: c.Ports, Allow: c.Allow, Deny: c.Deny, Action: action, MaxRedirect: maxRedirect,
 		SocketIfindex: s.ifindex},
 		xdp.LoadOptions{MaxQueues: maxQ, MaxPrefixes: config.MaxPrefixes})
 	if err == nil {
-		mode, _ := xdp.ParseMode(c.XDPModeValue)
 		var att *xdp.Attachment
-		att, err = prog.Attach(s.ifindex, xdp.AttachOptions{Mode: mode, Replace: c.Replace})
+		att, err = prog.Attach(s.ifindex, xdp.AttachOptions{Mode: c.XDPMode, Replace: c.Replace})
 		if err == nil {
 			s.prog, s.att = prog, att
 			if att.Fallback != "" {
@@ -312,7 +306,7 @@ func (s *server) attachXDP() error {
 			}
 			return nil
 		}
-		if c.ForceAFXDP {
+		if c.Path == config.PathAFXDP {
 			prog.Close()
 			return fmt.Errorf("--path afxdp needs the XDP program: %w", err)
 		}
@@ -321,10 +315,10 @@ func (s *server) attachXDP() error {
 		s.log.Warn("running the kernel path without the XDP program; the lists hold at the sockets", "reason", err.Error())
 		return nil
 	}
-	if c.ForceAFXDP {
+	if c.Path == config.PathAFXDP {
 		return fmt.Errorf("--path afxdp needs the XDP program: %w", err)
 	}
-	if len(c.AllowPfx) > 0 || len(c.DenyPfx) > 0 {
+	if len(c.Allow) > 0 || len(c.Deny) > 0 {
 		return fmt.Errorf("the XDP program can't be loaded (%v), and without it --allow and --deny can't be enforced: fix the cause or drop the lists", err)
 	}
 	s.log.Warn("running the kernel path without the XDP program", "reason", err.Error())
@@ -342,9 +336,9 @@ func (s *server) attachXDP() error {
 func (s *server) openPath() error {
 	c := s.cfg
 	var why string
-	if !c.ForceKernel && s.att != nil {
-		s.planWorkers(c.QueueList)
-		p, err := afxdp.Open(afxdp.Config{Iface: c.Iface, Queues: c.QueueList, FrameSize: c.FrameSize, NumFrames: c.Frames,
+	if c.Path != config.PathKernel && s.att != nil {
+		s.planWorkers(c.Queues)
+		p, err := afxdp.Open(afxdp.Config{Iface: c.Iface, Queues: c.Queues, FrameSize: c.FrameSize, NumFrames: c.Frames,
 			FillRingSize: c.RingSize, RxRingSize: c.RingSize, CompletionRingSize: 64, BusyPoll: c.BusyPoll, Nap: napConfig(c.Nap)}, s.prog)
 		if err == nil {
 			s.afxdp, s.path = p, "afxdp"
@@ -362,11 +356,11 @@ func (s *server) openPath() error {
 			}
 			return nil
 		}
-		if c.ForceAFXDP {
+		if c.Path == config.PathAFXDP {
 			return fmt.Errorf("--path afxdp: %w", err)
 		}
 		why = err.Error()
-	} else if !c.ForceKernel {
+	} else if c.Path != config.PathKernel {
 		why = "no XDP program"
 	}
 	if why != "" {
@@ -383,8 +377,8 @@ func (s *server) openPath() error {
 		if q, err := afxdp.RxQueues(c.Iface); err == nil {
 			n = q
 		}
-		if c.QueueList != nil {
-			n = len(c.QueueList)
+		if c.Queues != nil {
+			n = len(c.Queues)
 		}
 		if allowed, err := s.allowedCPUs(); err == nil {
 			n = min(n, allowed.Len())
@@ -416,7 +410,7 @@ func (s *server) openPath() error {
 // loaded), steered to cpus when given.
 func (s *server) openKernel(n int, cpus []int) ([]*kernel.Receiver, error) {
 	c := s.cfg
-	kcfg := kernel.Config{Ports: c.PortList, Workers: n, Batch: c.BatchSize, RcvBuf: c.RcvBufBytes, ForceRcvBuf: true,
+	kcfg := kernel.Config{Ports: c.Ports, Workers: n, Batch: c.BatchSize, RcvBuf: c.RcvBufBytes, ForceRcvBuf: true,
 		Device: c.Iface, CPUs: cpus}
 	if s.prog != nil {
 		kcfg.Filter = s.prog.SocketFilter()
@@ -445,8 +439,8 @@ func (s *server) allowedCPUs() (tuning.CPUSet, error) {
 	if err != nil {
 		return allowed, err
 	}
-	if !s.cfg.CPUSet.IsEmpty() {
-		allowed = allowed.Intersect(s.cfg.CPUSet)
+	if !s.cfg.CPUs.IsEmpty() {
+		allowed = allowed.Intersect(s.cfg.CPUs)
 		if allowed.IsEmpty() {
 			return allowed, fmt.Errorf("--cpus %s leaves no CPU this process may use", s.cfg.CPUs)
 		}
@@ -543,9 +537,9 @@ func (s *server) logStart() {
 	}
 	s.log.Info("xdpingest started",
 		"iface", c.Iface, "path", s.path, "xdp_mode", mode, "afxdp_mode", copyMode,
-		"workers", strings.Join(qs, ","), "ports", config.FormatPorts(c.PortList),
-		"allow", prefixes(c.Config.Allow), "deny", prefixes(c.Config.Deny),
-		"sinks", strings.Join(names, ","), "on_full", c.OnFull, "metrics", c.MetricsAddr,
+		"workers", strings.Join(qs, ","), "ports", config.FormatPorts(c.Ports),
+		"allow", prefixes(c.Raw.Allow), "deny", prefixes(c.Raw.Deny),
+		"sinks", strings.Join(names, ","), "on_full", c.Raw.OnFull, "metrics", c.MetricsAddr,
 		"worker_nice", c.WorkerNice, "sched_slice", c.SchedSlice, "nap", c.Nap)
 }
 
@@ -626,7 +620,7 @@ func (s *server) close() error {
 		if _, err := s.tuned.Revert(context.Background()); err != nil {
 			errs = append(errs, fmt.Errorf("revert tuning: %w", err))
 		} else {
-			s.log.Info("tuning profile reverted", "profile", s.cfg.Tune)
+			s.log.Info("tuning profile reverted", "profile", s.cfg.Raw.Tune)
 		}
 	}
 	if s.httpSrv != nil {

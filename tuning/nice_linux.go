@@ -12,15 +12,13 @@ import (
 // measures what runs).
 //
 // A receiver that naps shares its core with whatever else runs there
-// (ksoftirqd under load, other services; on the test bed, the generator,
-// which stands in for the NIC and runs in the kernel). At nice 0 the
-// scheduler sometimes declines to preempt that task when the receiver's nap
-// ends, and the receiver waits for the next tick, 1-4 ms (HZ=250), while
-// its ring overflows: on the bed, two queues lost 7-8% that way, and 0.4-1%
-// at nice -10, where the receiver's weight is nine times the other task's
-// and it stays eligible to run. Receivers sleep whenever their ring is
-// empty, so the weight costs the others on the core only what the
-// receiver actually uses.
+// (ksoftirqd under load, other services). At nice 0 the scheduler sometimes
+// declines to preempt that task when the receiver's nap ends, and the
+// receiver waits for the next tick, 1-4 ms at HZ=250, while its ring
+// overflows; at nice -10 its weight is nine times the other task's and it
+// stays eligible to run (docs/BENCHMARKS.md has the loss either way).
+// Receivers sleep whenever their ring is empty, so the weight costs the
+// others on the core only what the receiver actually uses.
 const DefaultWorkerNice = -10
 
 // CheckNice refuses a nice value outside -20..19.

@@ -43,8 +43,8 @@ const (
 // (PREEMPT_SHORT) instead of waiting until the running task has used its
 // own slice (RUN_TO_PARITY; by default 0.75 ms times 1+log2(CPUs)). A
 // receiver that naps between batches shares its core with whatever else
-// runs there, ksoftirqd under load or, on the test bed, the generator; if
-// each wakeup waits out another task's slice, the ring overflows meanwhile.
+// runs there (ksoftirqd under load); if each wakeup waits out another
+// task's slice, the ring overflows meanwhile.
 //
 // It reports whether the kernel took it: kernels before 6.12 accept the
 // call and ignore sched_runtime for fair tasks (read back as 0), and a
@@ -101,6 +101,5 @@ func ThreadSlice() (time.Duration, error) {
 
 // DefaultWorkerSlice is the slice xdpingest's workers run with unless told
 // otherwise (and pktbench's receivers, so that it measures what runs): the
-// shortest the kernel allows. On the test bed, two queues' receivers that
-// share their cores with the generators lose about half as much with it.
+// shortest the kernel allows (docs/BENCHMARKS.md has what it saves).
 const DefaultWorkerSlice = MinSlice

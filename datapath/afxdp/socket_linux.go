@@ -356,8 +356,7 @@ const hugePageSize = 2 << 20
 // to 2 MiB and advised for transparent huge pages (MADV_HUGEPAGE; THP's
 // default mode, madvise, backs only advised memory): the receiver reads the
 // first cache line of frames spread over the whole UMEM, one 4 KiB page per
-// two frames, more pages than the TLB holds, and on the test bed two
-// queues receive 5% more on huge pages. The advice is ignored where THP is
+// two frames, more pages than the TLB holds. The advice is ignored where THP is
 // off or compiled out; the kernel pins the pages whatever their size when
 // the UMEM is registered, which is also when they are faulted in. The
 // alignment costs up to 2 MiB more per socket (allocated with the UMEM,
@@ -662,15 +661,13 @@ const minNap = 5 * time.Microsecond
 // adaptNap sets the next nap's length from the backlog the last one let
 // pile up in the RX ring. A long nap costs fewer wakeups (each a pair of
 // context switches, and in a VM a timer reprogrammed through the
-// hypervisor: on the test bed two queues receive up to 14% more with 100µs
-// naps than with 20µs); a nap during which the ring fills past three
-// quarters risks overflowing it at the next burst. So the nap shrinks by a
-// quarter whenever the ring was more than three quarters full at the end of
-// one (down to minNap), and grows by an eighth, back up to Config.Nap,
-// while it was under half full. (With half and a quarter as the bounds, a
-// nap that a scheduling hiccup shrank stayed short at a steady rate, since
-// a steady rate fills the ring to the same level every nap: two queues on
-// the bed received 11.0-11.1 Mpps against 11.8 now.)
+// hypervisor); a nap during which the ring fills past three quarters risks
+// overflowing it at the next burst. So the nap shrinks by a quarter
+// whenever the ring was more than three quarters full at the end of one
+// (down to minNap), and grows by an eighth, back up to Config.Nap, while it
+// was under half full. The gap between the bounds matters: a steady rate
+// fills the ring to the same level every nap, so with close bounds a nap
+// that a scheduling hiccup shrank would stay short.
 func (s *Socket) adaptNap(backlog uint32) {
 	now := time.Duration(s.napNow.Load())
 	switch {
@@ -685,9 +682,8 @@ func (s *Socket) adaptNap(backlog uint32) {
 //
 // A raw syscall: the goroutine keeps its P through the nap. Through the
 // runtime's syscall path, sysmon takes the P away during a nap and the
-// receiver has to win one back after it, which on the bed costs as much as
-// the wakeup the nap avoids (2 queues: 8.3 Mpps with 17% loss, against 10.2
-// with 9%). The nap is at most 1ms (and a signal ends it), so the P is not
+// receiver has to win one back after it, which costs as much as the wakeup
+// the nap avoids. The nap is at most 1ms (and a signal ends it), so the P is not
 // held long; a program that runs other goroutines beside its receivers
 // gives them Ps of their own (xdpingest raises GOMAXPROCS by its workers).
 func (s *Socket) sleepFor(d time.Duration) {

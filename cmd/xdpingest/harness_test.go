@@ -83,7 +83,7 @@ type srvProc struct {
 func startServer(t testing.TB, b *testbed.Bed, args ...string) *srvProc {
 	t.Helper()
 	s := &srvProc{t: t, bed: b, log: &lockedBuffer{}, metrics: "127.0.0.1:9109", done: make(chan struct{})}
-	s.client = &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
+	s.client = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, network, addr string) (c net.Conn, err error) {
 			err = b.Rx.Do(func() error { c, err = (&net.Dialer{}).DialContext(ctx, network, addr); return err })
 			return c, err

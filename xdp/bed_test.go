@@ -15,6 +15,7 @@ import (
 	"github.com/xdpingest/xdpingest/datapath"
 	"github.com/xdpingest/xdpingest/datapath/afxdp"
 	"github.com/xdpingest/xdpingest/datapath/kernel"
+	"github.com/xdpingest/xdpingest/internal/frames"
 	"github.com/xdpingest/xdpingest/internal/testbed"
 )
 
@@ -301,6 +302,27 @@ func TestJumboFrames(t *testing.T) {
 					}
 					want = append(want, s)
 				}
+			}
+			// A datagram that ends in the frame's first buffer, followed
+			// by a trailer that runs into more buffers: the whole frame is
+			// too large for an AF_XDP frame, so it takes the kernel's way,
+			// which cuts the trailer off.
+			raw, err := b.Gen.RawSender()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer raw.Close()
+			for _, fam := range []struct {
+				name     string
+				src, dst netip.Addr
+			}{{"v4", testbed.GenIPv4, testbed.RxIPv4}, {"v6", testbed.GenIPv6, testbed.RxIPv6}} {
+				msg := payload(fam.name+" with a 5000-byte trailer", 1000)
+				frame := frames.Build(frames.Spec{SrcMAC: b.Gen.MAC, DstMAC: b.Rx.MAC, Src: netip.AddrPortFrom(fam.src, 5000),
+					Dst: netip.AddrPortFrom(fam.dst, 9000), Payload: []byte(msg), Trailer: make([]byte, 5000)})
+				if err := raw.Send(frame); err != nil {
+					t.Fatal(err)
+				}
+				want = append(want, sent{msg: msg, path: "kernel"})
 			}
 			a.wait(len(want))
 			got := a.stop(t, append(path.Receivers(), asReceivers(rs)...)...)

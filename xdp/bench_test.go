@@ -21,6 +21,10 @@ func BenchmarkProgram(b *testing.B) {
 	// The same with a deny list in force: one LPM lookup more per match.
 	pd := loadT(b, Config{Ports: []uint16{9000}, Deny: []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24"), netip.MustParsePrefix("2001:db8:ffff::/48")}})
 	xskT(b, pd)
+	// With MaxRedirect as the server sets it (4 KiB AF_XDP frames): the
+	// size check every redirect makes.
+	pm := loadT(b, Config{Ports: []uint16{9000}, MaxRedirect: MaxRedirectFor(4096, 0)})
+	xskT(b, pm)
 	cases := []struct {
 		name  string
 		prog  *ebpf.Program
@@ -34,6 +38,8 @@ func BenchmarkProgram(b *testing.B) {
 		{"matched-ipv4-qinq", p.objs.Xdpingest, frame64(src4, dst4, ad, q), xdpRedirect},
 		{"matched-ipv4-deny-list", pd.objs.Xdpingest, frame64(src4, dst4), xdpRedirect},
 		{"matched-ipv6-deny-list", pd.objs.Xdpingest, frame64(src6, dst6), xdpRedirect},
+		{"matched-ipv4-max-redirect", pm.objs.Xdpingest, frame64(src4, dst4), xdpRedirect},
+		{"matched-ipv4-1500-max-redirect", pm.objs.Xdpingest, sized(src4, dst4, 1514), xdpRedirect},
 	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {

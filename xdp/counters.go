@@ -57,9 +57,10 @@ func (o Outcome) Verdict() string {
 
 // Count is packets and bytes (whole frames) of one outcome. The program
 // learns a multi-buffer frame's whole length only when its IP length runs
-// past the first buffer; a multi-buffer frame cut short before that (not
-// IPv4 or IPv6, or headers beyond the first buffer) counts the bytes of its
-// first buffer.
+// past the first buffer, or when it checks a matched frame against
+// Config.MaxRedirect; any other multi-buffer frame (not IPv4 or IPv6,
+// headers beyond the first buffer, a trailer after the datagram) counts
+// the bytes of its first buffer.
 type Count struct {
 	Packets, Bytes uint64
 }

@@ -50,6 +50,17 @@ func TestProgramMultiBuffer(t *testing.T) {
 		} else {
 			long = patch(long, 18, byte((8960+100)>>8), byte((8960+100)&0xff))
 		}
+		// A datagram that ends in the first buffer, then a trailer that
+		// runs into frags: the size check must see the whole frame.
+		trailer := frames.Build(frames.Spec{Src: fam.src, Dst: fam.dst, Payload: make([]byte, 1000), Trailer: make([]byte, 3000)})
+		for _, limit := range []int{3840, 9014} {
+			c := tc{name: fmt.Sprintf("%s datagram in the first buffer, trailer in frags, limit %d", fam.name, limit),
+				cfg: Config{Ports: []uint16{9000}, MaxRedirect: limit}, frame: trailer, action: xdpRedirect, outcome: OutcomeRedirect}
+			if len(trailer) > limit {
+				c.action, c.outcome = xdpPass, OutcomeOversize
+			}
+			cases = append(cases, c)
+		}
 		cases = append(cases,
 			tc{name: fam.name + " jumbo truncated", cfg: base, frame: long, action: xdpPass, outcome: OutcomeTruncated},
 			tc{name: fam.name + " jumbo other port", cfg: base, frame: sized(fam.src, withPort(fam.dst, other), 9014), action: xdpPass, outcome: OutcomeOtherPort},

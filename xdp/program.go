@@ -61,7 +61,12 @@ type Config struct {
 	// to what an AF_XDP frame holds, MaxRedirectFor(frame size, UMEM
 	// headroom): the kernel drops a larger frame after the redirect
 	// (counted only in the socket's rx_dropped) unless the socket was bound
-	// with XDP_USE_SG.
+	// with XDP_USE_SG. The whole frame counts, a trailer after the
+	// datagram included; the program reads the whole length of a frame
+	// whose first buffer is 1523 bytes or more (a driver that puts less in
+	// the first buffer of a longer frame, such as one that splits headers
+	// from data, may see a frame with a long trailer redirected and
+	// dropped).
 	MaxRedirect int
 	// SocketIfindex is the index of the interface the kernel sockets on
 	// the ingest ports are bound to (kernel.Config.Device): the socket

@@ -238,9 +238,16 @@ static __always_inline int l4_outcome(__u8 proto)
 	return O_OTHER_L4;
 }
 
+// A multi-buffer frame's first buffer is at least this long: a frame of a
+// 1500-byte MTU with two VLAN tags (1522 bytes) fits in one buffer of veth
+// (3520 bytes) and of NICs with 2 KiB buffers or more (less 256 bytes of
+// headroom). A shorter first buffer is the whole frame.
+#define MB_FIRST_MIN 1523
+
 // matched decides what happens to a UDP datagram for one of our ports once
-// the source has been checked. len is the whole frame's length.
-static __always_inline int matched(struct xdp_md *ctx, struct config *cfg, __u32 len)
+// the source has been checked. len is the frame's length as far as the
+// program knows it: its first buffer, or the whole frame once whole_len ran.
+static __always_inline int matched(struct xdp_md *ctx, struct config *cfg, __u32 len, const int mb)
 {
 	if (cfg->mode == MODE_PASS)
 		return count(len, O_PASS_MATCH, XDP_PASS);
@@ -248,8 +255,16 @@ static __always_inline int matched(struct xdp_md *ctx, struct config *cfg, __u32
 		return count(len, O_DROP_MODE, XDP_DROP);
 	// The kernel drops a frame larger than the socket's frame after the
 	// redirect (xsk_rcv_check: rx_dropped); the kernel sockets take it.
-	if (cfg->max_redirect && len > cfg->max_redirect)
-		return count(len, O_OVERSIZE, XDP_PASS);
+	// A frame whose IP datagram ends in its first buffer may still go on
+	// in more (a trailer after the datagram): the size check needs the
+	// whole length, which costs a helper call (about 1 ns, 7% of a small
+	// matched frame), paid only where a frame can go on.
+	if (cfg->max_redirect) {
+		if (mb && len >= MB_FIRST_MIN)
+			len = bpf_xdp_get_buff_len(ctx);
+		if (len > cfg->max_redirect)
+			return count(len, O_OVERSIZE, XDP_PASS);
+	}
 	// With XDP_PASS in the flags, a queue without a socket makes the
 	// helper return XDP_PASS instead of XDP_ABORTED: no second lookup.
 	int act = bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
@@ -349,7 +364,7 @@ static __always_inline int ingest(struct xdp_md *ctx, const int mb)
 			if ((cfg->flags & CFG_ALLOW4) && !bpf_map_lookup_elem(&allow4, &key))
 				return count(len, O_NOT_ALLOWED, XDP_DROP);
 		}
-		return matched(ctx, cfg, len);
+		return matched(ctx, cfg, len, mb);
 	}
 
 	if (proto == bpf_htons(ETH_P_IPV6)) {
@@ -390,7 +405,7 @@ static __always_inline int ingest(struct xdp_md *ctx, const int mb)
 			if ((cfg->flags & CFG_ALLOW6) && !bpf_map_lookup_elem(&allow6, &key))
 				return count(len, O_NOT_ALLOWED, XDP_DROP);
 		}
-		return matched(ctx, cfg, len);
+		return matched(ctx, cfg, len, mb);
 	}
 
 	if (proto == bpf_htons(ETH_P_ARP))

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/xdpingest/xdpingest/datapath/kernel"
 	"github.com/xdpingest/xdpingest/internal/config"
 )
 
@@ -75,14 +76,29 @@ func (s *server) applyLive(nc *config.Resolved) error {
 	if s.prog == nil && listsChange {
 		return fmt.Errorf("no XDP program is loaded, so the prefix lists can't change; restart to change them")
 	}
+	// The sockets first, so that what the program passes for an added port
+	// (fragments, say) finds one; SetPorts changes nothing when it fails.
 	if portsChange && len(s.kernRxs) > 0 {
-		return fmt.Errorf("the kernel sockets can't change ports (running %s, asked %s); restart to change them",
-			config.FormatPorts(s.cfg.Ports), config.FormatPorts(nc.Ports))
+		warnings, err := kernel.SetPorts(s.kernRxs, nc.Ports)
+		if err != nil {
+			return err
+		}
+		for _, w := range warnings {
+			s.log.Warn(w)
+		}
 	}
 	if s.prog == nil {
 		return nil
 	}
 	pc := s.prog.Config()
 	pc.Ports, pc.Allow, pc.Deny = nc.Ports, nc.Allow, nc.Deny
-	return s.prog.Update(pc)
+	err := s.prog.Update(pc)
+	if err != nil && portsChange && len(s.kernRxs) > 0 {
+		// The sockets of the removed ports are still there to go back to.
+		if _, rerr := kernel.SetPorts(s.kernRxs, s.cfg.Ports); rerr != nil {
+			return fmt.Errorf("%w; and the kernel sockets could not go back to ports %s (%v): they now listen on %s while the program takes %s: restart",
+				err, config.FormatPorts(s.cfg.Ports), rerr, config.FormatPorts(nc.Ports), config.FormatPorts(s.cfg.Ports))
+		}
+	}
+	return err
 }

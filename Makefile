@@ -52,37 +52,14 @@ test: deps-test test-unit test-fuzz
 test-unit:
 	$(GO) test -count=1 -p $(TEST_P) -timeout 8m ./...
 
-# Every Fuzz target in the module, found on each run (a new one needs no
-# edit here): the packages whose test files declare a Fuzz function, asked
-# with -list which targets their build includes. `go test -fuzz` takes one
-# target in one package, so each runs on its own, for FUZZTIME (default 3s
-# in test-fuzz, 1m in fuzz: make fuzz FUZZTIME=10m). Every target runs;
-# make fails at the end if any did, naming them; a failing input is saved
-# under the package's testdata/fuzz (commit it as a regression case).
-FUZZ_DIRS = $$(grep -rl --include='*_test.go' --exclude-dir=.git --exclude-dir=testdata '^func Fuzz' . | xargs -r -n1 dirname | sort -u)
-
-define fuzz-all
-	@failed=""; n=0; \
-	for dir in $(FUZZ_DIRS); do \
-		if ! list=$$($(GO) test -list '^Fuzz' $$dir 2>&1); then \
-			echo "$$list"; failed="$$failed $$dir"; continue; \
-		fi; \
-		for t in $$(echo "$$list" | grep '^Fuzz'); do \
-			n=$$((n+1)); echo "== $$dir $$t, $(1)"; \
-			$(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(1) $$dir || failed="$$failed $$dir:$$t"; \
-		done; \
-	done; \
-	if [ -n "$$failed" ]; then echo "fuzzing failed:$$failed"; exit 1; fi; \
-	if [ $$n -eq 0 ]; then echo "no fuzz targets found"; exit 1; fi; \
-	echo "$$n fuzz targets ran $(1) each"
-endef
-
+# Every Fuzz target in the module, for FUZZTIME each (3s here, 1m in make
+# fuzz; make fuzz FUZZTIME=10m): see .ci/fuzz.
 test-fuzz:
-	$(call fuzz-all,$(or $(FUZZTIME),3s))
+	GO=$(GO) ./.ci/fuzz $(or $(FUZZTIME),3s)
 
 # Longer fuzzing than make test's, not part of CI.
 fuzz:
-	$(call fuzz-all,$(or $(FUZZTIME),1m))
+	GO=$(GO) ./.ci/fuzz $(or $(FUZZTIME),1m)
 
 bench: deps-test
 	$(GO) test -run '^$$' -bench . -benchmem -p 1 ./...

@@ -154,17 +154,6 @@ func (p *tcpProxy) stall() {
 	}
 }
 
-// resume forwards again what was held and what comes.
-func (p *tcpProxy) resume() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	select {
-	case <-p.gate:
-	default:
-		close(p.gate)
-	}
-}
-
 // cut closes every connection; new ones are still accepted.
 func (p *tcpProxy) cut() int {
 	p.mu.Lock()

@@ -1,3 +1,5 @@
+// xdpingest runs on Linux only: XDP, AF_XDP, network namespaces and the
+// kernel interfaces around them. The commands build for GOOS=linux alone.
 module github.com/xdpingest/xdpingest
 
 go 1.26.0

@@ -118,7 +118,10 @@ func openKernelT(t *testing.T, b *testbed.Bed, p *Program) []*kernel.Receiver {
 	t.Helper()
 	var rs []*kernel.Receiver
 	if err := b.Rx.Do(func() (err error) {
-		rs, _, err = kernel.Open(kernel.Config{Ports: []uint16{9000}, Device: b.Rx.Link, Filter: p.SocketFilter()})
+		var kp *kernel.Path
+		if kp, err = kernel.Open(kernel.Config{Ports: []uint16{9000}, Device: b.Rx.Link, Filter: p.SocketFilter()}); err == nil {
+			rs = kp.Workers()
+		}
 		return err
 	}); err != nil {
 		t.Fatal(err)

@@ -28,7 +28,10 @@ func TestSocketFilterInterfaceOnBed(t *testing.T) {
 		cfg.Filter = p.SocketFilter()
 		var rs []*kernel.Receiver
 		if err := b.Rx.Do(func() (err error) {
-			rs, _, err = kernel.Open(cfg)
+			var kp *kernel.Path
+			if kp, err = kernel.Open(cfg); err == nil {
+				rs = kp.Workers()
+			}
 			return err
 		}); err != nil {
 			t.Fatal(err)

@@ -56,8 +56,11 @@ func TestSocketOverflowsLeaveRefusalsOut(t *testing.T) {
 	open := func(port uint16, filter kernel.Filter, workers, rcvBuf int) []*kernel.Receiver {
 		var rs []*kernel.Receiver
 		if err := b.Rx.Do(func() (err error) {
-			rs, _, err = kernel.Open(kernel.Config{Ports: []uint16{port}, Addrs: []netip.Addr{testbed.RxIPv4},
-				Device: b.Rx.Link, Filter: filter, Workers: workers, RcvBuf: rcvBuf})
+			var kp *kernel.Path
+			if kp, err = kernel.Open(kernel.Config{Ports: []uint16{port}, Addrs: []netip.Addr{testbed.RxIPv4},
+				Device: b.Rx.Link, Filter: filter, Workers: workers, RcvBuf: rcvBuf}); err == nil {
+				rs = kp.Workers()
+			}
 			return err
 		}); err != nil {
 			t.Fatal(err)

@@ -523,8 +523,11 @@ func startKernel(name string, o PathOptions) (Receiver, error) {
 	}
 	if name == PathKernel {
 		err := nsDo(o.Side, func() (err error) {
-			r.rs, _, err = kernel.Open(kernel.Config{Ports: []uint16{o.Port}, Workers: len(o.Queues),
-				RcvBuf: kernelRcvBuf, ForceRcvBuf: true})
+			var kp *kernel.Path
+			if kp, err = kernel.Open(kernel.Config{Ports: []uint16{o.Port}, Workers: len(o.Queues),
+				RcvBuf: kernelRcvBuf, ForceRcvBuf: true}); err == nil {
+				r.rs = kp.Workers()
+			}
 			return err
 		})
 		if err != nil {

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command nictune shows, plans, applies and reverts NIC tuning profiles.
 //
 //	nictune show IFACE                      driver, channels, rings, coalescing,

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command pktbench measures UDP receive rates: it generates traffic, counts
 // it on each of xdpingest's receive paths and on the kernel's, and compares
 // them side by side on a test bed of its own.

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command xdpingest-demo shows xdpingest at work on a test bed it builds and
 // removes itself: what `make demo` runs (internal/demo has the steps). It
 // needs root, and the xdpingest binary next to it (make build puts both in

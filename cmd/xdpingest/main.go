@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command xdpingest is the ingest server: it takes UDP datagrams for the
 // configured ports off an interface with XDP and AF_XDP (or the kernel socket
 // path where AF_XDP can't run) and writes them to sinks.

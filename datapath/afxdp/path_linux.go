@@ -19,6 +19,26 @@ type Path struct {
 	socks   []*Socket
 }
 
+var _ datapath.Path = (*Path)(nil)
+
+// Name is "afxdp".
+func (p *Path) Name() string { return "afxdp" }
+
+// PathOf is "afxdp" for every receiver.
+func (p *Path) PathOf(int) string { return "afxdp" }
+
+// Drain drains every socket.
+func (p *Path) Drain() {
+	for _, s := range p.socks {
+		s.Drain()
+	}
+}
+
+// Notes says the mode the sockets run in.
+func (p *Path) Notes() []string {
+	return []string{fmt.Sprintf("AF_XDP on %s: %d socket(s), %s mode", p.ifname, len(p.socks), p.Mode())}
+}
+
 // Open opens and binds a socket on each queue cfg names (every RX queue of
 // the interface by default), in the network namespace of the calling
 // thread, and registers each with reg (the XDP program, which must already

@@ -129,7 +129,7 @@ func TestDeviceBinding(t *testing.T) {
 func TestDeviceAndFilterRefused(t *testing.T) {
 	b := newBed(t, testbed.Config{})
 	err := b.Rx.Do(func() error {
-		_, _, err := Open(Config{Ports: []uint16{testPort}, Device: "xnosuch0"})
+		_, err := Open(Config{Ports: []uint16{testPort}, Device: "xnosuch0"})
 		return err
 	})
 	if err == nil || !strings.Contains(err.Error(), "SO_BINDTODEVICE") || !strings.Contains(err.Error(), "no interface") {
@@ -142,7 +142,7 @@ func TestDeviceAndFilterRefused(t *testing.T) {
 	}
 	defer f.Close()
 	err = b.Rx.Do(func() error {
-		_, _, err := Open(Config{Ports: []uint16{testPort}, Filter: fdFilter(f.Fd())})
+		_, err := Open(Config{Ports: []uint16{testPort}, Filter: fdFilter(f.Fd())})
 		return err
 	})
 	if err == nil || !strings.Contains(err.Error(), "SO_ATTACH_BPF") {

@@ -34,7 +34,7 @@ type portSwitch struct {
 	done chan struct{}
 }
 
-// SetPorts changes the ports of the Receivers of one Open (rs, all of them,
+// setPorts changes the ports of the Receivers of one Open (rs, all of them,
 // in worker order) to ports, while they receive: the same addresses,
 // device, filter, options and steering as at Open. It returns warnings as
 // Open does.
@@ -69,7 +69,7 @@ type portSwitch struct {
 // thread, which must be Open's. Calls for one set of Receivers wait for
 // each other. A Receiver closed before the switch makes SetPorts fail; one
 // closed during the switch closes its new sockets itself.
-func SetPorts(rs []*Receiver, ports []uint16) (warnings []string, err error) {
+func setPorts(rs []*Receiver, ports []uint16) (warnings []string, err error) {
 	if len(rs) == 0 || rs[0].g == nil || !slices.Equal(rs, rs[0].g.rs) {
 		return nil, errors.New("kernel path: SetPorts needs all the Receivers one Open returned, in worker order")
 	}

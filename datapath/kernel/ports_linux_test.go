@@ -119,7 +119,7 @@ func (ss *streams) check(mustNot ...byte) error {
 // where Open made the sockets.
 func setPortsIn(b *testbed.Bed, rs []*Receiver, ports []uint16) (err error) {
 	b.Rx.Do(func() error {
-		_, err = SetPorts(rs, ports)
+		_, err = setPorts(rs, ports)
 		return nil
 	})
 	return err

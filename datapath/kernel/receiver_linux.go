@@ -157,17 +157,17 @@ func newSock(fd int, local netip.AddrPort, cookie uint64) sock {
 	return sock{fd: fd, local: local, st: &sockStat{cookie: cookie, frozen: math.MaxUint64}}
 }
 
-// Open opens cfg.Workers Receivers (Receiver i is worker i) and returns
-// warnings the caller should log: a receive buffer the kernel capped, a
-// capability that was missing. The sockets belong to the network namespace
-// of the calling thread.
+// openReceivers opens cfg.Workers Receivers (Receiver i is worker i) and
+// returns warnings the caller should log: a receive buffer the kernel
+// capped, a capability that was missing. The sockets belong to the network
+// namespace of the calling thread.
 //
 // SO_REUSEPORT groups are per address and port, and the steering program
 // (Config.CPUs) picks a socket by its index in the group, which is the
 // order of bind: the groups must hold only this call's sockets. A socket of
 // another process (of the same user) bound with SO_REUSEPORT to the same
 // address and port would join the group and shift the indices.
-func Open(cfg Config) (rs []*Receiver, warnings []string, err error) {
+func openReceivers(cfg Config) (rs []*Receiver, warnings []string, err error) {
 	cfg, err = cfg.withDefaults()
 	if err != nil {
 		return nil, nil, fmt.Errorf("kernel path: %w", err)

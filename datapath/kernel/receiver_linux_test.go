@@ -78,7 +78,10 @@ func openRx(t testing.TB, b *testbed.Bed, cfg Config) ([]*Receiver, []string) {
 	var rs []*Receiver
 	var warnings []string
 	if err := b.Rx.Do(func() (err error) {
-		rs, warnings, err = Open(cfg)
+		var p *Path
+		if p, err = Open(cfg); err == nil {
+			rs, warnings = p.Workers(), p.Notes()
+		}
 		return err
 	}); err != nil {
 		t.Fatal(err)

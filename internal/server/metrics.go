@@ -22,17 +22,17 @@ import (
 // the identities that tie them together.
 type metrics struct {
 	mu        sync.Mutex
-	paths     []string     // the path of each receiver
+	path      datapath.Path
 	prog      *xdp.Program // nil when no XDP program is loaded
 	receivers []datapath.Receiver
 	pipe      *pipeline.Pipeline
 	sinks     []sink.Sink
 }
 
-func (m *metrics) set(paths []string, prog *xdp.Program, rxs []datapath.Receiver, pipe *pipeline.Pipeline, sinks []sink.Sink) {
+func (m *metrics) set(path datapath.Path, prog *xdp.Program, pipe *pipeline.Pipeline, sinks []sink.Sink) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.paths, m.prog, m.receivers, m.pipe, m.sinks = paths, prog, rxs, pipe, sinks
+	m.path, m.prog, m.receivers, m.pipe, m.sinks = path, prog, path.Receivers(), pipe, sinks
 }
 
 func desc(name, help string, labels ...string) *prometheus.Desc {
@@ -82,7 +82,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	for i, rx := range m.receivers {
 		s := rx.Stats()
 		q := strconv.Itoa(rx.Queue())
-		path := m.paths[i]
+		path := m.path.PathOf(i)
 		counter(dRxPackets, s.Packets, path, q)
 		counter(dRxBytes, s.Bytes, path, q)
 		counter(dRxBatches, s.Batches, path, q)

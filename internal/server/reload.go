@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/xdpingest/xdpingest/datapath/kernel"
 	"github.com/xdpingest/xdpingest/internal/config"
 )
 
@@ -78,8 +77,9 @@ func (s *server) applyLive(nc *config.Resolved) error {
 	}
 	// The sockets first, so that what the program passes for an added port
 	// (fragments, say) finds one; SetPorts changes nothing when it fails.
-	if portsChange && len(s.kernRxs) > 0 {
-		warnings, err := kernel.SetPorts(s.kernRxs, nc.Ports)
+	kp := s.kernelPart()
+	if portsChange && kp != nil {
+		warnings, err := kp.SetPorts(nc.Ports)
 		if err != nil {
 			return err
 		}
@@ -93,9 +93,9 @@ func (s *server) applyLive(nc *config.Resolved) error {
 	pc := s.prog.Config()
 	pc.Ports, pc.Allow, pc.Deny = nc.Ports, nc.Allow, nc.Deny
 	err := s.prog.Update(pc)
-	if err != nil && portsChange && len(s.kernRxs) > 0 {
+	if err != nil && portsChange && kp != nil {
 		// The sockets of the removed ports are still there to go back to.
-		if _, rerr := kernel.SetPorts(s.kernRxs, s.cfg.Ports); rerr != nil {
+		if _, rerr := kp.SetPorts(s.cfg.Ports); rerr != nil {
 			return fmt.Errorf("%w; and the kernel sockets could not go back to ports %s (%v): they now listen on %s while the program takes %s: restart",
 				err, config.FormatPorts(s.cfg.Ports), rerr, config.FormatPorts(nc.Ports), config.FormatPorts(s.cfg.Ports))
 		}

@@ -63,15 +63,14 @@ type server struct {
 	log     *slog.Logger
 	ifindex int
 
-	tuned   *tuning.Applied
-	sinks   []sink.Sink
-	prog    *xdp.Program
-	att     *xdp.Attachment
-	afxdp   *afxdp.Path
-	kernRxs []*kernel.Receiver // the kernel path's, or those beside AF_XDP
+	tuned *tuning.Applied
+	sinks []sink.Sink
+	prog  *xdp.Program
+	att   *xdp.Attachment
+	// path is the receive path: AF_XDP joined with the kernel sockets
+	// beside it, or the kernel path alone. rxs are its receivers.
+	path    datapath.Path
 	rxs     []datapath.Receiver
-	rxPaths []string // the path of each of rxs: "afxdp" or "kernel"
-	path    string   // "afxdp" or "kernel"
 	workers []tuning.WorkerCPU
 	pipe    *pipeline.Pipeline
 	metrics *metrics
@@ -248,15 +247,15 @@ func (s *server) start(ctx context.Context) error {
 		return err
 	}
 	s.pipe = pipe
-	if s.afxdp != nil && c.Nap > 0 && os.Getenv("GOMAXPROCS") == "" {
+	if ax := s.afxdpPart(); ax != nil && c.Nap > 0 && os.Getenv("GOMAXPROCS") == "" {
 		// AF_XDP workers keep their P while they nap (afxdp.Config.Nap):
 		// the sink writers and the rest get Ps of their own.
-		n := runtime.GOMAXPROCS(0) + len(s.afxdp.Receivers())
+		n := runtime.GOMAXPROCS(0) + len(ax.Receivers())
 		runtime.GOMAXPROCS(n)
 		s.log.Info("GOMAXPROCS raised by the AF_XDP workers, which keep theirs while they nap (set GOMAXPROCS to choose)", "gomaxprocs", n)
 	}
 	s.health.Store(pipe)
-	s.metrics.set(s.rxPaths, s.prog, s.rxs, s.pipe, s.sinks)
+	s.metrics.set(s.path, s.prog, s.pipe, s.sinks)
 	pipe.Start()
 	s.ready.Store(true)
 	s.logStart()
@@ -341,17 +340,15 @@ func (s *server) openPath() error {
 		p, err := afxdp.Open(afxdp.Config{Iface: c.Iface, Queues: c.Queues, FrameSize: c.FrameSize, NumFrames: c.Frames,
 			FillRingSize: c.RingSize, RxRingSize: c.RingSize, CompletionRingSize: 64, BusyPoll: c.BusyPoll, Nap: napConfig(c.Nap)}, s.prog)
 		if err == nil {
-			s.afxdp, s.path = p, "afxdp"
-			for _, rx := range p.Receivers() {
-				s.addReceiver(rx, "afxdp")
-			}
+			s.path, s.rxs = p, p.Receivers()
 			s.alignWorkers()
-			rs, err := s.openKernel(1, nil)
+			kp, err := s.openKernel(1, nil)
 			if err != nil {
 				return fmt.Errorf("the kernel sockets beside AF_XDP, for what the XDP program passes: %w", err)
 			}
-			for _, r := range rs {
-				s.addReceiver(r, "kernel")
+			s.path = datapath.Join(p, kp)
+			s.rxs = s.path.Receivers()
+			for _, r := range kp.Workers() {
 				s.workers = append(s.workers, tuning.WorkerCPU{Queue: r.Queue(), CPU: -1, Reason: "passed", Node: -1})
 			}
 			return nil
@@ -394,43 +391,55 @@ func (s *server) openPath() error {
 	if len(distinct) != n {
 		cpus = nil
 	}
-	rs, err := s.openKernel(n, cpus)
+	kp, err := s.openKernel(n, cpus)
 	if err != nil {
 		return fmt.Errorf("kernel path: %w", err)
 	}
-	s.path = "kernel"
-	for _, r := range rs {
-		s.addReceiver(r, "kernel")
-	}
+	s.path, s.rxs = kp, kp.Receivers()
 	return nil
 }
 
 // openKernel opens n kernel-path receivers on the ingest ports, bound to
 // the interface and filtered by the program's lists (when a program is
 // loaded), steered to cpus when given.
-func (s *server) openKernel(n int, cpus []int) ([]*kernel.Receiver, error) {
+func (s *server) openKernel(n int, cpus []int) (*kernel.Path, error) {
 	c := s.cfg
 	kcfg := kernel.Config{Ports: c.Ports, Workers: n, Batch: c.BatchSize, RcvBuf: c.RcvBufBytes, ForceRcvBuf: true,
 		Device: c.Iface, CPUs: cpus}
 	if s.prog != nil {
 		kcfg.Filter = s.prog.SocketFilter()
 	}
-	rs, warnings, err := kernel.Open(kcfg)
+	p, err := kernel.Open(kcfg)
 	if err != nil {
 		return nil, err
 	}
-	for _, w := range warnings {
+	for _, w := range p.Notes() {
 		s.log.Warn(w)
 	}
-	s.kernRxs = append(s.kernRxs, rs...)
-	return rs, nil
+	return p, nil
 }
 
-// addReceiver adds a receiver, of the path named, to those the pipeline
-// runs.
-func (s *server) addReceiver(rx datapath.Receiver, path string) {
-	s.rxs = append(s.rxs, rx)
-	s.rxPaths = append(s.rxPaths, path)
+// afxdpPart and kernelPart return the parts of the receive path, or nil.
+func (s *server) afxdpPart() *afxdp.Path {
+	if s.path != nil {
+		for _, p := range datapath.Parts(s.path) {
+			if ap, ok := p.(*afxdp.Path); ok {
+				return ap
+			}
+		}
+	}
+	return nil
+}
+
+func (s *server) kernelPart() *kernel.Path {
+	if s.path != nil {
+		for _, p := range datapath.Parts(s.path) {
+			if kp, ok := p.(*kernel.Path); ok {
+				return kp
+			}
+		}
+	}
+	return nil
 }
 
 // allowedCPUs is the process's CPU set, narrowed by --cpus.
@@ -520,8 +529,8 @@ func (s *server) logStart() {
 		mode = s.att.Mode.String()
 	}
 	copyMode := "-"
-	if s.afxdp != nil {
-		copyMode = s.afxdp.Mode()
+	if ax := s.afxdpPart(); ax != nil {
+		copyMode = ax.Mode()
 	}
 	var qs []string
 	for _, w := range s.workers {
@@ -536,7 +545,7 @@ func (s *server) logStart() {
 		names = append(names, sk.Name())
 	}
 	s.log.Info("xdpingest started",
-		"iface", c.Iface, "path", s.path, "xdp_mode", mode, "afxdp_mode", copyMode,
+		"iface", c.Iface, "path", s.path.Name(), "xdp_mode", mode, "afxdp_mode", copyMode,
 		"workers", strings.Join(qs, ","), "ports", config.FormatPorts(c.Ports),
 		"allow", prefixes(c.Raw.Allow), "deny", prefixes(c.Raw.Deny),
 		"sinks", strings.Join(names, ","), "on_full", c.Raw.OnFull, "metrics", c.MetricsAddr,
@@ -574,9 +583,7 @@ func (s *server) shutdown(why string) error {
 		// rings at the end of its NAPI poll: give that a moment.
 		time.Sleep(20 * time.Millisecond)
 	}
-	for _, rx := range s.rxs {
-		rx.Drain()
-	}
+	s.path.Drain()
 	done := make(chan error, 1)
 	go func() { done <- s.pipe.Wait() }()
 	var err error
@@ -607,11 +614,8 @@ func (s *server) closeBudget() time.Duration { return s.cfg.DrainTimeout / 4 }
 func (s *server) close() error {
 	var errs []error
 	errs = append(errs, s.closeSinks()...)
-	if s.afxdp != nil {
-		errs = append(errs, s.afxdp.Close())
-	}
-	for _, r := range s.kernRxs {
-		errs = append(errs, r.Close())
+	if s.path != nil {
+		errs = append(errs, s.path.Close())
 	}
 	if s.prog != nil {
 		errs = append(errs, s.prog.Close())
@@ -658,19 +662,20 @@ func (s *server) closeSinks() []error {
 
 // logFinal writes the accounting at exit.
 func (s *server) logFinal() {
-	var rx datapath.Stats
+	if s.path == nil {
+		return
+	}
+	rx := s.path.Stats()
 	byPath := map[string]uint64{}
 	for i, r := range s.rxs {
-		st := r.Stats()
-		rx = rx.Add(st)
-		byPath[s.rxPaths[i]] += st.Packets
+		byPath[s.path.PathOf(i)] += r.Stats().Packets
 	}
 	args := []any{"received", rx.Packets, "malformed", rx.Malformed}
-	if s.afxdp != nil {
+	if s.afxdpPart() != nil {
 		args = append(args, "received_afxdp", byPath["afxdp"], "received_kernel", byPath["kernel"],
 			"rx_dropped", rx.XDP.RxDropped, "rx_ring_full", rx.XDP.RxRingFull)
 	}
-	if len(s.kernRxs) > 0 {
+	if s.kernelPart() != nil {
 		args = append(args, "socket_overflows", rx.SocketOverflows)
 	}
 	for i, sk := range s.sinks {
@@ -683,9 +688,7 @@ func (s *server) logFinal() {
 		}
 		args = append(args, "sink."+sk.Name(), fmt.Sprintf("written=%d dropped=%d queue_full=%d shutdown=%d in_flight=%d", st.Written, st.DroppedTotal(), qf, sd, st.InFlight+uint64(max(queued, 0))))
 	}
-	if s.path != "" {
-		s.log.Info("xdpingest stopped", args...)
-	}
+	s.log.Info("xdpingest stopped", args...)
 }
 
 // napConfig maps the config's nap (0: never) to afxdp.Config.Nap (0:

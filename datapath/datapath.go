@@ -1,9 +1,6 @@
 package datapath
 
-import (
-	"errors"
-	"net/netip"
-)
+import "net/netip"
 
 // Datagram is one received UDP datagram, described in place.
 //
@@ -141,6 +138,7 @@ type XSKRegistrar interface {
 	UnregisterXSK(queue int) error
 }
 
-// ErrNotSupported is returned (wrapped) when the kernel, the driver or the
-// process's privileges cannot provide a path or a feature.
-var ErrNotSupported = errors.New("not supported")
+// What the kernel, the driver or the process's privileges cannot provide
+// (a path, a feature) is reported by errors that wrap the standard
+// library's errors.ErrUnsupported, here and in packages xdp and tuning:
+// test with errors.Is(err, errors.ErrUnsupported).

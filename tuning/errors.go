@@ -5,10 +5,10 @@ import (
 	"fmt"
 )
 
+// A setting the device or kernel lacks is reported by an error that wraps
+// errors.ErrUnsupported; plans report such settings per item and skip them.
+
 var (
-	// ErrNotSupported says the device or kernel lacks a setting. Plans report
-	// such settings per item and skip them.
-	ErrNotSupported = errors.New("not supported")
 	// ErrBadInput marks errors in what the caller asked for (an unknown
 	// interface, profile or key, a value out of range), found before anything
 	// changes. nictune exits 2 on them.

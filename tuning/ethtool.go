@@ -86,5 +86,5 @@ func OpenEthtoolIn(nsPath string) (Ethtool, error) {
 // isUnsupported says whether an ethtool or kernel-file error means the
 // setting does not exist here (as opposed to a refused value).
 func isUnsupported(err error) bool {
-	return errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, ErrNotSupported) || errors.Is(err, os.ErrNotExist)
+	return errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, errors.ErrUnsupported) || errors.Is(err, os.ErrNotExist)
 }

@@ -94,7 +94,7 @@ func (d *device) knob(key string) (knob, error) {
 func ethtoolErr(op, iface string, err error) error {
 	switch {
 	case errors.Is(err, unix.EOPNOTSUPP):
-		return fmt.Errorf("the driver of %s can't %s (%w)", iface, op, ErrNotSupported)
+		return fmt.Errorf("the driver of %s can't %s (%w)", iface, op, errors.ErrUnsupported)
 	case errors.Is(err, unix.EPERM):
 		return fmt.Errorf("can't %s on %s: %w: run as root or grant CAP_NET_ADMIN", op, iface, err)
 	case errors.Is(err, unix.ENODEV):
@@ -286,7 +286,7 @@ func (d *device) featureKnob(name string) knob {
 			}
 			st, ok := fs[name]
 			if !ok {
-				return "", fmt.Errorf("%s has no feature %s: %w", d.iface, name, ErrNotSupported)
+				return "", fmt.Errorf("%s has no feature %s: %w", d.iface, name, errors.ErrUnsupported)
 			}
 			return onOff(st.Active), nil
 		},
@@ -325,7 +325,7 @@ func fileKnob(key, group, path string, normalize func(string) (string, error)) k
 func fileErr(op, path string, err error) error {
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return fmt.Errorf("no %s: %w", path, ErrNotSupported)
+		return fmt.Errorf("no %s: %w", path, errors.ErrUnsupported)
 	case errors.Is(err, fs.ErrPermission), errors.Is(err, unix.EPERM), errors.Is(err, unix.EROFS):
 		return fmt.Errorf("can't %s %s: %w: run as root (writable /proc/sys and /sys)", op, path, err)
 	}

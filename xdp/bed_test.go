@@ -270,7 +270,7 @@ func TestJumboFrames(t *testing.T) {
 				path, err = afxdp.Open(afxdp.Config{Ifindex: b.Rx.Index, FrameSize: frameSize, ForceCopy: true}, p)
 				return err
 			})
-			if errors.Is(err, datapath.ErrNotSupported) {
+			if errors.Is(err, errors.ErrUnsupported) {
 				testbed.Skip(t, err.Error())
 			}
 			if err != nil {

@@ -653,7 +653,8 @@ func (p *Program) Close() error {
 }
 
 // NotSupportedError says the kernel lacks something the program needs. It
-// matches ErrNotSupported (and cilium/ebpf's ErrNotSupported) with errors.Is.
+// matches errors.ErrUnsupported (and cilium/ebpf's ErrNotSupported, which
+// it wraps) with errors.Is.
 type NotSupportedError struct {
 	What string
 	Err  error
@@ -665,9 +666,5 @@ func (e *NotSupportedError) Error() string {
 
 func (e *NotSupportedError) Unwrap() error { return e.Err }
 
-// Is matches ErrNotSupported.
-func (e *NotSupportedError) Is(target error) bool { return target == ErrNotSupported }
-
-// ErrNotSupported is the sentinel for kernels and drivers that cannot run
-// the program or attach it.
-var ErrNotSupported = errors.New("not supported")
+// Is matches errors.ErrUnsupported.
+func (e *NotSupportedError) Is(target error) bool { return target == errors.ErrUnsupported }

@@ -33,7 +33,7 @@ func loadVariant(tb testing.TB, cfg Config, single bool) *Program {
 	tb.Helper()
 	testbed.RequireBPF(tb)
 	p, err := Load(cfg, LoadOptions{MaxQueues: 4, MaxPrefixes: 1024, SingleBuffer: single})
-	if errors.Is(err, ErrNotSupported) {
+	if errors.Is(err, errors.ErrUnsupported) {
 		testbed.Skip(tb, err.Error())
 	}
 	if err != nil {

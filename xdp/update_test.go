@@ -53,7 +53,7 @@ func loadWith(t *testing.T, cfg Config, maxPrefixes int) *Program {
 	t.Helper()
 	testbed.RequireBPF(t)
 	p, err := Load(cfg, LoadOptions{MaxQueues: 4, MaxPrefixes: maxPrefixes})
-	if errors.Is(err, ErrNotSupported) {
+	if errors.Is(err, errors.ErrUnsupported) {
 		testbed.Skip(t, err.Error())
 	}
 	if err != nil {

@@ -38,7 +38,7 @@ func bedT(t testing.TB, queues int) *testbed.Bed {
 func programT(t testing.TB, b *testbed.Bed) *xdp.Program {
 	t.Helper()
 	p, err := xdp.Load(xdp.Config{Ports: []uint16{testPort}, Action: xdp.Redirect}, xdp.LoadOptions{MaxQueues: 8, MaxPrefixes: 16})
-	if errors.Is(err, xdp.ErrNotSupported) {
+	if errors.Is(err, errors.ErrUnsupported) {
 		testbed.Skip(t, err.Error())
 	}
 	if err != nil {
@@ -57,7 +57,7 @@ func openT(t testing.TB, b *testbed.Bed, cfg Config, reg datapath.XSKRegistrar) 
 	cfg.Ifindex = b.Rx.Index
 	var p *Path
 	err := b.Rx.Do(func() (err error) { p, err = Open(cfg, reg); return err })
-	if errors.Is(err, datapath.ErrNotSupported) {
+	if errors.Is(err, errors.ErrUnsupported) {
 		testbed.Skip(t, err.Error())
 	}
 	if err != nil {

@@ -404,7 +404,7 @@ func socketError(what string, err error) error {
 	case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
 		return fmt.Errorf("%s: %w: run as root or grant CAP_NET_RAW (and CAP_IPC_LOCK or a higher RLIMIT_MEMLOCK for the UMEM)", what, err)
 	case errors.Is(err, unix.EAFNOSUPPORT):
-		return fmt.Errorf("%s: %w: the kernel has no AF_XDP (CONFIG_XDP_SOCKETS): %w", what, err, datapath.ErrNotSupported)
+		return fmt.Errorf("%s: %w: the kernel has no AF_XDP (CONFIG_XDP_SOCKETS): %w", what, err, errors.ErrUnsupported)
 	case errors.Is(err, unix.ENOMEM), errors.Is(err, unix.ENOBUFS):
 		return fmt.Errorf("%s: %w: the UMEM could not be pinned: raise RLIMIT_MEMLOCK (ulimit -l) or lower NumFrames", what, err)
 	}
@@ -420,7 +420,7 @@ func bindError(where string, mode uint16, err error) error {
 	switch {
 	case errors.Is(err, unix.EOPNOTSUPP), errors.Is(err, unix.EPROTONOSUPPORT):
 		hint = ": the driver does not support this mode"
-		err = fmt.Errorf("%w (%w)", err, datapath.ErrNotSupported)
+		err = fmt.Errorf("%w (%w)", err, errors.ErrUnsupported)
 	case errors.Is(err, unix.EBUSY):
 		hint = ": another AF_XDP socket is bound to this queue"
 	case errors.Is(err, unix.EINVAL):

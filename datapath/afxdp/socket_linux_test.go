@@ -150,7 +150,7 @@ func TestIdleReceiverSleeps(t *testing.T) {
 }
 
 // veth has no zero-copy AF_XDP: the default falls back to copy mode and
-// says so, ForceZeroCopy fails with ErrNotSupported, ForceCopy binds in
+// says so, ForceZeroCopy fails with errors.ErrUnsupported, ForceCopy binds in
 // copy mode.
 func TestBindModes(t *testing.T) {
 	b := bedT(t, 1)
@@ -167,8 +167,8 @@ func TestBindModes(t *testing.T) {
 		var s *Socket
 		err := b.Rx.Do(func() (err error) { s, err = NewSocket(c.cfg, 0); return err })
 		if c.wantErr {
-			if !errors.Is(err, datapath.ErrNotSupported) || !strings.Contains(err.Error(), "zero-copy") {
-				t.Errorf("%s: %v, want a zero-copy error matching ErrNotSupported", c.name, err)
+			if !errors.Is(err, errors.ErrUnsupported) || !strings.Contains(err.Error(), "zero-copy") {
+				t.Errorf("%s: %v, want a zero-copy error matching errors.ErrUnsupported", c.name, err)
 			}
 			continue
 		}

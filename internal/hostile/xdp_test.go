@@ -33,7 +33,7 @@ func xdpFlags(t *testing.T, mtu int) {
 	ports := []uint16{9000, 9001}
 	pol := DefaultPolicy()
 	p, err := xdp.Load(xdp.Config{Ports: ports, Allow: pol.Allow, Deny: pol.Deny, Action: xdp.Pass}, xdp.LoadOptions{MaxQueues: 4})
-	if errors.Is(err, xdp.ErrNotSupported) {
+	if errors.Is(err, errors.ErrUnsupported) {
 		testbed.Skip(t, err.Error())
 	}
 	if err != nil {

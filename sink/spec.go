@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/xdpingest/xdpingest/internal/portset"
 )
 
 // Kind is the type of a sink, the scheme of its URL.
@@ -35,6 +37,10 @@ type Spec struct {
 	Pcap PcapSpec
 	NATS NATSSpec
 	UDP  UDPSpec
+	// Ports, when set (?ports=2055,4739 on any sink URL), are the only
+	// destination ports whose datagrams go to this sink: one server sends
+	// NetFlow to one collector and syslog to another. Nil: every port.
+	Ports []uint16
 }
 
 // PcapSpec describes pcap:DIR[?max_mb=N&max_age=D].
@@ -50,26 +56,49 @@ type PcapSpec struct {
 }
 
 // NATSSpec describes
-// nats://[USER:PASS@|TOKEN@]HOST[:PORT][,HOST[:PORT]...]/SUBJECT[?PARAMS].
+// {nats|tls}://[USER:PASS@|TOKEN@]HOST[:PORT][,HOST[:PORT]...]/SUBJECT[?PARAMS].
+// Every server of the list gets the same TLS settings and credentials.
 type NATSSpec struct {
 	// Servers are the seed servers, HOST:PORT each (IPv6 in brackets), in
 	// the order given: nats.go connects to one of them and learns the rest
 	// of the cluster from it.
 	Servers []string
-	// User and Password (USER:PASS@), or Token (TOKEN@, a user without a
-	// password), authenticate with every server. No name or message shows
-	// them.
+	// User is the user name, of USER:PASS@ or user=. Password (USER:PASS@),
+	// or Token (TOKEN@, a user without a password), are secrets given in the
+	// URL itself, kept for compatibility: the sink logs a warning when it
+	// opens with one. No name or message shows them.
 	User, Password, Token string
-	// Subject is where messages are published.
+	// PasswordRef (password=, with user=) and TokenRef (token=) say where
+	// the secret is read when the sink opens: file:PATH or env:NAME.
+	PasswordRef, TokenRef SecretRef
+	// Creds is a NATS credentials file (creds=: a user JWT and its nkey
+	// seed, as nsc writes them), Nkey a file holding a user nkey seed
+	// (nkey=). Both are read at open and again at each reconnect. At most
+	// one way to authenticate is set.
+	Creds, Nkey string
+	// TLS requires TLS of every server: the tls:// scheme, or any tls_
+	// parameter, sets it. Without it nats.go still upgrades to TLS when a
+	// server requires it, verifying with the system's CAs.
+	TLS bool
+	// TLSCA is a PEM file of the CAs to verify the servers with (tls_ca;
+	// default the system's), TLSCert and TLSKey the client certificate and
+	// key for servers that require one (tls_cert, tls_key, PEM files), and
+	// TLSServerName the name to verify the servers' certificates for
+	// (tls_server_name; default the host the sink dials).
+	TLSCA, TLSCert, TLSKey, TLSServerName string
+	// Subject is where messages are published. It may be a template with
+	// {dport} as one token (flows.{dport}): each datagram then goes to the
+	// subject with its destination port (SubjectFor).
 	Subject string
 	// Stream, when set, is the JetStream stream to use, created (file
-	// storage, subjects = Subject) if it doesn't exist. When empty, some
-	// existing stream must capture Subject.
+	// storage, subjects = StreamSubject) if it doesn't exist. When empty,
+	// some existing stream must capture StreamSubject.
 	Stream string
 	// Batch is the number of datagrams per message (batch, default 1). 1
 	// publishes one message per datagram with its metadata in headers;
 	// more packs up to Batch datagrams per message in the batch framing
-	// (docs/SINKS.md).
+	// (docs/SINKS.md); with a subject template, the datagrams of one
+	// message have one destination port.
 	Batch int
 	// MaxInFlight bounds the messages published and not yet acknowledged,
 	// together with those waiting to be retried (max_inflight, default 4096).
@@ -129,7 +158,9 @@ var ErrBadURL = errors.New("bad sink URL")
 // can use it. The forms:
 //
 //	pcap:DIR[?max_mb=N&max_age=DURATION]
-//	nats://[USER:PASS@|TOKEN@]HOST[:PORT][,HOST[:PORT]...]/SUBJECT[?stream=NAME&batch=N&max_inflight=N&max_buffer_mb=N&ack_timeout=D&retry_for=D&max_wait=D]
+//	nats://[USER:PASS@|TOKEN@]HOST[:PORT][,HOST[:PORT]...]/SUBJECT[?stream=NAME&batch=N&max_inflight=N&max_buffer_mb=N&ack_timeout=D&retry_for=D&max_wait=D
+//	       &user=NAME&password=REF|token=REF|creds=PATH|nkey=PATH&tls_ca=PATH&tls_cert=PATH&tls_key=PATH&tls_server_name=NAME]
+//	tls://... (as nats://, TLS required)
 //	udp://HOST:PORT
 //	discard
 //
@@ -146,6 +177,45 @@ func parse(raw string) (Spec, error) {
 	if raw == "" {
 		return Spec{}, errors.New("empty: use " + usage)
 	}
+	raw, ports, err := splitPorts(raw)
+	if err != nil {
+		return Spec{}, err
+	}
+	s, err := parseKind(raw)
+	s.Ports = ports
+	return s, err
+}
+
+// splitPorts takes the ports parameter, which every kind of sink accepts,
+// out of raw's query.
+func splitPorts(raw string) (string, []uint16, error) {
+	base, query, ok := strings.Cut(raw, "?")
+	if !ok {
+		return raw, nil, nil
+	}
+	vals, err := url.ParseQuery(query)
+	if err != nil {
+		return raw, nil, nil // the kind's parser says what is wrong
+	}
+	v, ok := vals["ports"]
+	if !ok {
+		return raw, nil, nil
+	}
+	if len(v) != 1 {
+		return "", nil, fmt.Errorf("parameter \"ports\" given %d times", len(v))
+	}
+	ports, err := portset.Parse(v[0])
+	if err != nil {
+		return "", nil, fmt.Errorf("ports: %w", err)
+	}
+	delete(vals, "ports")
+	if len(vals) == 0 {
+		return base, ports, nil
+	}
+	return base + "?" + vals.Encode(), ports, nil
+}
+
+func parseKind(raw string) (Spec, error) {
 	if raw == string(KindDiscard) || raw == string(KindDiscard)+":" {
 		return Spec{Kind: KindDiscard}, nil
 	}
@@ -157,7 +227,7 @@ func parse(raw string) (Spec, error) {
 	case KindPcap:
 		p, err := parsePcap(rest)
 		return Spec{Kind: KindPcap, Pcap: p}, err
-	case KindNATS:
+	case KindNATS, natsSchemeTLS: // tls://, as nats.go takes it
 		n, err := parseNATS(raw)
 		return Spec{Kind: KindNATS, NATS: n}, err
 	case KindUDP:
@@ -202,9 +272,10 @@ func parsePcap(rest string) (PcapSpec, error) {
 func parseNATS(raw string) (NATSSpec, error) {
 	// Parsed here rather than by net/url, which takes a seed list
 	// "a:4222,b:4222" for one host "a:4222,b" with port 4222.
-	rest, ok := strings.CutPrefix(raw, "nats://")
+	scheme, rest, _ := strings.Cut(raw, ":")
+	rest, ok := strings.CutPrefix(rest, "//")
 	if !ok {
-		return NATSSpec{}, errors.New("no host: write nats://HOST:PORT/SUBJECT")
+		return NATSSpec{}, fmt.Errorf("no host: write %s://HOST:PORT/SUBJECT", scheme)
 	}
 	end := strings.IndexAny(rest, "/?#")
 	if end < 0 {
@@ -214,7 +285,7 @@ func parseNATS(raw string) (NATSSpec, error) {
 	if strings.Contains(tail, "@") {
 		// Most likely a password with a raw / ? or #: refuse it without
 		// quoting any part, which could be the password's.
-		return NATSSpec{}, errors.New("an @ after the host: percent-encode / ? # in a user name or password (%2F %3F %23) and @ in a subject (%40)")
+		return NATSSpec{}, errors.New("an @ after the host: percent-encode / ? # in a user name or password (%2F %3F %23) and @ in a subject or parameter (%40)")
 	}
 	if strings.Contains(tail, "#") {
 		return NATSSpec{}, errors.New("a fragment (#...) means nothing here")
@@ -247,15 +318,18 @@ func parseNATS(raw string) (NATSSpec, error) {
 	if err != nil {
 		return NATSSpec{}, errors.New("the subject has an invalid %-escape")
 	}
-	if err := checkSubject(subject); err != nil {
+	if err := checkNATSSubject(subject); err != nil {
 		return NATSSpec{}, err
 	}
 	n.Subject, n.Batch = subject, 1
 	n.MaxInFlight, n.MaxBufferBytes = defaultMaxInFlight, defaultMaxBufferMB<<20
 	n.AckTimeout, n.RetryFor, n.MaxWait = defaultAckTimeout, defaultRetryFor, defaultMaxWait
-	q, err := parseQuery(query, natsParamStream, natsParamBatch, natsParamMaxInFlight,
-		natsParamMaxBuffer, natsParamAckTimeout, natsParamRetryFor, natsParamMaxWait)
+	q, err := parseQuery(query, append([]string{natsParamStream, natsParamBatch, natsParamMaxInFlight,
+		natsParamMaxBuffer, natsParamAckTimeout, natsParamRetryFor, natsParamMaxWait}, natsSecurityParams...)...)
 	if err != nil {
+		return n, err
+	}
+	if err := parseNATSSecurity(&n, scheme, q); err != nil {
 		return n, err
 	}
 	if v, ok := q[natsParamStream]; ok {
@@ -500,8 +574,10 @@ func checkStreamName(s string) error {
 
 // Redact returns a sink URL fit for messages and logs: whatever sits
 // between the scheme and the last @ (user, password, token) is hidden, the
-// user name kept when a password follows it. It hides too much rather than too
-// little when the URL is malformed.
+// user name kept when a password follows it, and so is the value of a
+// parameter such as password= or token= unless it is a file: or env:
+// reference. It hides too much rather than too little when the URL is
+// malformed.
 func Redact(raw string) string {
 	scheme, rest, ok := strings.Cut(raw, ":")
 	if !ok {
@@ -513,9 +589,16 @@ func Redact(raw string) string {
 	} else if Kind(scheme) == KindPcap {
 		return raw // a path: no credentials, and an @ may be part of it
 	}
+	if base, query, ok := strings.Cut(rest, "?"); ok {
+		q, whole := redactParams(query)
+		if whole {
+			return scheme + sep + "xxxxx"
+		}
+		rest = base + "?" + q
+	}
 	at := strings.LastIndex(rest, "@")
 	if at < 0 {
-		return raw
+		return scheme + sep + rest
 	}
 	user, _, hasPass := strings.Cut(rest[:at], ":")
 	if hasPass && !strings.ContainsAny(user, "/?#@") {
@@ -527,6 +610,15 @@ func Redact(raw string) string {
 // String returns the sink's name, the one its Sink's Name returns: its URL
 // without credentials or parameters.
 func (s Spec) String() string {
+	name := s.dest()
+	if s.Ports != nil {
+		name += "?ports=" + portset.Format(s.Ports)
+	}
+	return name
+}
+
+// dest names the destination, as the opened sink's Name does.
+func (s Spec) dest() string {
 	switch s.Kind {
 	case KindPcap:
 		return "pcap:" + s.Pcap.Dir
@@ -550,7 +642,7 @@ func (n NATSSpec) LogValue() slog.Value { return slog.StringValue(n.name()) }
 // LogValue is the name, for slog.
 func (s Spec) LogValue() slog.Value { return slog.StringValue(s.String()) }
 
-func (n NATSSpec) name() string { return "nats://" + n.addrs() + "/" + n.Subject }
+func (n NATSSpec) name() string { return n.scheme() + "://" + n.addrs() + "/" + n.Subject }
 
 // addrs lists the servers for messages (never the credentials).
 func (n NATSSpec) addrs() string { return strings.Join(n.Servers, ",") }

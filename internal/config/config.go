@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/bits"
 	"net/netip"
 	"os"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/xdpingest/xdpingest/datapath/afxdp"
+	"github.com/xdpingest/xdpingest/internal/portset"
 	"github.com/xdpingest/xdpingest/sink"
 	"github.com/xdpingest/xdpingest/tuning"
 	"github.com/xdpingest/xdpingest/xdp"
@@ -432,147 +432,33 @@ func parseSinks(urls []string) ([]sink.Spec, error) {
 	return specs, nil
 }
 
-// ParsePorts parses "9000,9100-9199" into a sorted list without repeats.
-// Ports are 1..65535.
-func ParsePorts(s string) ([]uint16, error) {
-	var set bitset
-	for _, part := range strings.Split(s, ",") {
-		part = strings.TrimSpace(part)
-		if part == "" {
-			return nil, fmt.Errorf("invalid ports %q: empty item", s)
-		}
-		lo, hi, isRange := strings.Cut(part, "-")
-		a, err := parsePort(lo)
-		if err != nil {
-			return nil, fmt.Errorf("invalid ports %q: %w", s, err)
-		}
-		b := a
-		if isRange {
-			if b, err = parsePort(hi); err != nil {
-				return nil, fmt.Errorf("invalid ports %q: %w", s, err)
-			}
-			if b < a {
-				return nil, fmt.Errorf("invalid ports %q: range %s runs backwards", s, part)
-			}
-		}
-		set.addRange(int(a), int(b))
-	}
-	out := make([]uint16, 0, set.count())
-	for p := range set.all() {
-		out = append(out, uint16(p))
-	}
-	return out, nil
-}
-
-func parsePort(s string) (uint16, error) {
-	s = strings.TrimSpace(s)
-	n, ok := atoi(s)
-	if !ok {
-		return 0, fmt.Errorf("%q is not a port number", s)
-	}
-	if n < 1 || n > 65535 {
-		return 0, fmt.Errorf("port %s out of range 1..65535", s)
-	}
-	return uint16(n), nil
-}
-
-// atoi parses decimal digits only (no sign, no space), saturating at a
-// value above any port or queue so that a long number is out of range
-// rather than a syntax error.
-func atoi(s string) (int, bool) {
-	if s == "" {
-		return 0, false
-	}
-	n := 0
-	for _, c := range []byte(s) {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = min(n*10+int(c-'0'), 1<<20)
-	}
-	return n, true
-}
-
-// bitset is a set of numbers 0..65535: the most a port or queue list can
-// name, whatever ranges it spells, in 8 KiB.
-type bitset [65536 / 64]uint64
-
-// addRange adds lo..hi (0 <= lo <= hi <= 65535) a word at a time: a range
-// costs at most 1024 steps, however wide, so a long list of wide ranges
-// costs little more than its length.
-func (b *bitset) addRange(lo, hi int) {
-	for lo <= hi {
-		w, bit := lo/64, lo%64
-		n := min(hi-lo+1, 64-bit) // bits to set in word w
-		b[w] |= (^uint64(0) >> (64 - n)) << bit
-		lo += n
-	}
-}
-
-func (b *bitset) count() int {
-	n := 0
-	for _, w := range b {
-		n += bits.OnesCount64(w)
-	}
-	return n
-}
-
-// all yields the members in increasing order.
-func (b *bitset) all() func(yield func(int) bool) {
-	return func(yield func(int) bool) {
-		for i, w := range b {
-			for w != 0 {
-				j := bits.TrailingZeros64(w)
-				if !yield(i*64 + j) {
-					return
-				}
-				w &^= 1 << j
-			}
-		}
-	}
-}
+// ParsePorts parses "9000,9100-9199" into a sorted list without repeats
+// (portset.Parse).
+func ParsePorts(s string) ([]uint16, error) { return portset.Parse(s) }
 
 // FormatPorts writes ports back in the compact range form.
-func FormatPorts(ports []uint16) string {
-	var b strings.Builder
-	for i := 0; i < len(ports); {
-		j := i
-		for j+1 < len(ports) && ports[j+1] == ports[j]+1 {
-			j++
-		}
-		if b.Len() > 0 {
-			b.WriteByte(',')
-		}
-		if j > i {
-			fmt.Fprintf(&b, "%d-%d", ports[i], ports[j])
-		} else {
-			fmt.Fprintf(&b, "%d", ports[i])
-		}
-		i = j + 1
-	}
-	return b.String()
-}
+func FormatPorts(ports []uint16) string { return portset.Format(ports) }
 
 // ParseQueues parses "all" (nil) or a list like "0,1,4-7" of queues 0..65535.
 func ParseQueues(s string) ([]int, error) {
 	if s == "" || s == "all" {
 		return nil, nil
 	}
-	var set bitset
+	var set portset.Set
 	for _, part := range strings.Split(s, ",") {
 		lo, hi, isRange := strings.Cut(strings.TrimSpace(part), "-")
-		a, ok := atoi(strings.TrimSpace(lo))
+		a, ok := portset.Atoi(strings.TrimSpace(lo))
 		b := a
 		if isRange && ok {
-			b, ok = atoi(strings.TrimSpace(hi))
+			b, ok = portset.Atoi(strings.TrimSpace(hi))
 		}
 		if !ok || b < a || b > 65535 {
 			return nil, fmt.Errorf("invalid queues %q: want all or queue numbers such as 0,1 or 0-3", s)
 		}
-		set.addRange(a, b)
+		set.AddRange(a, b)
 	}
-	out := make([]int, 0, set.count())
-	for q := range set.all() {
+	out := make([]int, 0, set.Count())
+	for q := range set.All() {
 		out = append(out, q)
 	}
 	return out, nil
@@ -595,7 +481,7 @@ func ParsePrefix(s string) (netip.Prefix, error) {
 	n := a.BitLen()
 	if isPrefix {
 		var ok bool
-		if n, ok = atoi(bitsStr); !ok || n > a.BitLen() {
+		if n, ok = portset.Atoi(bitsStr); !ok || n > a.BitLen() {
 			return netip.Prefix{}, fmt.Errorf("invalid CIDR %q: want a prefix length from 0 to %d", s, a.BitLen())
 		}
 	}

@@ -19,6 +19,7 @@ import (
 type recordSink struct {
 	mu       sync.Mutex
 	payloads [][]byte
+	all      []datapath.Datagram // addresses of what was written, payloads not kept
 	closed   bool
 	writing  int
 	// closedUnder is set when Close ran while a Write or Flush was in
@@ -56,8 +57,15 @@ func (s *recordSink) Write(dgs []datapath.Datagram) error {
 	s.writing--
 	for i := range dgs {
 		s.payloads = append(s.payloads, bytes.Clone(dgs[i].Payload))
+		s.all = append(s.all, datapath.Datagram{Src: dgs[i].Src, Dst: dgs[i].Dst})
 	}
 	return nil
+}
+
+func (s *recordSink) dgs() []datapath.Datagram {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.all
 }
 
 func (s *recordSink) got() [][]byte {

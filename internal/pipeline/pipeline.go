@@ -13,6 +13,7 @@ import (
 	"unsafe"
 
 	"github.com/xdpingest/xdpingest/datapath"
+	"github.com/xdpingest/xdpingest/internal/portset"
 	"github.com/xdpingest/xdpingest/sink"
 	"github.com/xdpingest/xdpingest/tuning"
 )
@@ -157,12 +158,13 @@ type sinkQueue struct {
 
 // sinkCounters are the pipeline's counts for one sink, over all workers.
 type sinkCounters struct {
-	queueFull atomic.Uint64 // datagrams dropped because the queue was full
-	shutdown  atomic.Uint64 // datagrams dropped because the drain timed out
-	tooLarge  atomic.Uint64 // datagrams larger than a big chunk (none from our receivers)
-	queued    atomic.Int64  // datagrams waiting in queues
-	writeErrs atomic.Uint64 // Write and Flush errors (the sink counts the datagrams)
-	writers   atomic.Int32  // writer goroutines not yet returned
+	queueFull  atomic.Uint64 // datagrams dropped because the queue was full
+	shutdown   atomic.Uint64 // datagrams dropped because the drain timed out
+	tooLarge   atomic.Uint64 // datagrams larger than a big chunk (none from our receivers)
+	otherPorts atomic.Uint64 // datagrams for ports the sink doesn't take (?ports=)
+	queued     atomic.Int64  // datagrams waiting in queues
+	writeErrs  atomic.Uint64 // Write and Flush errors (the sink counts the datagrams)
+	writers    atomic.Int32  // writer goroutines not yet returned
 }
 
 // worker is one receive loop.
@@ -196,6 +198,7 @@ type worker struct {
 type Pipeline struct {
 	log     *slog.Logger
 	sinks   []sink.Sink
+	routes  []*portset.Set // per sink; nil: every port
 	counts  []*sinkCounters
 	workers []*worker
 	block   bool
@@ -221,6 +224,10 @@ type Config struct {
 	// CPUs[i] is the CPU for receiver i's worker, or -1.
 	CPUs  []int
 	Sinks []sink.Sink
+	// Routes[i], when not nil, is the set of destination ports whose
+	// datagrams sink i takes (?ports=); the others are counted as for other
+	// ports (SinkCounts.OtherPorts). Nil, or shorter than Sinks: every port.
+	Routes []*portset.Set
 	// QueueBytes is the memory of one worker's queue to one sink.
 	QueueBytes  int
 	BlockOnFull bool
@@ -246,7 +253,9 @@ func New(cfg Config) (*Pipeline, error) {
 	if len(cfg.Sinks) == 0 {
 		return nil, errors.New("the pipeline needs a sink")
 	}
-	p := &Pipeline{log: cfg.Log, sinks: cfg.Sinks, block: cfg.BlockOnFull, batch: cfg.BatchSize, slice: cfg.Slice, nice: cfg.Nice}
+	p := &Pipeline{log: cfg.Log, sinks: cfg.Sinks, block: cfg.BlockOnFull, batch: cfg.BatchSize, slice: cfg.Slice, nice: cfg.Nice,
+		routes: make([]*portset.Set, len(cfg.Sinks))}
+	copy(p.routes, cfg.Routes)
 	if p.batch <= 0 {
 		p.batch = 64
 	}
@@ -292,7 +301,7 @@ func (p *Pipeline) Start() {
 		for si, s := range p.sinks {
 			p.writerWG.Add(1)
 			p.counts[si].writers.Add(1)
-			go p.write(w, s.Writer(wi), w.queues[si], p.counts[si], s.Name())
+			go p.write(w, s.Writer(wi), w.queues[si], p.counts[si], p.routes[si], s.Name())
 		}
 		p.wg.Add(1)
 		go p.work(w)
@@ -399,10 +408,10 @@ func (p *Pipeline) work(w *worker) {
 				c = nil
 			}
 			if need(d) > chunkBytes {
-				if c = p.bigChunk(w); c == nil {
+				if c = p.bigChunk(w, batch[i:i+1]); c == nil {
 					continue // dropped and counted for every sink
 				}
-			} else if c = p.chunk(w, n-i); c == nil {
+			} else if c = p.chunk(w, batch[i:n]); c == nil {
 				break // dropped and counted for every sink
 			}
 			if !c.add(d) {
@@ -484,33 +493,42 @@ func bucket(n int) int {
 
 // chunk takes a free chunk, waiting when blocking; without one (drop mode)
 // it counts the rest of the batch as dropped for every sink.
-func (p *Pipeline) chunk(w *worker, rest int) *chunk {
+func (p *Pipeline) chunk(w *worker, rest []datapath.Datagram) *chunk {
 	if c := w.free.tryGet(); c != nil {
 		return c
 	}
 	if p.block {
 		return w.free.get()
 	}
-	for _, sc := range p.counts {
-		sc.queueFull.Add(uint64(rest))
-	}
-	w.unshipped.Add(-int64(rest))
+	p.dropFull(w, rest)
 	return nil
+}
+
+// dropFull counts dgs, which found no free chunk, as lost for every sink
+// that takes them (queue_full) and as for other ports for the rest.
+func (p *Pipeline) dropFull(w *worker, dgs []datapath.Datagram) {
+	n := len(dgs)
+	for si, sc := range p.counts {
+		m := n
+		if r := p.routes[si]; r != nil {
+			m = matching(dgs, r)
+			sc.otherPorts.Add(uint64(n - m))
+		}
+		sc.queueFull.Add(uint64(m))
+	}
+	w.unshipped.Add(-int64(n))
 }
 
 // bigChunk takes a free big chunk, waiting when blocking; without one (drop
 // mode) it counts the datagram as dropped for every sink.
-func (p *Pipeline) bigChunk(w *worker) *chunk {
+func (p *Pipeline) bigChunk(w *worker, d []datapath.Datagram) *chunk {
 	if c := w.big.tryGet(); c != nil {
 		return c
 	}
 	if p.block {
 		return w.big.get()
 	}
-	for _, sc := range p.counts {
-		sc.queueFull.Add(1)
-	}
-	w.unshipped.Add(-1)
+	p.dropFull(w, d)
 	return nil
 }
 
@@ -524,14 +542,39 @@ func (p *Pipeline) dispatch(w *worker, c *chunk) {
 	}
 	c.refs.Store(int32(len(w.queues)) + 1) // +1 held while dispatching
 	// Queued for every sink first, then no longer unshipped: a chunk that
-	// waits for room below is counted once for each sink.
+	// waits for room below is counted once for each sink. A sink that
+	// takes none of the chunk's ports (?ports=) never sees it.
+	var match [maxRoutedSinks]int
 	for si, q := range w.queues {
+		m := n
+		if r := p.routes[si]; r != nil {
+			m = matching(c.dgs, r)
+		}
+		if si < maxRoutedSinks {
+			match[si] = m
+		}
+		if m == 0 {
+			p.counts[si].otherPorts.Add(uint64(n))
+			continue
+		}
 		q.queued.Add(int64(n))
 		p.counts[si].queued.Add(int64(n))
 	}
 	w.unshipped.Add(-int64(n))
 	for si, q := range w.queues {
 		sc := p.counts[si]
+		m := n
+		if p.routes[si] != nil {
+			if si < maxRoutedSinks {
+				m = match[si]
+			} else {
+				m = matching(c.dgs, p.routes[si])
+			}
+		}
+		if m == 0 {
+			c.release()
+			continue
+		}
 		if p.block {
 			q.ch <- c
 			continue
@@ -539,7 +582,10 @@ func (p *Pipeline) dispatch(w *worker, c *chunk) {
 		select {
 		case q.ch <- c:
 		default:
-			sc.queueFull.Add(uint64(n))
+			// Counted as the sink will: what it takes lost, the rest
+			// for other ports.
+			sc.queueFull.Add(uint64(m))
+			sc.otherPorts.Add(uint64(n - m))
 			q.queued.Add(-int64(n))
 			sc.queued.Add(-int64(n))
 			c.release()
@@ -548,10 +594,25 @@ func (p *Pipeline) dispatch(w *worker, c *chunk) {
 	c.release()
 }
 
+// maxRoutedSinks bounds the sinks whose match counts dispatch keeps on its
+// stack; beyond it they are counted again.
+const maxRoutedSinks = 16
+
+// matching counts the datagrams of dgs whose destination port is in r.
+func matching(dgs []datapath.Datagram, r *portset.Set) int {
+	m := 0
+	for i := range dgs {
+		if r.Has(dgs[i].Dst.Port()) {
+			m++
+		}
+	}
+	return m
+}
+
 // write is one worker's writer for one sink. When its queue runs dry it
 // ships the worker's open chunk, if any, and otherwise flushes; it also
 // flushes at least every second, so that idle files rotate on age.
-func (p *Pipeline) write(w *worker, wr sink.Writer, q *sinkQueue, sc *sinkCounters, name string) {
+func (p *Pipeline) write(w *worker, wr sink.Writer, q *sinkQueue, sc *sinkCounters, route *portset.Set, name string) {
 	defer p.writerWG.Done()
 	defer sc.writers.Add(-1)
 	tick := time.NewTicker(time.Second)
@@ -567,15 +628,31 @@ func (p *Pipeline) write(w *worker, wr sink.Writer, q *sinkQueue, sc *sinkCounte
 			p.log.Warn("sink write failed (counted; further errors logged every 10s)", "sink", name, "err", err)
 		}
 	}
+	var routed []datapath.Datagram // this sink's datagrams of a chunk, when it has ?ports=
+	if route != nil {
+		routed = make([]datapath.Datagram, 0, chunkDatagrams)
+	}
 	take := func(c *chunk) {
 		n := int64(len(c.dgs))
+		dgs := c.dgs
+		if route != nil {
+			routed = routed[:0]
+			for i := range dgs {
+				if route.Has(dgs[i].Dst.Port()) {
+					routed = append(routed, dgs[i])
+				}
+			}
+			dgs = routed
+			sc.otherPorts.Add(uint64(int(n) - len(dgs)))
+		}
 		q.queued.Add(-n)
 		sc.queued.Add(-n)
 		if p.aborting.Load() {
-			sc.shutdown.Add(uint64(n))
-		} else {
-			report(wr.Write(c.dgs))
+			sc.shutdown.Add(uint64(len(dgs)))
+		} else if len(dgs) > 0 {
+			report(wr.Write(dgs))
 		}
+		clear(routed) // no slice into a released chunk stays behind
 		c.release()
 	}
 	for {
@@ -611,6 +688,9 @@ type SinkCounts struct {
 	// dropped for the sink: its queue was full, the drain timed out, or
 	// the datagram was larger than any chunk.
 	QueueFull, Shutdown, TooLarge uint64
+	// OtherPorts counts datagrams for ports the sink doesn't take
+	// (Config.Routes): routed elsewhere, not lost.
+	OtherPorts uint64
 	// Queued counts datagrams waiting for the sink's writers, in queues
 	// or in a worker's open chunk.
 	Queued    int64
@@ -625,7 +705,7 @@ func (p *Pipeline) SinkCounts(i int) SinkCounts {
 		queued += w.unshipped.Load()
 	}
 	return SinkCounts{QueueFull: sc.queueFull.Load(), Shutdown: sc.shutdown.Load(), TooLarge: sc.tooLarge.Load(),
-		Queued: queued, WriteErrs: sc.writeErrs.Load()}
+		OtherPorts: sc.otherPorts.Load(), Queued: queued, WriteErrs: sc.writeErrs.Load()}
 }
 
 // Abort makes the writers drop what is still queued, counted as shutdown,

@@ -58,12 +58,13 @@ var (
 	dSinkBytes   = desc("sink_written_bytes_total", "UDP payload bytes the sink's destination took.", "sink")
 	dSinkDropped = desc("sink_dropped_total", "Datagrams lost on the way to the sink, by reason (queue_full: the pipeline's queue to the sink was full; shutdown: still queued when the drain timed out).", "sink", "reason")
 	dSinkErrors  = desc("sink_errors_total", "Failed sink operations (a write, a publish, a send).", "sink")
+	dSinkOther   = desc("sink_other_ports_total", "Datagrams for destination ports the sink doesn't take (?ports=): routed to other sinks, not lost.", "sink")
 	dSinkFlight  = desc("sink_in_flight", "Datagrams queued for the sink or inside it, not yet written or dropped.", "sink")
 )
 
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{dBuild, dRxPackets, dRxBytes, dRxBatches, dRxMalformed, dBatchSize, dXDPPackets, dXDPBytes,
-		dXSK, dOverflows, dCopies, dSockFilter, dSockBuffers, dSinkOffered, dSinkWritten, dSinkBytes, dSinkDropped, dSinkErrors, dSinkFlight} {
+		dXSK, dOverflows, dCopies, dSockFilter, dSockBuffers, dSinkOffered, dSinkWritten, dSinkBytes, dSinkDropped, dSinkErrors, dSinkOther, dSinkFlight} {
 		ch <- d
 	}
 }
@@ -151,6 +152,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		// The sink counts its failed operations itself; the errors its
 		// writers returned are the same ones.
 		counter(dSinkErrors, st.Errors, name)
+		counter(dSinkOther, pc.OtherPorts, name)
 		// The pipeline's reasons and the sink's in one series each (a
 		// sink may count a reason of the same name).
 		dropped := maps.Clone(st.Dropped)

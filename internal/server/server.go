@@ -27,6 +27,7 @@ import (
 	"github.com/xdpingest/xdpingest/datapath/kernel"
 	"github.com/xdpingest/xdpingest/internal/config"
 	"github.com/xdpingest/xdpingest/internal/pipeline"
+	"github.com/xdpingest/xdpingest/internal/portset"
 	"github.com/xdpingest/xdpingest/sink"
 	"github.com/xdpingest/xdpingest/tuning"
 	"github.com/xdpingest/xdpingest/xdp"
@@ -241,7 +242,15 @@ func (s *server) start(ctx context.Context) error {
 			cpus[i] = s.workers[i].CPU
 		}
 	}
-	pipe, err := pipeline.New(pipeline.Config{Receivers: s.rxs, CPUs: cpus, Sinks: s.sinks, QueueBytes: c.QueueBytes,
+	routes := make([]*portset.Set, len(s.sinks))
+	for i, sp := range c.Sinks {
+		if sp.Ports != nil {
+			routes[i] = portset.Of(sp.Ports)
+			// Its metrics and log lines name the ports it takes.
+			s.sinks[i] = routedSink{Sink: s.sinks[i], name: sp.String()}
+		}
+	}
+	pipe, err := pipeline.New(pipeline.Config{Receivers: s.rxs, CPUs: cpus, Sinks: s.sinks, Routes: routes, QueueBytes: c.QueueBytes,
 		BlockOnFull: c.BlockOnFull, BatchSize: c.BatchSize, Slice: c.SchedSlice, Nice: c.WorkerNice, Log: s.log})
 	if err != nil {
 		return err
@@ -267,6 +276,21 @@ func (s *server) start(ctx context.Context) error {
 		s.env.Ready(addr)
 	}
 	return nil
+}
+
+// routedSink is a sink with ?ports=, named with them.
+type routedSink struct {
+	sink.Sink
+	name string
+}
+
+func (r routedSink) Name() string { return r.name }
+
+// Abort passes the drain's timeout on to a sink that waits in Write.
+func (r routedSink) Abort() {
+	if a, ok := r.Sink.(sink.Aborter); ok {
+		a.Abort()
+	}
 }
 
 // attachXDP loads and attaches the program. On the kernel path and in auto

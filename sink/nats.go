@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -65,6 +66,8 @@ type natsSink struct {
 	js   jetstream.JetStream
 	// maxData bounds a batch's data, below the server's max_payload.
 	maxData int
+	// template: the subject holds {dport}.
+	template bool
 
 	c         counters // shared: acknowledgements arrive on nats.go's goroutines
 	connected atomic.Bool
@@ -104,15 +107,33 @@ type natsWriter struct {
 	s        *natsSink
 	idPrefix string
 	seq      uint64
-	// The batch being filled (batch mode).
-	buf   []byte
-	count int
-	bytes uint64
+	// The batches being filled (batch mode), oldest first: one at most, or
+	// with a subject template one per destination port, at most
+	// natsMaxOpenBatches. ports[i] is the port of open[i] (0 without a
+	// template), apart so that the search per datagram reads one array.
+	open  []*natsBatch
+	ports []uint16
+	free  []*natsBatch
+	// subjects holds the subject of each port seen (template only).
+	subjects map[uint16]string
 }
+
+// natsBatch is a message being filled with datagrams.
+type natsBatch struct {
+	subject string
+	buf     []byte
+	count   int
+	bytes   uint64
+}
+
+// natsMaxOpenBatches bounds the batches a writer fills at once with a
+// subject template (one per port): past it, the oldest is published as it
+// is, so that datagrams to many ports cost at most this many buffers.
+const natsMaxOpenBatches = 64
 
 func openNATS(ctx context.Context, spec NATSSpec, opts Options) (*natsSink, error) {
 	s := &natsSink{
-		spec: spec, opts: opts,
+		spec: spec, opts: opts, template: spec.IsTemplate(),
 		log:      opts.Logger.With("sink", spec.name()),
 		pending:  make(map[*nats.Msg]*natsOut),
 		room:     make(chan struct{}),
@@ -125,7 +146,15 @@ func openNATS(ctx context.Context, spec NATSSpec, opts Options) (*natsSink, erro
 	if dl, ok := ctx.Deadline(); ok {
 		connectTimeout = max(time.Until(dl), time.Millisecond)
 	}
-	nc, err := nats.Connect(spec.serverURLs(), append(spec.auth(),
+	security, err := spec.securityOptions()
+	if err != nil {
+		return nil, fmt.Errorf("can't set up the connection to NATS at %s: %w", spec.addrs(), err)
+	}
+	if what := spec.InlineSecret(); what != "" {
+		s.log.Warn("the sink URL holds a "+what+", which ps, shell history and unit files show: give it as "+what+"=file:PATH or "+what+"=env:NAME instead",
+			"sink", spec.name())
+	}
+	nc, err := nats.Connect(spec.serverURLs(), append(security,
 		nats.Name("xdpingest"),
 		nats.Timeout(connectTimeout),
 		nats.MaxReconnects(-1),
@@ -155,7 +184,7 @@ func openNATS(ctx context.Context, spec NATSSpec, opts Options) (*natsSink, erro
 		}),
 	)...)
 	if err != nil {
-		return nil, fmt.Errorf("can't connect to NATS at %s: %w: is the server running and reachable?", spec.addrs(), err)
+		return nil, spec.connectError(err)
 	}
 	s.nc = nc
 	s.connected.Store(true)
@@ -185,25 +214,16 @@ func openNATS(ctx context.Context, spec NATSSpec, opts Options) (*natsSink, erro
 	return s, nil
 }
 
-// serverURLs is the seed list as nats.Connect takes it. The credentials go
-// in options instead (auth), so that every seed and every server the
-// cluster announces gets them: nats.go gives those of a URL to that URL only.
+// serverURLs is the seed list as nats.Connect takes it. The credentials and
+// the TLS settings go in options instead (securityOptions), so that every
+// seed and every server the cluster announces gets them: nats.go gives
+// those of a URL to that URL only.
 func (n NATSSpec) serverURLs() string {
 	urls := make([]string, len(n.Servers))
 	for i, s := range n.Servers {
-		urls[i] = "nats://" + s
+		urls[i] = n.scheme() + "://" + s
 	}
 	return strings.Join(urls, ",")
-}
-
-func (n NATSSpec) auth() []nats.Option {
-	switch {
-	case n.Token != "":
-		return []nats.Option{nats.Token(n.Token)}
-	case n.User != "" || n.Password != "":
-		return []nats.Option{nats.UserInfo(n.User, n.Password)}
-	}
-	return nil
 }
 
 // reconnectDelay backs off from 100 ms to 2 s, with up to 25% jitter so that
@@ -217,8 +237,11 @@ func reconnectDelay(attempts int) time.Duration {
 // named one if needed, so that a misconfiguration fails Open rather than
 // every publish.
 func (s *natsSink) setupStream(ctx context.Context) error {
-	subj := s.spec.Subject
+	subj := s.spec.StreamSubject() // flows.* for flows.{dport}
 	if s.spec.Stream == "" {
+		if s.spec.IsTemplate() {
+			return s.findTemplateStream(ctx, subj)
+		}
 		_, err := s.js.StreamNameBySubject(ctx, subj)
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
 			return fmt.Errorf("no JetStream stream on %s captures subject %s: create one, or add ?stream=NAME to the sink URL to have it created", s.spec.addrs(), subj)
@@ -250,6 +273,37 @@ func (s *natsSink) setupStream(ctx context.Context) error {
 		return fmt.Errorf("JetStream stream %s captures %v, not %s: add the subject to the stream, or publish to one it captures", name, subs, subj)
 	}
 	return nil
+}
+
+// findTemplateStream checks that one stream captures every subject of the
+// template, subj with * for {dport}. JetStream's lookup by subject also
+// names the streams that capture only some of them (flows.2055 for
+// flows.*), where the other ports' messages would find no stream.
+func (s *natsSink) findTemplateStream(ctx context.Context, subj string) error {
+	names := s.js.StreamNames(ctx, jetstream.WithStreamListSubject(subj))
+	var partial []string
+	for name := range names.Name() {
+		st, err := s.js.Stream(ctx, name)
+		if err != nil {
+			return fmt.Errorf("can't look up JetStream stream %s on %s: %w", name, s.spec.addrs(), err)
+		}
+		if subjectsCover(st.CachedInfo().Config.Subjects, subj) {
+			return nil
+		}
+		partial = append(partial, name)
+	}
+	if err := names.Err(); err != nil && !errors.Is(err, jetstream.ErrEndOfData) {
+		return fmt.Errorf("can't look up the streams of subject %s on %s: %w", subj, s.spec.addrs(), err)
+	}
+	if len(partial) > 0 {
+		verb := "captures"
+		if len(partial) > 1 {
+			verb = "capture"
+		}
+		return fmt.Errorf("no JetStream stream on %s captures every subject of %s (%s): %s %s only some; make one capture %s, or add ?stream=NAME to have one created",
+			s.spec.addrs(), s.spec.Subject, subj, strings.Join(partial, ", "), verb, subj)
+	}
+	return fmt.Errorf("no JetStream stream on %s captures the subjects of %s (%s): create one, or add ?stream=NAME to the sink URL to have it created", s.spec.addrs(), s.spec.Subject, subj)
 }
 
 // subjectsCover says whether one of the patterns (with * and > wildcards)
@@ -306,25 +360,78 @@ func (w *natsWriter) Write(dgs []datapath.Datagram) error {
 	}
 	for i := range dgs {
 		d := &dgs[i]
-		rl := natsmsg.RecordLen(d)
-		if w.count > 0 && len(w.buf)+rl > s.maxData {
-			note(w.publishBatch())
+		port := d.Dst.Port()
+		k := w.batchFor(port, note)
+		b := w.open[k]
+		if b.count > 0 && len(b.buf)+natsmsg.RecordLen(d) > s.maxData {
+			note(w.publishBatch(k))
+			k = w.batchFor(port, note)
+			b = w.open[k]
 		}
-		if w.count == 0 {
-			w.buf = natsmsg.AppendBatchHeader(s.getBuf())
-		}
-		w.buf = natsmsg.AppendRecord(w.buf, d)
-		w.count++
-		w.bytes += uint64(len(d.Payload))
-		if w.count >= s.spec.Batch {
-			note(w.publishBatch())
+		b.buf = natsmsg.AppendRecord(b.buf, d)
+		b.count++
+		b.bytes += uint64(len(d.Payload))
+		if b.count >= s.spec.Batch {
+			note(w.publishBatch(k))
 		}
 	}
 	return first
 }
 
-// Flush publishes the partial batch.
-func (w *natsWriter) Flush() error { return w.publishBatch() }
+// batchFor returns the index in w.open of the batch for datagrams to port,
+// opening one if needed; the error of publishing the oldest to make room
+// goes to note.
+func (w *natsWriter) batchFor(port uint16, note func(error)) int {
+	if !w.s.template {
+		port = 0
+	}
+	for k, p := range w.ports {
+		if p == port {
+			return k
+		}
+	}
+	if len(w.open) >= natsMaxOpenBatches {
+		note(w.publishBatch(0))
+	}
+	var b *natsBatch
+	if n := len(w.free); n > 0 {
+		b, w.free = w.free[n-1], w.free[:n-1]
+	} else {
+		b = new(natsBatch)
+	}
+	b.subject = w.subject(port)
+	b.buf = natsmsg.AppendBatchHeader(w.s.getBuf())
+	w.open = append(w.open, b)
+	w.ports = append(w.ports, port)
+	return len(w.open) - 1
+}
+
+// subject returns the subject of datagrams to port.
+func (w *natsWriter) subject(port uint16) string {
+	if !w.s.template {
+		return w.s.spec.Subject
+	}
+	subj, ok := w.subjects[port]
+	if !ok {
+		if w.subjects == nil {
+			w.subjects = make(map[uint16]string)
+		}
+		subj = w.s.spec.SubjectFor(port)
+		w.subjects[port] = subj
+	}
+	return subj
+}
+
+// Flush publishes the partial batches, oldest first.
+func (w *natsWriter) Flush() error {
+	var first error
+	for len(w.open) > 0 {
+		if err := w.publishBatch(0); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
 
 func (w *natsWriter) nextID() string {
 	w.seq++
@@ -338,29 +445,36 @@ func (w *natsWriter) publishOne(d *datapath.Datagram) error {
 	natsmsg.SetHeaders(h, d)
 	h[natsmsg.HeaderMsgID] = []string{w.nextID()}
 	return s.submit(&natsOut{
-		msg:  &nats.Msg{Subject: s.spec.Subject, Header: h, Data: data},
+		msg:  &nats.Msg{Subject: w.subject(d.Dst.Port()), Header: h, Data: data},
 		n:    1,
 		size: len(data) + natsMsgOverhead, bytes: uint64(len(d.Payload)),
 	})
 }
 
-func (w *natsWriter) publishBatch() error {
-	if w.count == 0 {
+// publishBatch publishes w.open[k] and takes it out of w.open.
+func (w *natsWriter) publishBatch(k int) error {
+	b := w.open[k]
+	w.open = slices.Delete(w.open, k, k+1)
+	w.ports = slices.Delete(w.ports, k, k+1)
+	defer func() {
+		*b = natsBatch{}
+		w.free = append(w.free, b)
+	}()
+	s := w.s
+	if b.count == 0 {
+		s.putBuf(b.buf)
 		return nil
 	}
-	s := w.s
-	natsmsg.SetBatchCount(w.buf, w.count)
+	natsmsg.SetBatchCount(b.buf, b.count)
 	h := nats.Header{
-		natsmsg.HeaderBatch: []string{strconv.Itoa(w.count)},
+		natsmsg.HeaderBatch: []string{strconv.Itoa(b.count)},
 		natsmsg.HeaderMsgID: []string{w.nextID()},
 	}
-	out := &natsOut{
-		msg:  &nats.Msg{Subject: s.spec.Subject, Header: h, Data: w.buf},
-		n:    uint64(w.count),
-		size: len(w.buf) + natsMsgOverhead, bytes: w.bytes,
-	}
-	w.buf, w.count, w.bytes = nil, 0, 0
-	return s.submit(out)
+	return s.submit(&natsOut{
+		msg:  &nats.Msg{Subject: b.subject, Header: h, Data: b.buf},
+		n:    uint64(b.count),
+		size: len(b.buf) + natsMsgOverhead, bytes: b.bytes,
+	})
 }
 
 func (s *natsSink) getBuf() []byte {
@@ -619,7 +733,7 @@ func (s *natsSink) Close() error {
 	}
 	var errs []error
 	for _, w := range s.writers {
-		if err := w.publishBatch(); err != nil {
+		if err := w.Flush(); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -131,43 +131,6 @@ func TestFakeRelease(t *testing.T) {
 	}
 }
 
-func TestFakeCloseWakesReceive(t *testing.T) {
-	defer goleak.VerifyNone(t)
-	ch := make(chan Datagram)
-	f := NewFakeChan(0, ch)
-	errc := make(chan error, 1)
-	batch := make([]Datagram, 4)
-	go func() {
-		for {
-			if _, err := f.Receive(batch); err != nil {
-				errc <- err
-				return
-			}
-		}
-	}()
-	ch <- Datagram{Payload: []byte("x")}
-	time.Sleep(10 * time.Millisecond) // let Receive block again
-	start := time.Now()
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-errc:
-		if !errors.Is(err, net.ErrClosed) {
-			t.Fatalf("Receive after Close: %v, want net.ErrClosed", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Receive still blocked 5 s after Close")
-	}
-	t.Logf("Receive returned %v after Close", time.Since(start))
-	if err := f.Close(); err != nil {
-		t.Errorf("second Close: %v", err)
-	}
-	if _, err := f.Receive(batch); !errors.Is(err, net.ErrClosed) {
-		t.Errorf("Receive after Close: %v", err)
-	}
-}
-
 // An exhausted source without AtEnd blocks like an idle link, until Close.
 func TestFakeExhaustedBlocks(t *testing.T) {
 	defer goleak.VerifyNone(t)
@@ -203,71 +166,5 @@ func TestFakeChanEnd(t *testing.T) {
 	}
 	if _, err := f.Receive(batch); !errors.Is(err, io.EOF) {
 		t.Fatalf("Receive after the channel closed: %v, want io.EOF", err)
-	}
-}
-
-func TestFakeNoAllocs(t *testing.T) {
-	ch := make(chan Datagram, 64)
-	f := NewFakeChan(0, ch)
-	frame := frames.Build(frames.Spec{Src: src4, Dst: dst4, Payload: payloadOf(100)})
-	batch := make([]Datagram, 16)
-	feed := func() {
-		for range 16 {
-			ch <- Datagram{Frame: frame}
-		}
-	}
-	feed()
-	if _, err := f.Receive(batch); err != nil { // grows the buffers
-		t.Fatal(err)
-	}
-	allocs := testing.AllocsPerRun(100, func() {
-		feed()
-		n, err := f.Receive(batch)
-		if err != nil || n != 16 {
-			t.Fatal(n, err)
-		}
-		f.Release(batch[:n])
-	})
-	if allocs != 0 {
-		t.Fatalf("Receive allocates %.1f times per batch, want 0", allocs)
-	}
-}
-
-func TestFakeDrain(t *testing.T) {
-	ch := make(chan Datagram, 4)
-	f := NewFakeChan(0, ch)
-	ch <- Datagram{Payload: []byte("a")}
-	ch <- Datagram{Payload: []byte("b")}
-	batch := make([]Datagram, 1)
-	if n, err := f.Receive(batch); n != 1 || err != nil {
-		t.Fatalf("Receive = %d, %v", n, err)
-	}
-	done := make(chan error, 1)
-	go func() {
-		// Takes "b", then blocks on the empty channel until Drain.
-		if _, err := f.Receive(batch); err != nil {
-			done <- err
-			return
-		}
-		_, err := f.Receive(batch)
-		done <- err
-	}()
-	time.Sleep(20 * time.Millisecond)
-	f.Drain()
-	select {
-	case err := <-done:
-		if !errors.Is(err, io.EOF) {
-			t.Fatalf("after Drain: %v, want io.EOF", err)
-		}
-	case <-time.After(2 * time.Second):
-		t.Fatal("Drain did not wake a blocked Receive")
-	}
-	f.Drain() // twice is harmless
-	if _, err := f.Receive(batch); !errors.Is(err, io.EOF) {
-		t.Fatalf("drained Receive: %v", err)
-	}
-	f.Close()
-	if _, err := f.Receive(batch); !errors.Is(err, net.ErrClosed) {
-		t.Fatalf("closed Receive: %v", err)
 	}
 }

@@ -182,28 +182,6 @@ func TestReceiveOnFakeKernel(t *testing.T) {
 	}
 }
 
-// Receive on an empty ring checks a few times, then sleeps in poll(); Close
-// wakes it. Here poll() sees the eventfd only.
-func TestCloseWakesFakeReceive(t *testing.T) {
-	k := newFakeKernel(t, Config{NumFrames: 64, SpinChecks: 3}, 0)
-	s := k.s
-	errc := make(chan error)
-	go func() {
-		_, err := s.Receive(make([]datapath.Datagram, 4))
-		errc <- err
-	}()
-	for s.polls.Load() == 0 {
-		// wait until it sleeps
-	}
-	s.Close()
-	if err := <-errc; !errors.Is(err, net.ErrClosed) {
-		t.Fatalf("Receive: %v, want net.ErrClosed", err)
-	}
-	if _, err := s.Receive(nil); !errors.Is(err, net.ErrClosed) {
-		t.Fatalf("Receive after Close: %v", err)
-	}
-}
-
 // The nap shrinks by a quarter after one that let the RX ring fill past
 // three quarters, grows by an eighth after one that left it under half
 // full, stays between, never leaves [minNap, Config.Nap], and starts again

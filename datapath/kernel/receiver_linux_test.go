@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -16,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
 	"golang.org/x/sys/unix"
 
 	"github.com/xdpingest/xdpingest/bench"
@@ -385,91 +383,6 @@ func countFDs(t *testing.T) int {
 	return len(ents)
 }
 
-// TestCloseWhileReceiving closes Receivers, both while traffic flows and
-// while they sleep, and checks that Receive returns net.ErrClosed promptly
-// and that no goroutine and no descriptor is left behind.
-func TestCloseWhileReceiving(t *testing.T) {
-	b := newBed(t, testbed.Config{Queues: 2})
-	time.Sleep(time.Millisecond) // start the runtime's timer machinery before counting
-	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
-	fds := countFDs(t)
-
-	for _, traffic := range []bool{true, false} {
-		rs, _ := openRx(t, b, Config{Ports: []uint16{testPort}, Workers: 2})
-		returned := make(chan time.Time, len(rs))
-		var wg sync.WaitGroup
-		var bad atomic.Value
-		for _, r := range rs {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				batch := make([]datapath.Datagram, 32)
-				for {
-					if _, err := r.Receive(batch); err != nil {
-						if !errors.Is(err, net.ErrClosed) {
-							bad.Store(err)
-						}
-						returned <- time.Now()
-						return
-					}
-				}
-			}()
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		var gwg sync.WaitGroup
-		if traffic {
-			g := newGen(t, b, bench.UDPGenConfig{Dst: netip.AddrPortFrom(testbed.RxIPv4, testPort),
-				Flows: 8, Duration: 20 * time.Second, Size: 64})
-			gwg.Add(1)
-			go func() {
-				defer gwg.Done()
-				g.Run(ctx)
-				g.Close()
-			}()
-			if !waitFor(5*time.Second, func() bool { return statsOf(rs).Packets > 1000 }) {
-				t.Fatalf("no traffic arrived: %+v", statsOf(rs))
-			}
-		} else {
-			time.Sleep(50 * time.Millisecond) // let them block in poll
-		}
-		closed := time.Now()
-		for _, r := range rs {
-			if err := r.Close(); err != nil {
-				t.Errorf("Close: %v", err)
-			}
-		}
-		for range rs {
-			select {
-			case at := <-returned:
-				if d := at.Sub(closed); d > time.Second {
-					t.Errorf("traffic=%v: Receive returned %v after Close", traffic, d)
-				}
-			case <-time.After(2 * time.Second):
-				t.Fatalf("traffic=%v: Receive still blocked 2s after Close", traffic)
-			}
-		}
-		wg.Wait()
-		if err := bad.Load(); err != nil {
-			t.Errorf("traffic=%v: Receive returned %v, want net.ErrClosed", traffic, err)
-		}
-		// Receive and Close after Close.
-		for _, r := range rs {
-			if _, err := r.Receive(make([]datapath.Datagram, 1)); !errors.Is(err, net.ErrClosed) {
-				t.Errorf("Receive after Close: %v", err)
-			}
-			if err := r.Close(); err != nil {
-				t.Errorf("second Close: %v", err)
-			}
-		}
-		cancel()
-		gwg.Wait()
-		t.Logf("traffic=%v: %+v", traffic, statsOf(rs))
-	}
-	if got := countFDs(t); got != fds {
-		t.Errorf("%d descriptors open after Close, %d before", got, fds)
-	}
-}
-
 // TestSocketOverflows overflows a socket with a tiny receive buffer that
 // nobody reads, then reads, and checks that every datagram sent was either
 // delivered or counted as an overflow.
@@ -693,79 +606,5 @@ func TestIdle(t *testing.T) {
 	t.Logf("idle: %v of CPU in %v (%.2f%%)", used, wall, 100*used.Seconds()/wall.Seconds())
 	if used > wall/20 {
 		t.Errorf("idle receivers used %v of CPU in %v", used, wall)
-	}
-}
-
-// TestDrain sends datagrams to Receivers nobody reads, drains them, and
-// checks that Receive hands out every datagram and then io.EOF; and that
-// Drain wakes a Receive blocked without traffic.
-func TestDrain(t *testing.T) {
-	b := newBed(t, testbed.Config{Queues: 2})
-	const per = 2000
-	rs, _ := openRx(t, b, Config{Ports: []uint16{testPort}, Workers: 2, RcvBuf: 16 << 20, ForceRcvBuf: true})
-	trs := map[bool]*bench.Tracker{true: bench.NewTracker(per), false: bench.NewTracker(per)}
-	for _, fam := range families {
-		g := newGen(t, b, bench.UDPGenConfig{Dst: netip.AddrPortFrom(fam.rx, testPort), Count: per, Flows: 16, Size: 32})
-		if _, err := g.Run(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-	}
-	time.Sleep(50 * time.Millisecond) // let the softirqs queue the last ones
-	var wg sync.WaitGroup
-	for _, r := range rs {
-		r.Drain()
-		r.Drain() // harmless
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			batch := make([]datapath.Datagram, 64)
-			for {
-				n, err := r.Receive(batch)
-				if errors.Is(err, io.EOF) {
-					break
-				}
-				if err != nil {
-					t.Errorf("worker %d: %v", r.Queue(), err)
-					return
-				}
-				for _, d := range batch[:n] {
-					trs[d.Src.Addr().Is4()].Mark(bench.DecodeWide(d.Payload))
-				}
-			}
-			if _, err := r.Receive(batch); !errors.Is(err, io.EOF) {
-				t.Errorf("worker %d: Receive after io.EOF: %v, want io.EOF again", r.Queue(), err)
-			}
-			r.Close()
-			if _, err := r.Receive(batch); !errors.Is(err, net.ErrClosed) {
-				t.Errorf("worker %d: Receive after Drain and Close: %v, want net.ErrClosed", r.Queue(), err)
-			}
-		}()
-	}
-	wg.Wait()
-	for v4, tr := range trs {
-		if err := tr.Check(); err != nil {
-			t.Errorf("IPv4 %v: %v", v4, err)
-		}
-	}
-	if st := statsOf(rs); st.SocketOverflows != 0 {
-		t.Errorf("overflows: %+v", st)
-	}
-
-	// A Receive blocked in poll wakes up.
-	rs, _ = openRx(t, b, Config{Ports: []uint16{testPort + 1}})
-	errc := make(chan error, 1)
-	go func() {
-		_, err := rs[0].Receive(make([]datapath.Datagram, 8))
-		errc <- err
-	}()
-	time.Sleep(50 * time.Millisecond)
-	rs[0].Drain()
-	select {
-	case err := <-errc:
-		if !errors.Is(err, io.EOF) {
-			t.Errorf("blocked Receive after Drain: %v, want io.EOF", err)
-		}
-	case <-time.After(2 * time.Second):
-		t.Fatal("Receive still blocked 2s after Drain")
 	}
 }

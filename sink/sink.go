@@ -163,6 +163,8 @@ func Open(ctx context.Context, spec Spec, opts Options) (Sink, error) {
 		return openNATS(ctx, spec.NATS, opts)
 	case KindUDP:
 		return openUDP(spec.UDP, opts)
+	case KindKafka:
+		return openKafka(ctx, spec.Kafka, opts)
 	}
 	return nil, fmt.Errorf("can't open sink of kind %q: %w", spec.Kind, errUnknownKind)
 }

@@ -24,6 +24,7 @@ const (
 	KindPcap    Kind = "pcap"
 	KindNATS    Kind = "nats"
 	KindUDP     Kind = "udp"
+	KindKafka   Kind = "kafka"
 	KindDiscard Kind = "discard"
 )
 
@@ -33,10 +34,11 @@ const DefaultURL = "pcap:./capture"
 // Spec is a parsed, validated sink URL. Exactly the part named by Kind is
 // set.
 type Spec struct {
-	Kind Kind
-	Pcap PcapSpec
-	NATS NATSSpec
-	UDP  UDPSpec
+	Kind  Kind
+	Pcap  PcapSpec
+	NATS  NATSSpec
+	UDP   UDPSpec
+	Kafka KafkaSpec
 	// Ports, when set (?ports=2055,4739 on any sink URL), are the only
 	// destination ports whose datagrams go to this sink: one server sends
 	// NetFlow to one collector and syslog to another. Nil: every port.
@@ -161,6 +163,7 @@ var ErrBadURL = errors.New("bad sink URL")
 //	nats://[USER:PASS@|TOKEN@]HOST[:PORT][,HOST[:PORT]...]/SUBJECT[?stream=NAME&batch=N&max_inflight=N&max_buffer_mb=N&ack_timeout=D&retry_for=D&max_wait=D
 //	       &user=NAME&password=REF|token=REF|creds=PATH|nkey=PATH&tls_ca=PATH&tls_cert=PATH&tls_key=PATH&tls_server_name=NAME]
 //	tls://... (as nats://, TLS required)
+//	kafka://HOST[:PORT][,HOST[:PORT]...]/TOPIC[?format=batch&batch=N&acks=all|1|0&compression=C&...&tls_ca=PATH&sasl=MECH&sasl_user=NAME&sasl_password=REF]
 //	udp://HOST:PORT
 //	discard
 //
@@ -233,13 +236,16 @@ func parseKind(raw string) (Spec, error) {
 	case KindUDP:
 		u, err := parseUDP(raw)
 		return Spec{Kind: KindUDP, UDP: u}, err
+	case KindKafka:
+		k, err := parseKafka(raw)
+		return Spec{Kind: KindKafka, Kafka: k}, err
 	case KindDiscard:
 		return Spec{}, errors.New("discard takes no path or parameters: write just discard")
 	}
 	return Spec{}, fmt.Errorf("unknown scheme %q: use %s", scheme, usage)
 }
 
-const usage = "pcap:DIR, nats://HOST:PORT/SUBJECT, udp://HOST:PORT or discard"
+const usage = "pcap:DIR, nats://HOST:PORT/SUBJECT, kafka://HOST:PORT/TOPIC, udp://HOST:PORT or discard"
 
 func parsePcap(rest string) (PcapSpec, error) {
 	dir, query, _ := strings.Cut(rest, "?")
@@ -626,6 +632,8 @@ func (s Spec) dest() string {
 		return s.NATS.name()
 	case KindUDP:
 		return "udp://" + s.UDP.Addr
+	case KindKafka:
+		return s.Kafka.name()
 	case KindDiscard:
 		return "discard"
 	}
@@ -668,6 +676,8 @@ func (s Spec) Destinations() []string {
 		return out
 	case KindUDP:
 		return []string{"udp://" + canonHostPort(s.UDP.Addr)}
+	case KindKafka:
+		return s.Kafka.destinations()
 	case KindDiscard:
 		return []string{"discard"}
 	}

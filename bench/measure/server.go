@@ -274,12 +274,14 @@ func (r *serverRx) scrape() (Snapshot, error) {
 					s.Drops["xdp_"+o.String()] += n
 				}
 			}
-		case "xdpingest_afxdp_socket_total":
-			for _, c := range []string{"rx_dropped", "rx_ring_full", "rx_fill_ring_empty_descs", "rx_invalid_descs"} {
-				if strings.Contains(labels, `counter="`+c+`"`) {
-					s.Drops["afxdp_"+strings.TrimSuffix(strings.TrimPrefix(c, "rx_"), "_descs")] += n
-				}
-			}
+		case "xdpingest_afxdp_rx_dropped_total":
+			s.Drops["afxdp_dropped"] += n
+		case "xdpingest_afxdp_rx_ring_full_total":
+			s.Drops["afxdp_ring_full"] += n
+		case "xdpingest_afxdp_fill_ring_empty_total":
+			s.Drops["afxdp_fill_ring_empty"] += n
+		case "xdpingest_afxdp_rx_invalid_descs_total":
+			s.Drops["afxdp_invalid"] += n
 		case "xdpingest_kernel_socket_overflows_total":
 			s.Drops["socket_overflows"] += n
 		case "xdpingest_rx_malformed_total":

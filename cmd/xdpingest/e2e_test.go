@@ -238,7 +238,7 @@ func endToEnd(t *testing.T, path string) {
 	}
 	var kernelLoss float64
 	if path == "afxdp" {
-		kernelLoss = sum(m, "xdpingest_afxdp_socket_total", `counter="rx_dropped"`) + sum(m, "xdpingest_afxdp_socket_total", `counter="rx_ring_full"`) +
+		kernelLoss = sum(m, "xdpingest_afxdp_rx_dropped_total") + sum(m, "xdpingest_afxdp_rx_ring_full_total") +
 			sum(m, "xdpingest_rx_malformed_total")
 	} else {
 		kernelLoss = sum(m, "xdpingest_kernel_socket_overflows_total")

@@ -125,7 +125,7 @@ func afxdpIdentityErr(m promtext.Samples) error {
 	redirect := m.Sum("xdpingest_xdp_packets_total", `outcome="redirect"`)
 	rx := m.Sum("xdpingest_rx_packets_total", `path="afxdp"`)
 	malformed := m.Sum("xdpingest_rx_malformed_total", `path="afxdp"`)
-	lost := m.Sum("xdpingest_afxdp_socket_total", `counter="rx_dropped"`) + m.Sum("xdpingest_afxdp_socket_total", `counter="rx_ring_full"`)
+	lost := m.Sum("xdpingest_afxdp_rx_dropped_total") + m.Sum("xdpingest_afxdp_rx_ring_full_total")
 	if redirect != rx+malformed+lost {
 		return fmt.Errorf("the program redirected %v; received %v + malformed %v + socket losses %v = %v",
 			redirect, rx, malformed, lost, rx+malformed+lost)
@@ -245,8 +245,8 @@ func TestAccountingChecksCatchPerturbation(t *testing.T) {
 		`xdpingest_rx_packets_total{path="afxdp",queue="1"}`:                 40,
 		`xdpingest_rx_malformed_total{path="afxdp",queue="0"}`:               1,
 		`xdpingest_xdp_packets_total{outcome="redirect",verdict="redirect"}`: 104,
-		`xdpingest_afxdp_socket_total{queue="0",counter="rx_ring_full"}`:     2,
-		`xdpingest_afxdp_socket_total{queue="1",counter="rx_dropped"}`:       1,
+		`xdpingest_afxdp_rx_ring_full_total{queue="0"}`:     2,
+		`xdpingest_afxdp_rx_dropped_total{queue="1"}`:       1,
 		`xdpingest_sink_written_total` + s:                                   90,
 		`xdpingest_sink_dropped_total{sink="pcap:/d",reason="no_space"}`:     6,
 		`xdpingest_sink_dropped_total{sink="pcap:/d",reason="queue_full"}`:   4,

@@ -178,7 +178,7 @@ func TestFaultSIGHUPStorm(t *testing.T) {
 	accounted := func() uint64 {
 		m := srv.scrape()
 		return uint64(m.Sum("xdpingest_sink_written_total") + m.Sum("xdpingest_sink_dropped_total") +
-			m.Sum("xdpingest_afxdp_socket_total", `counter="rx_dropped"`) + m.Sum("xdpingest_afxdp_socket_total", `counter="rx_ring_full"`) +
+			m.Sum("xdpingest_afxdp_rx_dropped_total") + m.Sum("xdpingest_afxdp_rx_ring_full_total") +
 			m.Sum("xdpingest_rx_malformed_total") +
 			m.Sum("xdpingest_xdp_packets_total", `outcome="not_allowed"`) + m.Sum("xdpingest_xdp_packets_total", `outcome="deny"`) +
 			m.Sum("xdpingest_xdp_packets_total", `outcome="other_port"`))
@@ -322,7 +322,7 @@ func TestFaultSIGHUPStorm(t *testing.T) {
 	}
 	refusedByProgram := uint64(m.Sum("xdpingest_xdp_packets_total", `outcome="not_allowed"`) + m.Sum("xdpingest_xdp_packets_total", `outcome="deny"`) +
 		m.Sum("xdpingest_xdp_packets_total", `outcome="other_port"`))
-	socketLoss := uint64(m.Sum("xdpingest_afxdp_socket_total", `counter="rx_dropped"`) + m.Sum("xdpingest_afxdp_socket_total", `counter="rx_ring_full"`) +
+	socketLoss := uint64(m.Sum("xdpingest_afxdp_rx_dropped_total") + m.Sum("xdpingest_afxdp_rx_ring_full_total") +
 		m.Sum("xdpingest_rx_malformed_total"))
 	// A datagram to a port being added reaches the kernel sockets (opened
 	// first) while the program still passes it as other_port: it is in the

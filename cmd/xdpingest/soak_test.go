@@ -356,8 +356,8 @@ func TestSoak(t *testing.T) {
 		written, soakByLabel(m, "xdpingest_sink_dropped_total", "reason"))
 	fmt.Fprintf(&sb, "  program: %s\n", soakByLabel(m, "xdpingest_xdp_packets_total", "outcome"))
 	fmt.Fprintf(&sb, "  socket losses: rx_ring_full %.0f, rx_dropped %.0f, fill ring empty %.0f; kernel sockets overflows %.0f; socket filter %s\n",
-		m.Sum("xdpingest_afxdp_socket_total", `counter="rx_ring_full"`), m.Sum("xdpingest_afxdp_socket_total", `counter="rx_dropped"`),
-		m.Sum("xdpingest_afxdp_socket_total", `counter="rx_fill_ring_empty_descs"`), m.Sum("xdpingest_kernel_socket_overflows_total"), soakByLabel(m, "xdpingest_socket_filter_datagrams_total", "outcome"))
+		m.Sum("xdpingest_afxdp_rx_ring_full_total"), m.Sum("xdpingest_afxdp_rx_dropped_total"),
+		m.Sum("xdpingest_afxdp_fill_ring_empty_total"), m.Sum("xdpingest_kernel_socket_overflows_total"), soakByLabel(m, "xdpingest_socket_filter_datagrams_total", "outcome"))
 	fmt.Fprintf(&sb, "  Rx's kernel: UDP InErrors %.0f (InCsumErrors %.0f, RcvbufErrors %.0f), UDP6 InErrors %.0f (InCsumErrors %.0f, RcvbufErrors %.0f), ReasmFails %.0f, Ip6ReasmFails %.0f\n",
 		kstats["Udp.InErrors"], kstats["Udp.InCsumErrors"], kstats["Udp.RcvbufErrors"], kstats["Udp6InErrors"], kstats["Udp6InCsumErrors"],
 		kstats["Udp6RcvbufErrors"], kstats["Ip.ReasmFails"], kstats["Ip6ReasmFails"])
@@ -885,7 +885,7 @@ func (r soakRound) String() string {
 }
 
 func soakSocketLoss(m promtext.Samples) float64 {
-	return m.Sum("xdpingest_afxdp_socket_total", `counter="rx_ring_full"`) + m.Sum("xdpingest_afxdp_socket_total", `counter="rx_dropped"`) +
+	return m.Sum("xdpingest_afxdp_rx_ring_full_total") + m.Sum("xdpingest_afxdp_rx_dropped_total") +
 		m.Sum("xdpingest_kernel_socket_overflows_total") + m.Sum("xdpingest_sink_dropped_total")
 }
 
@@ -1129,7 +1129,7 @@ func (s *soakSampler) add(start time.Time, m promtext.Samples, rd *soakReader) {
 		x.heap, x.goSys = m["go_memstats_heap_inuse_bytes"], m["go_memstats_sys_bytes"]
 		x.rx, x.written, x.dropped = m.Sum("xdpingest_rx_packets_total"), m.Sum("xdpingest_sink_written_total"), m.Sum("xdpingest_sink_dropped_total")
 		x.redirect = m.Sum("xdpingest_xdp_packets_total", `outcome="redirect"`)
-		x.ringFull = m.Sum("xdpingest_afxdp_socket_total", `counter="rx_ring_full"`)
+		x.ringFull = m.Sum("xdpingest_afxdp_rx_ring_full_total")
 	}
 	s.mu.Lock()
 	s.samples = append(s.samples, x)

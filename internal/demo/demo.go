@@ -344,7 +344,7 @@ func printAccounting(out io.Writer, m promtext.Samples) {
 	}
 	redirect := m.Sum("xdpingest_xdp_packets_total", `outcome="redirect"`)
 	rx := m.Sum("xdpingest_rx_packets_total")
-	dropped := m.Sum("xdpingest_afxdp_socket_total", `counter="rx_dropped"`) + m.Sum("xdpingest_afxdp_socket_total", `counter="rx_ring_full"`)
+	dropped := m.Sum("xdpingest_afxdp_rx_dropped_total") + m.Sum("xdpingest_afxdp_rx_ring_full_total")
 	fmt.Fprintf(w, "  AF_XDP sockets\t\t\n")
 	fmt.Fprintf(w, "    received\t%.0f\t\n", rx)
 	fmt.Fprintf(w, "    dropped by the kernel (rx_dropped + rx_ring_full)\t%.0f\t\n", dropped)

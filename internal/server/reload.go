@@ -43,24 +43,29 @@ func restartSettings(old, new config.Config) []string {
 func (s *server) reload() {
 	if s.env.Reload == nil {
 		s.log.Info("SIGHUP: no config file to reload (started without --config)")
+		s.metrics.noteReload(false)
 		return
 	}
 	nc, err := s.env.Reload()
 	if err != nil {
 		s.log.Error("SIGHUP: the new configuration is refused; the running one is unchanged", "err", err)
+		s.metrics.noteReload(false)
 		return
 	}
 	if diff := restartSettings(s.cfg.Raw, nc.Raw); len(diff) > 0 {
 		s.log.Error("SIGHUP: refused: these settings need a restart; the running configuration is unchanged (a reload applies only "+strings.Join(liveSettings, ", ")+")",
 			"settings", strings.Join(diff, ","))
+		s.metrics.noteReload(false)
 		return
 	}
 	if err := s.applyLive(nc); err != nil {
 		s.log.Error("SIGHUP: refused; the running configuration is unchanged", "err", err)
+		s.metrics.noteReload(false)
 		return
 	}
 	s.cfg.Ports, s.cfg.Allow, s.cfg.Deny = nc.Ports, nc.Allow, nc.Deny
 	s.cfg.Raw.Ports, s.cfg.Raw.Allow, s.cfg.Raw.Deny = nc.Raw.Ports, nc.Raw.Allow, nc.Raw.Deny
+	s.metrics.noteReload(true)
 	s.log.Info("SIGHUP: reloaded", "ports", config.FormatPorts(nc.Ports), "allow", prefixes(nc.Raw.Allow), "deny", prefixes(nc.Raw.Deny))
 }
 

@@ -264,7 +264,7 @@ func (s *server) start(ctx context.Context) error {
 		s.log.Info("GOMAXPROCS raised by the AF_XDP workers, which keep theirs while they nap (set GOMAXPROCS to choose)", "gomaxprocs", n)
 	}
 	s.health.Store(pipe)
-	s.metrics.set(s.path, s.prog, s.pipe, s.sinks)
+	s.metrics.set(s.path, s.xdpModeName(), s.prog, s.pipe, s.sinks)
 	pipe.Start()
 	s.ready.Store(true)
 	s.logStart()
@@ -546,12 +546,17 @@ func (s *server) alignWorkers() {
 	s.workers = out
 }
 
+// xdpModeName is the XDP program's attach mode, or "none".
+func (s *server) xdpModeName() string {
+	if s.att != nil {
+		return s.att.Mode.String()
+	}
+	return "none"
+}
+
 func (s *server) logStart() {
 	c := s.cfg
-	mode := "none"
-	if s.att != nil {
-		mode = s.att.Mode.String()
-	}
+	mode := s.xdpModeName()
 	copyMode := "-"
 	if ax := s.afxdpPart(); ax != nil {
 		copyMode = ax.Mode()

@@ -10,16 +10,17 @@ import (
 
 	"github.com/xdpingest/xdpingest/internal/frames"
 	"github.com/xdpingest/xdpingest/internal/testbed"
+	"github.com/xdpingest/xdpingest/internal/testutil"
 )
 
 // The live-frames generator's frames reach a kernel socket on the other
 // side with valid checksums (the kernel drops bad ones), the sequence numbers
 // it stamped, and the source ports of every flow.
 func TestLiveGenFramesValid(t *testing.T) {
-	testbed.RequireBPF(t)
+	testutil.RequireBPF(t)
 	for _, fam := range []string{"ipv4", "ipv6"} {
 		t.Run(fam, func(t *testing.T) {
-			b := testbed.NewT(t, testbed.Config{})
+			b := testutil.NewBed(t, testbed.Config{})
 			src, dst := testbed.GenIPv4, testbed.RxIPv4
 			size := 64
 			if fam == "ipv6" {
@@ -115,8 +116,8 @@ func TestBuildTemplateChecks(t *testing.T) {
 // A rate-limited run stays near its rate (a generous bound: this is a
 // behaviour check, not a speed target) and counts exactly what it sent.
 func TestLiveGenRate(t *testing.T) {
-	testbed.RequireBPF(t)
-	b := testbed.NewT(t, testbed.Config{})
+	testutil.RequireBPF(t)
+	b := testutil.NewBed(t, testbed.Config{})
 	if err := b.Rx.Run("ethtool", "-K", b.Rx.Link, "gro", "on"); err != nil {
 		t.Fatal(err)
 	}

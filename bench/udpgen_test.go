@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/xdpingest/xdpingest/internal/testbed"
+	"github.com/xdpingest/xdpingest/internal/testutil"
 )
 
 var genFamilies = []struct {
@@ -30,7 +31,7 @@ var genFamilies = []struct {
 // every packet silently.
 func newGenBed(t *testing.T) *testbed.Bed {
 	t.Helper()
-	b := testbed.NewT(t, testbed.Config{})
+	b := testutil.NewBed(t, testbed.Config{})
 	deadline := time.Now().Add(10 * time.Second)
 	for _, fam := range genFamilies {
 		r := listen(t, b, fam.rx)

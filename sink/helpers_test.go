@@ -9,6 +9,7 @@ import (
 	"github.com/xdpingest/xdpingest/bench"
 	"github.com/xdpingest/xdpingest/datapath"
 	"github.com/xdpingest/xdpingest/internal/testbed"
+	"github.com/xdpingest/xdpingest/internal/testutil"
 )
 
 // slotSize is the buffer space gen.batch needs per datagram.
@@ -96,7 +97,7 @@ func requireTool(t testing.TB, name string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
 	if err != nil {
-		testbed.Skip(t, name+" is not installed (apt-get install "+name+")")
+		testutil.Skip(t, name+" is not installed (apt-get install "+name+")")
 	}
 	return p
 }

@@ -11,7 +11,7 @@ import (
 
 	"github.com/xdpingest/xdpingest/bench"
 	"github.com/xdpingest/xdpingest/datapath"
-	"github.com/xdpingest/xdpingest/internal/testbed"
+	"github.com/xdpingest/xdpingest/internal/testutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -21,13 +21,13 @@ import (
 // rest is counted no_space. With files removed to make room, writing
 // resumes in new files after the retry delay.
 func TestPcapDiskFull(t *testing.T) {
-	testbed.RequireRoot(t)
+	testutil.RequireRoot(t)
 	tcpdump := requireTool(t, "tcpdump")
 	tshark := requireTool(t, "tshark")
 	dir := t.TempDir()
 	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=8m"); err != nil {
 		if errors.Is(err, unix.EPERM) {
-			testbed.Skip(t, "can't mount a small tmpfs to fill: needs CAP_SYS_ADMIN: "+err.Error())
+			testutil.Skip(t, "can't mount a small tmpfs to fill: needs CAP_SYS_ADMIN: "+err.Error())
 		}
 		t.Fatalf("can't mount a tmpfs on %s: %v", dir, err)
 	}

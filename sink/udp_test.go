@@ -17,6 +17,7 @@ import (
 	"github.com/xdpingest/xdpingest/bench"
 	"github.com/xdpingest/xdpingest/datapath"
 	"github.com/xdpingest/xdpingest/internal/testbed"
+	"github.com/xdpingest/xdpingest/internal/testutil"
 )
 
 // listenUDP opens a UDP socket on addr inside side's namespace with a large
@@ -70,7 +71,7 @@ func openUDPIn(t testing.TB, side *testbed.Side, url string, opts Options) Sink 
 // The relay delivers every datagram, IPv4 and IPv6, sizes 1..1472, to a
 // collector in the other namespace.
 func TestUDPRelayDelivers(t *testing.T) {
-	b := testbed.NewT(t, testbed.Config{})
+	b := testutil.NewBed(t, testbed.Config{})
 	for _, rx := range []netip.Addr{testbed.RxIPv4, testbed.RxIPv6} {
 		t.Run(rx.String(), func(t *testing.T) {
 			collector := netip.AddrPortFrom(rx, 9999)
@@ -134,7 +135,7 @@ func TestUDPRelayDelivers(t *testing.T) {
 // the first of a call (that datagram is sent by the next call), so the test
 // sends one datagram per Write.
 func TestUDPRelayRefused(t *testing.T) {
-	b := testbed.NewT(t, testbed.Config{})
+	b := testutil.NewBed(t, testbed.Config{})
 	s := openUDPIn(t, b.Gen, fmt.Sprintf("udp://%s:9", testbed.RxIPv4), Options{})
 	g := gen{}
 	dgs := make([]datapath.Datagram, 1)
@@ -164,7 +165,7 @@ func TestUDPRelayRefused(t *testing.T) {
 }
 
 func BenchmarkUDPRelay(b *testing.B) {
-	bed := testbed.NewT(b, testbed.Config{})
+	bed := testutil.NewBed(b, testbed.Config{})
 	collector := netip.AddrPortFrom(testbed.RxIPv4, 9999)
 	listenUDP(b, bed.Rx, collector) // never read: the benchmark measures the sender
 	s := openUDPIn(b, bed.Gen, "udp://"+collector.String(), Options{})

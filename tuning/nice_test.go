@@ -8,7 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/xdpingest/xdpingest/internal/testbed"
+	"github.com/xdpingest/xdpingest/internal/testutil"
 	"github.com/xdpingest/xdpingest/tuning"
 )
 
@@ -34,7 +34,7 @@ func TestSetThreadNice(t *testing.T) {
 		probe <- tuning.SetThreadNice(-1)
 	}()
 	if err := <-probe; errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
-		testbed.Skip(t, "lowering a nice value needs CAP_SYS_NICE: "+err.Error())
+		testutil.Skip(t, "lowering a nice value needs CAP_SYS_NICE: "+err.Error())
 	} else if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/xdpingest/xdpingest/internal/testbed"
+	"github.com/xdpingest/xdpingest/internal/testutil"
 	"github.com/xdpingest/xdpingest/tuning"
 	"github.com/xdpingest/xdpingest/tuning/tuningtest"
 )
@@ -50,11 +51,11 @@ func feature(t *testing.T, out, name string) string {
 // reverts to exactly the original. sysfs in this mount shows the host's
 // devices, not the namespace's, so the /proc and /sys side is a fake tree.
 func TestTestbedChannelsFeatures(t *testing.T) {
-	testbed.RequireRoot(t)
+	testutil.RequireRoot(t)
 	if _, err := exec.LookPath("ethtool"); err != nil {
-		testbed.Skip(t, "needs the ethtool program to check the results independently")
+		testutil.Skip(t, "needs the ethtool program to check the results independently")
 	}
-	b := testbed.NewT(t, testbed.Config{Queues: 4})
+	b := testutil.NewBed(t, testbed.Config{Queues: 4})
 	link := b.Rx.Link
 
 	var et tuning.Ethtool
@@ -126,8 +127,8 @@ func TestTestbedChannelsFeatures(t *testing.T) {
 // TestOpenEthtoolIn opens a handle by namespace path and reaches the bed's
 // veth with it, from a thread in the host namespace.
 func TestOpenEthtoolIn(t *testing.T) {
-	testbed.RequireRoot(t)
-	b := testbed.NewT(t, testbed.Config{Queues: 2})
+	testutil.RequireRoot(t)
+	b := testutil.NewBed(t, testbed.Config{Queues: 2})
 	et, err := tuning.OpenEthtoolIn("/var/run/netns/" + b.Rx.Netns)
 	if err != nil {
 		t.Fatal(err)
@@ -160,7 +161,7 @@ func TestReadEth0Coalesce(t *testing.T) {
 	}
 	defer et.Close()
 	if _, err := et.DriverInfo("eth0"); err != nil {
-		testbed.Skip(t, "this host has no eth0: "+err.Error())
+		testutil.Skip(t, "this host has no eth0: "+err.Error())
 	}
 	rep, err := tuning.Show(context.Background(), "eth0", tuning.Options{Ethtool: et})
 	if err != nil {

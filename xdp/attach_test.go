@@ -19,6 +19,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/xdpingest/xdpingest/internal/testbed"
+	"github.com/xdpingest/xdpingest/internal/testutil"
 )
 
 // inspectIn returns what is attached to the side's veth end.
@@ -102,8 +103,8 @@ func sendUDP(t *testing.T, s *testbed.Side, to netip.AddrPort, msg string) {
 }
 
 func TestAttachOnTestBed(t *testing.T) {
-	testbed.RequireBPF(t)
-	b := testbed.NewT(t, testbed.Config{})
+	testutil.RequireBPF(t)
+	b := testutil.NewBed(t, testbed.Config{})
 	// Drop mode: a match disappears in XDP, so the kernel socket tells
 	// match from no match.
 	p := loadT(t, Config{Ports: []uint16{9000}, Action: Drop})
@@ -190,8 +191,8 @@ func TestAttachOnTestBed(t *testing.T) {
 }
 
 func TestAttachRefusesForeignProgram(t *testing.T) {
-	testbed.RequireBPF(t)
-	b := testbed.NewT(t, testbed.Config{})
+	testutil.RequireBPF(t)
+	b := testutil.NewBed(t, testbed.Config{})
 	// Someone else's program, attached the old way (netlink), as ip link
 	// or a crashed tool would leave it.
 	foreign, err := ebpf.NewProgram(&ebpf.ProgramSpec{
@@ -244,8 +245,8 @@ func TestAttachRefusesForeignProgram(t *testing.T) {
 }
 
 func TestAttachGenericAndAuto(t *testing.T) {
-	testbed.RequireBPF(t)
-	b := testbed.NewT(t, testbed.Config{})
+	testutil.RequireBPF(t)
+	b := testutil.NewBed(t, testbed.Config{})
 	p := loadT(t, Config{Ports: []uint16{9000}})
 	att, err := attachIn(b.Rx, p, AttachOptions{Mode: ModeGeneric})
 	if err != nil {
@@ -272,8 +273,8 @@ func TestAttachGenericAndAuto(t *testing.T) {
 // The kernel detaches the program when the process that attached it dies,
 // even by SIGKILL: nothing is left on the interface.
 func TestSIGKILLLeavesNoProgram(t *testing.T) {
-	testbed.RequireBPF(t)
-	b := testbed.NewT(t, testbed.Config{})
+	testutil.RequireBPF(t)
+	b := testutil.NewBed(t, testbed.Config{})
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperAttachAndWait$")
 	cmd.Env = append(os.Environ(), "XDPINGEST_HELPER_NETNS="+b.Rx.Netns, "XDPINGEST_HELPER_IFINDEX="+strconv.Itoa(b.Rx.Index))
 	out, err := cmd.StdoutPipe()

@@ -17,6 +17,7 @@ import (
 	"github.com/xdpingest/xdpingest/datapath/kernel"
 	"github.com/xdpingest/xdpingest/internal/frames"
 	"github.com/xdpingest/xdpingest/internal/testbed"
+	"github.com/xdpingest/xdpingest/internal/testutil"
 )
 
 // arrival is one datagram a receiver delivered, copied.
@@ -146,8 +147,8 @@ func TestSocketFilterOnBed(t *testing.T) {
 			name = "behind the XDP program"
 		}
 		t.Run(name, func(t *testing.T) {
-			testbed.RequireBPF(t)
-			b := testbed.NewT(t, testbed.Config{})
+			testutil.RequireBPF(t)
+			b := testutil.NewBed(t, testbed.Config{})
 			denied4, denied6 := netip.MustParseAddr("198.18.0.3"), netip.MustParseAddr("2001:db8::3")
 			if err := b.AddGenAddrs(denied4, denied6); err != nil {
 				t.Fatal(err)
@@ -252,8 +253,8 @@ func asReceivers[R datapath.Receiver](rs []R) []datapath.Receiver {
 func TestJumboFrames(t *testing.T) {
 	for _, frameSize := range []int{2048, 4096} {
 		t.Run(fmt.Sprintf("frame size %d", frameSize), func(t *testing.T) {
-			testbed.RequireBPF(t)
-			b := testbed.NewT(t, testbed.Config{MTU: 9000})
+			testutil.RequireBPF(t)
+			b := testutil.NewBed(t, testbed.Config{MTU: 9000})
 			maxRedirect := MaxRedirectFor(frameSize, 0)
 
 			single := loadVariant(t, Config{Ports: []uint16{9000}}, true)
@@ -271,7 +272,7 @@ func TestJumboFrames(t *testing.T) {
 				return err
 			})
 			if errors.Is(err, errors.ErrUnsupported) {
-				testbed.Skip(t, err.Error())
+				testutil.Skip(t, err.Error())
 			}
 			if err != nil {
 				t.Fatal(err)

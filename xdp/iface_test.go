@@ -8,6 +8,7 @@ import (
 	"github.com/xdpingest/xdpingest/datapath/kernel"
 	"github.com/xdpingest/xdpingest/internal/frames"
 	"github.com/xdpingest/xdpingest/internal/testbed"
+	"github.com/xdpingest/xdpingest/internal/testutil"
 )
 
 // With SocketIfindex set to the bed's link, the kernel sockets take only
@@ -17,8 +18,8 @@ import (
 // keeps out, shown on sockets bound to no interface), and not a datagram
 // reassembled from fragments of which one came over another interface.
 func TestSocketFilterInterfaceOnBed(t *testing.T) {
-	testbed.RequireBPF(t)
-	b := testbed.NewT(t, testbed.Config{})
+	testutil.RequireBPF(t)
+	b := testutil.NewBed(t, testbed.Config{})
 	peer, err := b.AddPeer("other")
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"github.com/xdpingest/xdpingest/bench"
 	"github.com/xdpingest/xdpingest/datapath/kernel"
 	"github.com/xdpingest/xdpingest/internal/testbed"
+	"github.com/xdpingest/xdpingest/internal/testutil"
 )
 
 // genT sends count datagrams of size bytes from src to dst in Gen, as fast
@@ -46,8 +47,8 @@ func overflowsOf(rs []*kernel.Receiver) uint64 {
 // counted; and a receive buffer that overflows while denied datagrams are
 // refused counts exactly what it lost.
 func TestSocketOverflowsLeaveRefusalsOut(t *testing.T) {
-	testbed.RequireBPF(t)
-	b := testbed.NewT(t, testbed.Config{})
+	testutil.RequireBPF(t)
+	b := testutil.NewBed(t, testbed.Config{})
 	denied := netip.MustParseAddr("198.18.0.3")
 	if err := b.AddGenAddrs(denied); err != nil {
 		t.Fatal(err)

@@ -10,7 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xdpingest/xdpingest/internal/frames"
-	"github.com/xdpingest/xdpingest/internal/testbed"
+	"github.com/xdpingest/xdpingest/internal/testutil"
 )
 
 // XDP return codes.
@@ -31,10 +31,10 @@ func loadT(tb testing.TB, cfg Config) *Program {
 // for kernels before 5.18.
 func loadVariant(tb testing.TB, cfg Config, single bool) *Program {
 	tb.Helper()
-	testbed.RequireBPF(tb)
+	testutil.RequireBPF(tb)
 	p, err := Load(cfg, LoadOptions{MaxQueues: 4, MaxPrefixes: 1024, SingleBuffer: single})
 	if errors.Is(err, errors.ErrUnsupported) {
-		testbed.Skip(tb, err.Error())
+		testutil.Skip(tb, err.Error())
 	}
 	if err != nil {
 		tb.Fatal(err)
@@ -58,7 +58,7 @@ func xskT(tb testing.TB, p *Program) {
 	tb.Helper()
 	fd, err := unix.Socket(unix.AF_XDP, unix.SOCK_RAW, 0)
 	if err != nil {
-		testbed.Skip(tb, "can't create an AF_XDP socket (CONFIG_XDP_SOCKETS): "+err.Error())
+		testutil.Skip(tb, "can't create an AF_XDP socket (CONFIG_XDP_SOCKETS): "+err.Error())
 	}
 	tb.Cleanup(func() { unix.Close(fd) })
 	if err := p.RegisterXSK(0, fd); err != nil {

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/xdpingest/xdpingest/internal/testbed"
+	"github.com/xdpingest/xdpingest/internal/testutil"
 )
 
 // mapState is what the program's maps hold, read from the kernel.
@@ -51,10 +51,10 @@ func dumpMaps(t *testing.T, p *Program) mapState {
 
 func loadWith(t *testing.T, cfg Config, maxPrefixes int) *Program {
 	t.Helper()
-	testbed.RequireBPF(t)
+	testutil.RequireBPF(t)
 	p, err := Load(cfg, LoadOptions{MaxQueues: 4, MaxPrefixes: maxPrefixes})
 	if errors.Is(err, errors.ErrUnsupported) {
-		testbed.Skip(t, err.Error())
+		testutil.Skip(t, err.Error())
 	}
 	if err != nil {
 		t.Fatal(err)

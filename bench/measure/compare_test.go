@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/xdpingest/xdpingest/internal/testbed"
+	"github.com/xdpingest/xdpingest/internal/testutil"
 )
 
 // A short sweep over every default path and two sizes measures every
@@ -16,7 +16,7 @@ import (
 // received or counted lost, exactly once where sequence numbers tell.
 // Progress sees every run start and end, in order.
 func TestCompareEveryPath(t *testing.T) {
-	testbed.RequireBPF(t)
+	testutil.RequireBPF(t)
 	var steps []Step
 	o := Options{Sizes: []int{64, 512}, Queues: []int{1}, Paths: DefaultPaths(), Gen: GenLive, Flows: 1,
 		Duration: 300 * time.Millisecond, Reps: 1, Rx: PathOptions{Xdpingest: xdpingestBinary(t)},
@@ -90,7 +90,7 @@ func TestCompareOptionErrors(t *testing.T) {
 // receiver on one and two queues: both receive, the books balance, and no
 // xskdrop process is left behind.
 func TestCompareCReference(t *testing.T) {
-	testbed.RequireBPF(t)
+	testutil.RequireBPF(t)
 	bin := xskdropBinary(t)
 	r, err := Compare(context.Background(), Options{Sizes: []int{64}, Queues: []int{1, 2}, Paths: []string{PathAFXDP, PathCref, PathCrefWalk},
 		Gen: GenLive, Flows: 1, Duration: 300 * time.Millisecond, Reps: 1, Rx: PathOptions{Xskdrop: bin}})
@@ -126,7 +126,7 @@ func TestCReferenceFrameSize(t *testing.T) {
 // (UDP GRO) that it splits back, and the books balance (sequence numbers:
 // every datagram exactly once or lost).
 func TestCompareGRO(t *testing.T) {
-	testbed.RequireBPF(t)
+	testutil.RequireBPF(t)
 	r, err := Compare(context.Background(), Options{GRO: true, Sizes: []int{64}, Queues: []int{1}, Paths: []string{PathKernel},
 		Gen: GenLive, Flows: 1, Duration: 300 * time.Millisecond, Reps: 1})
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/xdpingest/xdpingest/bench"
 	"github.com/xdpingest/xdpingest/internal/testbed"
+	"github.com/xdpingest/xdpingest/internal/testutil"
 	"github.com/xdpingest/xdpingest/xdp"
 )
 
@@ -142,7 +143,7 @@ func passProgram(t *testing.T, b *testbed.Bed) *xdp.Program {
 // flows' source ports, and carry each sequence number of their streams
 // exactly once, which the meter reads back.
 func TestGenFramesValid(t *testing.T) {
-	testbed.RequireBPF(t)
+	testutil.RequireBPF(t)
 	for _, kind := range []string{GenLive, GenAFXDP, GenSendmmsg} {
 		for _, v6 := range []bool{false, true} {
 			name := kind + "/ipv4"
@@ -150,7 +151,7 @@ func TestGenFramesValid(t *testing.T) {
 				name = kind + "/ipv6"
 			}
 			t.Run(name, func(t *testing.T) {
-				b := testbed.NewT(t, testbed.Config{Queues: 2})
+				b := testutil.NewBed(t, testbed.Config{Queues: 2})
 				passProgram(t, b)
 				if kind == GenSendmmsg {
 					// veth offloads the UDP checksum: with it on, frames
@@ -221,7 +222,7 @@ func TestGenFramesValid(t *testing.T) {
 // When the load average is above the CPU count the test checks only that
 // the rate is never exceeded.
 func TestGenRate(t *testing.T) {
-	testbed.RequireBPF(t)
+	testutil.RequireBPF(t)
 	const rate, dur = 20000.0, 5 * time.Second
 	overloaded := func() (float64, bool) {
 		b, _ := os.ReadFile("/proc/loadavg")
@@ -236,7 +237,7 @@ func TestGenRate(t *testing.T) {
 		// One at a time: three generators at once on two cores would test
 		// the scheduler more than the pacing.
 		t.Run(kind, func(t *testing.T) {
-			b := testbed.NewT(t, testbed.Config{})
+			b := testutil.NewBed(t, testbed.Config{})
 			rx, err := StartPath(PathDrop, PathOptions{Side: b.Rx, Iface: b.Rx.Link, Port: 9000})
 			if err != nil {
 				t.Fatal(err)

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/xdpingest/xdpingest/internal/testbed"
+	"github.com/xdpingest/xdpingest/internal/testutil"
 )
 
 // xdpingestBinary builds xdpingest into a temporary directory, for the
@@ -32,7 +32,7 @@ func xskdropBinary(t *testing.T) string {
 		}
 	}
 	if cc == "" {
-		testbed.Skip(t, "no C compiler (cc, clang-16 or gcc) to build bench/cref/xskdrop.c")
+		testutil.Skip(t, "no C compiler (cc, clang-16 or gcc) to build bench/cref/xskdrop.c")
 	}
 	bin := filepath.Join(t.TempDir(), "xskdrop")
 	if out, err := exec.Command(cc, "-O2", "-Wall", "-Werror", "-pthread", "-o", bin, "../cref/xskdrop.c").CombinedOutput(); err != nil {

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/xdpingest/xdpingest/internal/testbed"
+	"github.com/xdpingest/xdpingest/internal/testutil"
 	"github.com/xdpingest/xdpingest/tuning"
 	"github.com/xdpingest/xdpingest/tuning/tuningtest"
 )
@@ -46,11 +47,11 @@ func vethState(t *testing.T, side *testbed.Side) string {
 // is opened inside the namespace), the /proc and /sys side on a fake tree
 // (host sysfs does not show the namespace's devices).
 func TestTestbedApplyRevert(t *testing.T) {
-	testbed.RequireRoot(t)
+	testutil.RequireRoot(t)
 	if _, err := exec.LookPath("ethtool"); err != nil {
-		testbed.Skip(t, "needs the ethtool program to check the results independently")
+		testutil.Skip(t, "needs the ethtool program to check the results independently")
 	}
-	b := testbed.NewT(t, testbed.Config{Queues: 4})
+	b := testutil.NewBed(t, testbed.Config{Queues: 4})
 	link := b.Rx.Link
 	tr := tuningtest.NewTree(t, 2)
 	tr.NetDev(tuningtest.Dev{Name: link, RxQueues: 4, TxQueues: 4})
@@ -109,8 +110,8 @@ func TestTestbedApplyRevert(t *testing.T) {
 // TestTestbedNetnsFlag uses --netns with the real /proc and /sys: ethtool
 // reaches the veth; sysfs does not show it, which show says.
 func TestTestbedNetnsFlag(t *testing.T) {
-	testbed.RequireRoot(t)
-	b := testbed.NewT(t, testbed.Config{Queues: 2})
+	testutil.RequireRoot(t)
+	b := testutil.NewBed(t, testbed.Config{Queues: 2})
 	r := nictune(t, env{}, "show", "--json", "--netns", b.Rx.Netns, b.Rx.Link)
 	if r.code != exitOK {
 		t.Fatalf("exit %d:\n%s%s", r.code, r.stdout, r.stderr)
@@ -134,7 +135,7 @@ func TestTestbedNetnsFlag(t *testing.T) {
 // TestShowEth0 reads the real eth0 (read only: show writes nothing).
 func TestShowEth0(t *testing.T) {
 	if _, err := os.Stat("/sys/class/net/eth0"); err != nil {
-		testbed.Skip(t, "this host has no eth0")
+		testutil.Skip(t, "this host has no eth0")
 	}
 	r := nictune(t, env{}, "show", "--json", "eth0")
 	if r.code != exitOK {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/xdpingest/xdpingest/bench/measure"
 	"github.com/xdpingest/xdpingest/internal/testbed"
+	"github.com/xdpingest/xdpingest/internal/testutil"
 )
 
 // A short sweep prints a progress line per run, a table with a block per
@@ -190,7 +191,7 @@ func TestRxGenPair(t *testing.T) {
 	requireRoot(t)
 	for _, path := range []string{measure.PathAFXDP, measure.PathKernel, measure.PathStdnet, measure.PathDrop} {
 		t.Run(path, func(t *testing.T) {
-			b := testbed.NewT(t, testbed.Config{Queues: 2})
+			b := testutil.NewBed(t, testbed.Config{Queues: 2})
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			var out, errs syncBuffer

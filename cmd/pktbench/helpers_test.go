@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/xdpingest/xdpingest/internal/testbed"
+	"github.com/xdpingest/xdpingest/internal/testutil"
 )
 
 var (
@@ -115,5 +115,5 @@ func waitFor(timeout time.Duration, cond func() bool) bool {
 // BPF.
 func requireRoot(t *testing.T) {
 	t.Helper()
-	testbed.RequireBPF(t)
+	testutil.RequireBPF(t)
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/xdpingest/xdpingest/internal/frames"
 	"github.com/xdpingest/xdpingest/internal/promtext"
 	"github.com/xdpingest/xdpingest/internal/testbed"
+	"github.com/xdpingest/xdpingest/internal/testutil"
 	"github.com/xdpingest/xdpingest/sink"
 	"github.com/xdpingest/xdpingest/sink/pcapfile"
 	"github.com/xdpingest/xdpingest/xdp"
@@ -138,7 +139,7 @@ func readPcaps(t *testing.T, dir string, tr *bench.Tracker) int {
 func tcpdumpCount(t *testing.T, dir string) int {
 	t.Helper()
 	if _, err := exec.LookPath("tcpdump"); err != nil {
-		testbed.Skip(t, "tcpdump is not installed (make deps-test installs it)")
+		testutil.Skip(t, "tcpdump is not installed (make deps-test installs it)")
 	}
 	files, _ := sink.PcapFiles(dir, false)
 	total := 0
@@ -153,7 +154,7 @@ func tcpdumpCount(t *testing.T, dir string) int {
 }
 
 func TestEndToEnd(t *testing.T) {
-	testbed.RequireBPF(t)
+	testutil.RequireBPF(t)
 	for _, path := range []string{"afxdp", "kernel"} {
 		t.Run(path, func(t *testing.T) { endToEnd(t, path) })
 	}
@@ -161,7 +162,7 @@ func TestEndToEnd(t *testing.T) {
 
 func endToEnd(t *testing.T, path string) {
 	// MTU 1600: IPv6 carries the 1472-byte payloads unfragmented too.
-	b := testbed.NewT(t, testbed.Config{Queues: 2, MTU: 1600})
+	b := testutil.NewBed(t, testbed.Config{Queues: 2, MTU: 1600})
 	dir := t.TempDir()
 	srv := startServer(t, b, "--path", path, "--ports", "9000,9100-9109", "--sink", "pcap:"+dir)
 
@@ -272,8 +273,8 @@ func endToEnd(t *testing.T, path string) {
 
 // SIGTERM while traffic flows: everything the server received is written.
 func TestSIGTERMUnderTrafficLosesNothing(t *testing.T) {
-	testbed.RequireBPF(t)
-	b := testbed.NewT(t, testbed.Config{})
+	testutil.RequireBPF(t)
+	b := testutil.NewBed(t, testbed.Config{})
 	dir := t.TempDir()
 	srv := startServer(t, b, "--ports", "9000", "--sink", "pcap:"+dir)
 	snd := newSender(t, b, 9000)
@@ -332,8 +333,8 @@ func jsonField(t *testing.T, line, field string) uint64 {
 }
 
 func TestSIGKILLLeavesNoProgram(t *testing.T) {
-	testbed.RequireBPF(t)
-	b := testbed.NewT(t, testbed.Config{})
+	testutil.RequireBPF(t)
+	b := testutil.NewBed(t, testbed.Config{})
 	srv := startServer(t, b, "--ports", "9000", "--sink", "discard")
 	resp, err := srv.client.Get("http://" + srv.metrics + "/healthz")
 	if err != nil || resp.StatusCode != http.StatusOK {
@@ -370,8 +371,8 @@ func dump(m promtext.Samples) string {
 // The UDP relay delivers every datagram to a collector in the other
 // namespace.
 func TestUDPRelay(t *testing.T) {
-	testbed.RequireBPF(t)
-	b := testbed.NewT(t, testbed.Config{MTU: 1600})
+	testutil.RequireBPF(t)
+	b := testutil.NewBed(t, testbed.Config{MTU: 1600})
 	var coll *net.UDPConn
 	if err := b.Gen.Do(func() (err error) {
 		coll, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(b.Gen.IPv4, 7777)))
@@ -423,8 +424,8 @@ func (a *atomicCount) load() uint64 { return a.v.Load() }
 // Bad settings exit with status 2 and one clear line, before anything is
 // attached.
 func TestBadConfigExits2(t *testing.T) {
-	testbed.RequireBPF(t)
-	b := testbed.NewT(t, testbed.Config{})
+	testutil.RequireBPF(t)
+	b := testutil.NewBed(t, testbed.Config{})
 	dir := t.TempDir()
 	unknownKey := dir + "/unknown.yaml"
 	os.WriteFile(unknownKey, []byte("iface: "+b.Rx.Link+"\nports: \"9000\"\nport: 9001\n"), 0o644)
@@ -486,8 +487,8 @@ func TestBadConfigExits2(t *testing.T) {
 // --path auto falls back to the kernel path when AF_XDP can't run, and
 // says why: here native XDP is refused (loopback has no native XDP).
 func TestAutoFallsBackToKernelPath(t *testing.T) {
-	testbed.RequireBPF(t)
-	b := testbed.NewT(t, testbed.Config{})
+	testutil.RequireBPF(t)
+	b := testutil.NewBed(t, testbed.Config{})
 	dir := t.TempDir()
 	s := &srvProc{t: t, bed: b, log: &lockedBuffer{}, metrics: "127.0.0.1:9109", done: make(chan struct{})}
 	s.client = &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
@@ -569,8 +570,8 @@ func waitReady(t testing.TB, s *srvProc) {
 // SIGHUP loads new ports into the running program: no reattach, no new
 // sockets, the server keeps running.
 func TestSIGHUPReloadsPorts(t *testing.T) {
-	testbed.RequireBPF(t)
-	b := testbed.NewT(t, testbed.Config{})
+	testutil.RequireBPF(t)
+	b := testutil.NewBed(t, testbed.Config{})
 	dir := t.TempDir()
 	conf := dir + "/xdpingest.yaml"
 	write := func(ports string) {
@@ -670,13 +671,13 @@ func TestSIGHUPReloadsPorts(t *testing.T) {
 
 // --tune applies a profile at start and reverts it at exit.
 func TestTuneAppliesAndReverts(t *testing.T) {
-	testbed.RequireBPF(t)
-	b := testbed.NewT(t, testbed.Config{})
+	testutil.RequireBPF(t)
+	b := testutil.NewBed(t, testbed.Config{})
 	dir := t.TempDir()
 	gro := func() string {
 		out, err := b.Rx.Command("ethtool", "-k", b.Rx.Link).Output()
 		if err != nil {
-			testbed.Skip(t, "ethtool is not installed (make deps-test installs it)")
+			testutil.Skip(t, "ethtool is not installed (make deps-test installs it)")
 		}
 		for _, l := range strings.Split(string(out), "\n") {
 			if strings.HasPrefix(l, "generic-receive-offload:") {

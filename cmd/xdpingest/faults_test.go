@@ -26,6 +26,7 @@ import (
 	"github.com/xdpingest/xdpingest/datapath"
 	"github.com/xdpingest/xdpingest/internal/promtext"
 	"github.com/xdpingest/xdpingest/internal/testbed"
+	"github.com/xdpingest/xdpingest/internal/testutil"
 	"github.com/xdpingest/xdpingest/sink"
 	"github.com/xdpingest/xdpingest/sink/pcapfile"
 )
@@ -245,8 +246,8 @@ func TestAccountingChecksCatchPerturbation(t *testing.T) {
 		`xdpingest_rx_packets_total{path="afxdp",queue="1"}`:                 40,
 		`xdpingest_rx_malformed_total{path="afxdp",queue="0"}`:               1,
 		`xdpingest_xdp_packets_total{outcome="redirect",verdict="redirect"}`: 104,
-		`xdpingest_afxdp_rx_ring_full_total{queue="0"}`:     2,
-		`xdpingest_afxdp_rx_dropped_total{queue="1"}`:       1,
+		`xdpingest_afxdp_rx_ring_full_total{queue="0"}`:                      2,
+		`xdpingest_afxdp_rx_dropped_total{queue="1"}`:                        1,
 		`xdpingest_sink_written_total` + s:                                   90,
 		`xdpingest_sink_dropped_total{sink="pcap:/d",reason="no_space"}`:     6,
 		`xdpingest_sink_dropped_total{sink="pcap:/d",reason="queue_full"}`:   4,
@@ -318,7 +319,7 @@ func smallTmpfs(t *testing.T, size string) string {
 	dir := t.TempDir()
 	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size="+size); err != nil {
 		if errors.Is(err, unix.EPERM) {
-			testbed.Skip(t, "can't mount a small tmpfs to fill: needs CAP_SYS_ADMIN: "+err.Error())
+			testutil.Skip(t, "can't mount a small tmpfs to fill: needs CAP_SYS_ADMIN: "+err.Error())
 		}
 		t.Fatalf("can't mount a tmpfs on %s: %v", dir, err)
 	}
@@ -336,7 +337,7 @@ func requireTcpdump(t *testing.T) string {
 	t.Helper()
 	p, err := exec.LookPath("tcpdump")
 	if err != nil {
-		testbed.Skip(t, "tcpdump is not installed (make deps-test installs it)")
+		testutil.Skip(t, "tcpdump is not installed (make deps-test installs it)")
 	}
 	return p
 }
@@ -376,10 +377,10 @@ func checkPcapFile(t *testing.T, tcpdump, file string, tr *seqSet) int {
 // Every .pcap holds whole records, the loss is counted while the disk is
 // full, and once files are removed writing resumes by itself.
 func TestFaultPcapDiskFull(t *testing.T) {
-	testbed.RequireBPF(t)
+	testutil.RequireBPF(t)
 	tcpdump := requireTcpdump(t)
 	// MTU 1600: IPv6 carries the 1472-byte payloads unfragmented too.
-	b := testbed.NewT(t, testbed.Config{MTU: 1600})
+	b := testutil.NewBed(t, testbed.Config{MTU: 1600})
 	dir := smallTmpfs(t, "8m")
 	srv := startServer(t, b, "--ports", "9000", "--sink", "pcap:"+dir+"?max_mb=1")
 	snd := newSender(t, b, 9000)
@@ -502,8 +503,8 @@ func TestFaultPcapDiskFull(t *testing.T) {
 // unreachable). The server keeps running, counts the loss, /healthz names
 // the failing sink, and once a collector listens datagrams arrive again.
 func TestFaultUDPRelayUnreachable(t *testing.T) {
-	testbed.RequireBPF(t)
-	b := testbed.NewT(t, testbed.Config{MTU: 1600})
+	testutil.RequireBPF(t)
+	b := testutil.NewBed(t, testbed.Config{MTU: 1600})
 	target := netip.AddrPortFrom(b.Gen.IPv4, 7788) // no socket yet: Gen answers port unreachable
 	sinkName := "udp://" + target.String()
 	srv := startServer(t, b, "--ports", "9000", "--sink", sinkName)

@@ -11,6 +11,7 @@ import (
 	"github.com/xdpingest/xdpingest/datapath"
 	"github.com/xdpingest/xdpingest/internal/hostile"
 	"github.com/xdpingest/xdpingest/internal/testbed"
+	"github.com/xdpingest/xdpingest/internal/testutil"
 	"github.com/xdpingest/xdpingest/sink"
 	"github.com/xdpingest/xdpingest/sink/pcapfile"
 )
@@ -45,7 +46,7 @@ func pcapReceived(t *testing.T, dir string) []hostile.Received {
 // interface or loopback does; the accounting holds. On both receive paths,
 // at MTU 1500 and 9000.
 func TestHostileTraffic(t *testing.T) {
-	testbed.RequireBPF(t)
+	testutil.RequireBPF(t)
 	for _, path := range []string{"afxdp", "kernel"} {
 		for _, mtu := range []int{1500, 9000} {
 			t.Run(fmt.Sprintf("%s/mtu%d", path, mtu), func(t *testing.T) { hostileTraffic(t, path, mtu) })
@@ -54,7 +55,7 @@ func TestHostileTraffic(t *testing.T) {
 }
 
 func hostileTraffic(t *testing.T, path string, mtu int) {
-	b := testbed.NewT(t, testbed.Config{MTU: mtu, Queues: 2})
+	b := testutil.NewBed(t, testbed.Config{MTU: mtu, Queues: 2})
 	env, err := hostile.Prepare(b, nil)
 	if err != nil {
 		t.Fatal(err)

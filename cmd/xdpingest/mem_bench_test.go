@@ -13,6 +13,7 @@ import (
 
 	"github.com/xdpingest/xdpingest/bench"
 	"github.com/xdpingest/xdpingest/internal/testbed"
+	"github.com/xdpingest/xdpingest/internal/testutil"
 )
 
 // BenchmarkServerMemory runs the server with default settings under the
@@ -37,9 +38,9 @@ func BenchmarkServerMemory(b *testing.B) {
 }
 
 func serverMemory(b *testing.B, sinkName string, d time.Duration) {
-	testbed.RequireBPF(b)
+	testutil.RequireBPF(b)
 	const queues = 2
-	bed := testbed.NewT(b, testbed.Config{Queues: queues})
+	bed := testutil.NewBed(b, testbed.Config{Queues: queues})
 	sinkURL := "discard"
 	if sinkName == "pcap" {
 		// Size rotation keeps the disk in check: files are removed as the

@@ -11,14 +11,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
 	"github.com/xdpingest/xdpingest/internal/testbed"
+	"github.com/xdpingest/xdpingest/internal/testutil"
 )
 
 // Issue 13: the metrics of a running server, traffic and a reload
 // included, pass promlint (Prometheus' naming and help conventions), and
 // the info and reload metrics say what runs.
 func TestMetricsLint(t *testing.T) {
-	testbed.RequireBPF(t)
-	b := testbed.NewT(t, testbed.Config{Queues: 2})
+	testutil.RequireBPF(t)
+	b := testutil.NewBed(t, testbed.Config{Queues: 2})
 	srv := startServer(t, b, "--ports", "9000", "--sink", "discard", "--sink", "pcap:"+t.TempDir()+"?ports=9000")
 	c := udpConn(t, b, netip.AddrPortFrom(b.Rx.IPv4, 9000))
 	for i := range uint64(100) {

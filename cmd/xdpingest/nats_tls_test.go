@@ -26,6 +26,7 @@ import (
 	"github.com/xdpingest/xdpingest/bench"
 	"github.com/xdpingest/xdpingest/datapath"
 	"github.com/xdpingest/xdpingest/internal/testbed"
+	"github.com/xdpingest/xdpingest/internal/testutil"
 	"github.com/xdpingest/xdpingest/sink/natsmsg"
 )
 
@@ -87,8 +88,8 @@ func makeNATSTLSFiles(t *testing.T) natsTLSFiles {
 // their port's subject of each stream, the accounting adds up, and
 // neither the password nor the seed shows in the server's output.
 func TestNATSSecuredSinks(t *testing.T) {
-	testbed.RequireBPF(t)
-	b := testbed.NewT(t, testbed.Config{MTU: 1600})
+	testutil.RequireBPF(t)
+	b := testutil.NewBed(t, testbed.Config{MTU: 1600})
 	files := makeNATSTLSFiles(t)
 	password := "Zq9e2e/pw"
 	t.Setenv("XI_E2E_NATS_PASS", password)

@@ -20,6 +20,7 @@ import (
 	"github.com/xdpingest/xdpingest/bench"
 	"github.com/xdpingest/xdpingest/datapath"
 	"github.com/xdpingest/xdpingest/internal/testbed"
+	"github.com/xdpingest/xdpingest/internal/testutil"
 	"github.com/xdpingest/xdpingest/sink/natsmsg"
 )
 
@@ -283,8 +284,8 @@ func steady(snd *sender, from, to uint64, rate int, sent *atomic.Uint64) error {
 // the stream, whatever is not there is counted, and at exit nothing is in
 // flight.
 func TestFaultNATSRestart(t *testing.T) {
-	testbed.RequireBPF(t)
-	b := testbed.NewT(t, testbed.Config{MTU: 1600})
+	testutil.RequireBPF(t)
+	b := testutil.NewBed(t, testbed.Config{MTU: 1600})
 	store := t.TempDir()
 	ns := startJetStream(t, 0, store)
 	port := jetStreamPort(ns)
@@ -370,8 +371,8 @@ func TestFaultNATSRestart(t *testing.T) {
 // plus a second, closing each sink only after its writers returned, and
 // count what could not be written as shutdown.
 func TestFaultSinkStalledThroughSIGTERM(t *testing.T) {
-	testbed.RequireBPF(t)
-	b := testbed.NewT(t, testbed.Config{MTU: 1600})
+	testutil.RequireBPF(t)
+	b := testutil.NewBed(t, testbed.Config{MTU: 1600})
 	ns := startJetStream(t, 0, t.TempDir())
 	proxy := newTCPProxy(t, b, fmt.Sprintf("127.0.0.1:%d", jetStreamPort(ns)))
 	// A small backlog and a Write that waits long for room: once the

@@ -18,6 +18,7 @@ import (
 
 	"github.com/xdpingest/xdpingest/datapath"
 	"github.com/xdpingest/xdpingest/internal/testbed"
+	"github.com/xdpingest/xdpingest/internal/testutil"
 	"github.com/xdpingest/xdpingest/sink"
 	"github.com/xdpingest/xdpingest/sink/pcapfile"
 )
@@ -90,8 +91,8 @@ func (s *stormSender) send(i uint64) error {
 // and every datagram sent is in the files or counted: by the program
 // (not_allowed, other_port), the socket, or the sink.
 func TestFaultSIGHUPStorm(t *testing.T) {
-	testbed.RequireBPF(t)
-	b := testbed.NewT(t, testbed.Config{})
+	testutil.RequireBPF(t)
+	b := testutil.NewBed(t, testbed.Config{})
 	dir := t.TempDir()
 	conf := filepath.Join(t.TempDir(), "xdpingest.yaml")
 	// State k, in fours: 9000 alone; the allow list on; port 9001 added;

@@ -11,6 +11,7 @@ import (
 
 	"github.com/xdpingest/xdpingest/datapath"
 	"github.com/xdpingest/xdpingest/internal/testbed"
+	"github.com/xdpingest/xdpingest/internal/testutil"
 	"github.com/xdpingest/xdpingest/sink"
 	"github.com/xdpingest/xdpingest/sink/pcapfile"
 )
@@ -75,8 +76,8 @@ func pcapPayloads(t *testing.T, dir string) map[uint64][][]byte {
 // froze the kernel path's worker: the datagrams after it were never
 // written, and SIGTERM ended in "workers did not stop".
 func TestLargeDatagramKernelPath(t *testing.T) {
-	testbed.RequireBPF(t)
-	b := testbed.NewT(t, testbed.Config{})
+	testutil.RequireBPF(t)
+	b := testutil.NewBed(t, testbed.Config{})
 	dir := t.TempDir()
 	srv := startServer(t, b, "--path", "kernel", "--workers", "1", "--ports", "9000", "--sink", "pcap:"+dir)
 	c := udpConn(t, b, netip.AddrPortFrom(b.Rx.IPv4, 9000))

@@ -7,14 +7,15 @@ import (
 	"time"
 
 	"github.com/xdpingest/xdpingest/internal/testbed"
+	"github.com/xdpingest/xdpingest/internal/testutil"
 )
 
 // Issue 12, point 4: one server sends each port's datagrams to its own
 // sink (?ports=), and a sink without ports gets them all; each sink's
 // accounting counts the rest as for other ports.
 func TestSinkRoutes(t *testing.T) {
-	testbed.RequireBPF(t)
-	b := testbed.NewT(t, testbed.Config{})
+	testutil.RequireBPF(t)
+	b := testutil.NewBed(t, testbed.Config{})
 	flows, logs, all := t.TempDir(), t.TempDir(), t.TempDir()
 	srv := startServer(t, b, "--ports", "9000-9002", "--sink", "pcap:"+flows+"?ports=9000",
 		"--sink", "pcap:"+logs+"?ports=9001,9002", "--sink", "pcap:"+all)

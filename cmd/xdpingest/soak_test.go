@@ -30,6 +30,7 @@ import (
 	"github.com/xdpingest/xdpingest/internal/hostile"
 	"github.com/xdpingest/xdpingest/internal/promtext"
 	"github.com/xdpingest/xdpingest/internal/testbed"
+	"github.com/xdpingest/xdpingest/internal/testutil"
 	"github.com/xdpingest/xdpingest/sink"
 	"github.com/xdpingest/xdpingest/sink/pcapfile"
 	"github.com/xdpingest/xdpingest/tuning"
@@ -99,7 +100,7 @@ func soakEnvDuration(t *testing.T, name string, def time.Duration) time.Duration
 }
 
 func TestSoak(t *testing.T) {
-	testbed.RequireBPF(t)
+	testutil.RequireBPF(t)
 	dur := soakEnvDuration(t, "XDPINGEST_SOAK", 10*time.Minute)
 	reloadEvery := soakEnvDuration(t, "XDPINGEST_SOAK_RELOAD", 3*time.Second)
 	roundEvery := soakEnvDuration(t, "XDPINGEST_SOAK_ROUND", 10*time.Second)
@@ -120,7 +121,7 @@ func TestSoak(t *testing.T) {
 	}
 	load0 := soakLoadAvg()
 
-	b := testbed.NewT(t, testbed.Config{Queues: 2, MTU: 9000})
+	b := testutil.NewBed(t, testbed.Config{Queues: 2, MTU: 9000})
 	env, err := hostile.Prepare(b, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"github.com/xdpingest/xdpingest/bench"
 	"github.com/xdpingest/xdpingest/datapath"
 	"github.com/xdpingest/xdpingest/internal/testbed"
+	"github.com/xdpingest/xdpingest/internal/testutil"
 	"github.com/xdpingest/xdpingest/xdp"
 )
 
@@ -72,7 +73,7 @@ func benchReceive(b *testing.B, mode string, queues int) {
 	gens := make([]*bench.Live, queues)
 	for i := range gens {
 		if gens[i], err = bench.LoadLive(); err != nil {
-			testbed.Skip(b, err.Error())
+			testutil.Skip(b, err.Error())
 		}
 		defer gens[i].Close()
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/xdpingest/xdpingest/bench"
 	"github.com/xdpingest/xdpingest/datapath"
 	"github.com/xdpingest/xdpingest/internal/testbed"
+	"github.com/xdpingest/xdpingest/internal/testutil"
 	"github.com/xdpingest/xdpingest/xdp"
 )
 
@@ -29,8 +30,8 @@ const testPort = 9000
 // bedT makes a test bed with queues RX queues and the MTU above.
 func bedT(t testing.TB, queues int) *testbed.Bed {
 	t.Helper()
-	testbed.RequireBPF(t)
-	return testbed.NewT(t, testbed.Config{Queues: queues, MTU: testMTU})
+	testutil.RequireBPF(t)
+	return testutil.NewBed(t, testbed.Config{Queues: queues, MTU: testMTU})
 }
 
 // programT loads the XDP program redirecting port testPort and attaches it
@@ -39,7 +40,7 @@ func programT(t testing.TB, b *testbed.Bed) *xdp.Program {
 	t.Helper()
 	p, err := xdp.Load(xdp.Config{Ports: []uint16{testPort}, Action: xdp.Redirect}, xdp.LoadOptions{MaxQueues: 8, MaxPrefixes: 16})
 	if errors.Is(err, errors.ErrUnsupported) {
-		testbed.Skip(t, err.Error())
+		testutil.Skip(t, err.Error())
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -58,7 +59,7 @@ func openT(t testing.TB, b *testbed.Bed, cfg Config, reg datapath.XSKRegistrar) 
 	var p *Path
 	err := b.Rx.Do(func() (err error) { p, err = Open(cfg, reg); return err })
 	if errors.Is(err, errors.ErrUnsupported) {
-		testbed.Skip(t, err.Error())
+		testutil.Skip(t, err.Error())
 	}
 	if err != nil {
 		t.Fatal(err)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/xdpingest/xdpingest/datapath"
 	"github.com/xdpingest/xdpingest/internal/testbed"
+	"github.com/xdpingest/xdpingest/internal/testutil"
 )
 
 // Close while datagrams pour in, on two queues: every Receive returns
@@ -357,7 +358,7 @@ func TestDroppedSocketIsClosed(t *testing.T) {
 // memory that an earlier UMEM's advice still covers.)
 func TestUMEMHugePageAdvice(t *testing.T) {
 	if _, err := os.Stat("/sys/kernel/mm/transparent_hugepage"); err != nil {
-		testbed.Skip(t, "this kernel has no transparent huge pages (CONFIG_TRANSPARENT_HUGEPAGE)")
+		testutil.Skip(t, "this kernel has no transparent huge pages (CONFIG_TRANSPARENT_HUGEPAGE)")
 	}
 	b := bedT(t, 1)
 	var s *Socket

@@ -21,6 +21,7 @@ import (
 	"github.com/xdpingest/xdpingest/bench"
 	"github.com/xdpingest/xdpingest/datapath"
 	"github.com/xdpingest/xdpingest/internal/testbed"
+	"github.com/xdpingest/xdpingest/internal/testutil"
 )
 
 // streams sends tagged, numbered datagrams and tracks which arrived.
@@ -415,7 +416,7 @@ func TestSetPortsRefused(t *testing.T) {
 func TestSetPortsSteering(t *testing.T) {
 	cpus := allowedCPUs(2)
 	if len(cpus) < 2 {
-		testbed.Skip(t, "steering to two workers needs two CPUs; this process may use "+fmt.Sprint(cpus))
+		testutil.Skip(t, "steering to two workers needs two CPUs; this process may use "+fmt.Sprint(cpus))
 	}
 	const a, added = testPort + 50, testPort + 51
 	b := newBed(t, testbed.Config{Queues: 2})

@@ -20,6 +20,7 @@ import (
 	"github.com/xdpingest/xdpingest/bench"
 	"github.com/xdpingest/xdpingest/datapath"
 	"github.com/xdpingest/xdpingest/internal/testbed"
+	"github.com/xdpingest/xdpingest/internal/testutil"
 )
 
 const testPort = 5000
@@ -33,7 +34,7 @@ const testPort = 5000
 // would then wait forever for datagrams that were lost before it began.
 func newBed(t testing.TB, cfg testbed.Config) *testbed.Bed {
 	t.Helper()
-	b := testbed.NewT(t, cfg)
+	b := testutil.NewBed(t, cfg)
 	start := time.Now()
 	for _, fam := range families {
 		var ln, c *net.UDPConn

@@ -8,16 +8,16 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/xdpingest/xdpingest/internal/testbed"
+	"github.com/xdpingest/xdpingest/internal/testutil"
 )
 
 // The demo runs through: the server starts and stops, the live traffic
 // arrives, both accounting identities hold, tcpdump reads the pcap file,
 // and the bed is removed.
 func TestRun(t *testing.T) {
-	testbed.RequireBPF(t)
+	testutil.RequireBPF(t)
 	if _, err := exec.LookPath("tcpdump"); err != nil {
-		testbed.Skip(t, "no tcpdump (make deps-test installs it)")
+		testutil.Skip(t, "no tcpdump (make deps-test installs it)")
 	}
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "xdpingest")

@@ -13,6 +13,7 @@ import (
 
 	"github.com/xdpingest/xdpingest/internal/frames"
 	"github.com/xdpingest/xdpingest/internal/testbed"
+	"github.com/xdpingest/xdpingest/internal/testutil"
 )
 
 // TestMixOnPlainKernel checks the mix's expectations against the kernel
@@ -29,7 +30,7 @@ func TestMixOnPlainKernel(t *testing.T) {
 }
 
 func plainKernel(t *testing.T, mtu int) {
-	b := testbed.NewT(t, testbed.Config{MTU: mtu})
+	b := testutil.NewBed(t, testbed.Config{MTU: mtu})
 	env, err := Prepare(b, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -101,7 +102,7 @@ func plainKernel(t *testing.T, mtu int) {
 // group on its port, where a unicast one goes to one of them: a server
 // with several sockets per port must not deliver a broadcast several times.
 func TestBroadcastReachesEveryReuseportSocket(t *testing.T) {
-	b := testbed.NewT(t, testbed.Config{})
+	b := testutil.NewBed(t, testbed.Config{})
 	var conns []*net.UDPConn
 	for range 2 {
 		lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/xdpingest/xdpingest/internal/testbed"
+	"github.com/xdpingest/xdpingest/internal/testutil"
 	"github.com/xdpingest/xdpingest/xdp"
 )
 
@@ -18,14 +19,14 @@ import (
 // not_allowed when it refuses it. Kind by kind, so that a difference names
 // its kind.
 func TestMixXDPFlags(t *testing.T) {
-	testbed.RequireBPF(t)
+	testutil.RequireBPF(t)
 	for _, mtu := range []int{1500, 9000} {
 		t.Run(fmt.Sprintf("mtu%d", mtu), func(t *testing.T) { xdpFlags(t, mtu) })
 	}
 }
 
 func xdpFlags(t *testing.T, mtu int) {
-	b := testbed.NewT(t, testbed.Config{MTU: mtu})
+	b := testutil.NewBed(t, testbed.Config{MTU: mtu})
 	env, err := Prepare(b, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -34,7 +35,7 @@ func xdpFlags(t *testing.T, mtu int) {
 	pol := DefaultPolicy()
 	p, err := xdp.Load(xdp.Config{Ports: ports, Allow: pol.Allow, Deny: pol.Deny, Action: xdp.Pass}, xdp.LoadOptions{MaxQueues: 4})
 	if errors.Is(err, errors.ErrUnsupported) {
-		testbed.Skip(t, err.Error())
+		testutil.Skip(t, err.Error())
 	}
 	if err != nil {
 		t.Fatal(err)

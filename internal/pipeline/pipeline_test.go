@@ -12,7 +12,7 @@ import (
 	"github.com/xdpingest/xdpingest/bench"
 	"github.com/xdpingest/xdpingest/datapath"
 	"github.com/xdpingest/xdpingest/internal/frames"
-	"github.com/xdpingest/xdpingest/internal/testbed"
+	"github.com/xdpingest/xdpingest/internal/testutil"
 	"github.com/xdpingest/xdpingest/sink"
 	"github.com/xdpingest/xdpingest/sink/pcapfile"
 	"github.com/xdpingest/xdpingest/tuning"
@@ -272,7 +272,7 @@ func (r *schedRecorder) Receive(b []datapath.Datagram) (int, error) {
 // thread of their own.
 func TestPipelineWorkerScheduling(t *testing.T) {
 	if os.Geteuid() != 0 {
-		testbed.Skip(t, "lowering a nice value needs CAP_SYS_NICE; run as root")
+		testutil.Skip(t, "lowering a nice value needs CAP_SYS_NICE; run as root")
 	}
 	f := datapath.NewFake(0, sized(0, 10))
 	f.AtEnd = io.EOF

@@ -1,4 +1,4 @@
-package testbed
+package testbed_test
 
 import (
 	"errors"
@@ -15,10 +15,12 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xdpingest/xdpingest/internal/frames"
+	"github.com/xdpingest/xdpingest/internal/testbed"
+	"github.com/xdpingest/xdpingest/internal/testutil"
 )
 
 // listen opens a UDP socket on s at addr:port (port 0 picks one).
-func listen(t *testing.T, s *Side, addr netip.Addr, port uint16) *net.UDPConn {
+func listen(t *testing.T, s *testbed.Side, addr netip.Addr, port uint16) *net.UDPConn {
 	t.Helper()
 	var c *net.UDPConn
 	if err := s.Do(func() (err error) {
@@ -48,7 +50,7 @@ func expect(t *testing.T, c *net.UDPConn, want []byte, from netip.Addr) netip.Ad
 }
 
 // sendFrom sends payload from src (port 0: any) to dst out of side s.
-func sendFrom(t *testing.T, s *Side, src netip.Addr, dst netip.AddrPort, payload []byte) {
+func sendFrom(t *testing.T, s *testbed.Side, src netip.Addr, dst netip.AddrPort, payload []byte) {
 	t.Helper()
 	var c *net.UDPConn
 	if err := s.Do(func() (err error) {
@@ -64,18 +66,18 @@ func sendFrom(t *testing.T, s *Side, src netip.Addr, dst netip.AddrPort, payload
 }
 
 func TestRawSenderDelivers(t *testing.T) {
-	b := NewT(t, Config{})
+	b := testutil.NewBed(t, testbed.Config{})
 	r, err := b.Gen.RawSender()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	ln := listen(t, b.Rx, RxIPv4, 0)
-	ln6 := listen(t, b.Rx, RxIPv6, 0)
+	ln := listen(t, b.Rx, testbed.RxIPv4, 0)
+	ln6 := listen(t, b.Rx, testbed.RxIPv6, 0)
 	for _, x := range []struct {
 		c        *net.UDPConn
 		src, dst netip.Addr
-	}{{ln, GenIPv4, RxIPv4}, {ln6, GenIPv6, RxIPv6}} {
+	}{{ln, testbed.GenIPv4, testbed.RxIPv4}, {ln6, testbed.GenIPv6, testbed.RxIPv6}} {
 		port := uint16(x.c.LocalAddr().(*net.UDPAddr).Port)
 		f := frames.Build(frames.Spec{SrcMAC: b.Gen.MAC, DstMAC: b.Rx.MAC, Src: netip.AddrPortFrom(x.src, 4000), Dst: netip.AddrPortFrom(x.dst, port), Payload: []byte("raw")})
 		if err := r.Send(f); err != nil {
@@ -93,8 +95,8 @@ func TestRawSenderDelivers(t *testing.T) {
 // payloads in one frame each: the sender forbids fragmentation, and a raw
 // frame of the full size arrives whole.
 func TestBedJumboFrames(t *testing.T) {
-	b := NewT(t, Config{MTU: 9000})
-	for _, s := range []*Side{b.Gen, b.Rx} {
+	b := testutil.NewBed(t, testbed.Config{MTU: 9000})
+	for _, s := range []*testbed.Side{b.Gen, b.Rx} {
 		out, err := s.Command("cat", "/sys/class/net/"+s.Link+"/mtu").Output()
 		if err != nil || strings.TrimSpace(string(out)) != "9000" {
 			t.Fatalf("MTU of %s: %q %v, want 9000", s.Link, out, err)
@@ -103,7 +105,7 @@ func TestBedJumboFrames(t *testing.T) {
 	for _, x := range []struct {
 		src, dst netip.Addr
 		size     int
-	}{{GenIPv4, RxIPv4, 8972}, {GenIPv6, RxIPv6, 8952}} {
+	}{{testbed.GenIPv4, testbed.RxIPv4, 8972}, {testbed.GenIPv6, testbed.RxIPv6, 8952}} {
 		ln := listen(t, b.Rx, x.dst, 0)
 		dst := netip.AddrPortFrom(x.dst, uint16(ln.LocalAddr().(*net.UDPAddr).Port))
 		var fd int
@@ -154,7 +156,7 @@ func TestBedJumboFrames(t *testing.T) {
 // A peer reaches Rx on its own link, and Gen and the peer reach each other
 // through Rx, both families, both ways.
 func TestPeerRoutedBothWays(t *testing.T) {
-	b := NewT(t, Config{})
+	b := testutil.NewBed(t, testbed.Config{})
 	p, err := b.AddPeer("other")
 	if err != nil {
 		t.Fatal(err)
@@ -169,13 +171,13 @@ func TestPeerRoutedBothWays(t *testing.T) {
 	if q.Prefix4.Overlaps(p.Prefix4) || q.Prefix6.Overlaps(p.Prefix6) || q.Link == p.Link || q.RxEnd.Link == p.RxEnd.Link {
 		t.Fatalf("two peers share prefixes or links: %+v %+v", p, q)
 	}
-	if !strings.HasPrefix(p.Netns, fmt.Sprintf("%s%d-", namePrefix, os.Getpid())) {
+	if !strings.HasPrefix(p.Netns, fmt.Sprintf("%s%d-", testbed.NamePrefix, os.Getpid())) {
 		t.Errorf("peer namespace %s does not follow the naming Sweep relies on", p.Netns)
 	}
 	for _, fam := range []struct {
 		name                     string
 		gen, rx, peer, rxEnd     netip.Addr
-		peerSide, rxSide, genSid *Side
+		peerSide, rxSide, genSid *testbed.Side
 	}{
 		{"ipv4", b.Gen.IPv4, b.Rx.IPv4, p.IPv4, p.RxEnd.IPv4, p.Side, b.Rx, b.Gen},
 		{"ipv6", b.Gen.IPv6, b.Rx.IPv6, p.IPv6, p.RxEnd.IPv6, p.Side, b.Rx, b.Gen},
@@ -198,7 +200,7 @@ func TestPeerRoutedBothWays(t *testing.T) {
 	}
 	// Rx forwards, and only Rx: Gen and the peer were left alone.
 	for _, x := range []struct {
-		s    *Side
+		s    *testbed.Side
 		want string
 	}{{b.Rx, "1"}, {b.Gen, "0"}, {p.Side, "0"}} {
 		out, err := x.s.Command("cat", "/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding").Output()
@@ -209,8 +211,8 @@ func TestPeerRoutedBothWays(t *testing.T) {
 }
 
 func TestPeerRemovedOnClose(t *testing.T) {
-	RequireRoot(t)
-	b, err := New(Config{})
+	testutil.RequireRoot(t)
+	b, err := testbed.New(testbed.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,7 +231,7 @@ func TestPeerRemovedOnClose(t *testing.T) {
 		}
 	}
 	// A bad name leaves nothing behind.
-	if _, err := (&Bed{tag: "zz"}).AddPeer("Bad-Name"); err == nil {
+	if _, err := b.AddPeer("Bad-Name"); err == nil {
 		t.Error("a bad peer name was accepted")
 	}
 }
@@ -237,20 +239,20 @@ func TestPeerRemovedOnClose(t *testing.T) {
 // Sweep finds a peer's namespace left by a dead process by the pid in its
 // name, like the bed's own.
 func TestSweepRemovesDeadPeers(t *testing.T) {
-	RequireRoot(t)
+	testutil.RequireRoot(t)
 	cmd := exec.Command("true")
 	if err := cmd.Run(); err != nil {
 		t.Fatal(err)
 	}
 	dead := cmd.Process.Pid
-	name := fmt.Sprintf("%s%d-abcdef-peer0", namePrefix, dead)
-	h, err := newNamedNS(name)
+	name := fmt.Sprintf("%s%d-abcdef-peer0", testbed.NamePrefix, dead)
+	h, err := testbed.NewNamedNS(name)
 	if err != nil {
 		t.Fatal(err)
 	}
 	h.Close()
 	t.Cleanup(func() { netns.DeleteNamed(name) })
-	removed, err := Sweep()
+	removed, err := testbed.Sweep()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,7 +268,7 @@ func TestSweepRemovesDeadPeers(t *testing.T) {
 // Addresses added to Gen send to Rx, and Rx's answers find them again, on
 // the link's prefixes and off them.
 func TestAddGenAddrs(t *testing.T) {
-	b := NewT(t, Config{})
+	b := testutil.NewBed(t, testbed.Config{})
 	addrs := []netip.Addr{
 		netip.MustParseAddr("198.18.0.21"), netip.MustParseAddr("198.18.1.21"),
 		netip.MustParseAddr("2001:db8::21"), netip.MustParseAddr("2001:db8:1::21"),

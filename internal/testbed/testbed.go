@@ -85,7 +85,8 @@ type Bed struct {
 	peers []*Peer
 }
 
-// New makes a bed. The caller must Close it; see NewT for tests.
+// New makes a bed. The caller must Close it; tests use testutil.NewBed,
+// which does.
 func New(cfg Config) (b *Bed, err error) {
 	if cfg.Queues <= 0 {
 		cfg.Queues = 1

@@ -1,4 +1,4 @@
-package testbed
+package testbed_test
 
 import (
 	"net"
@@ -6,14 +6,17 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/xdpingest/xdpingest/internal/testbed"
+	"github.com/xdpingest/xdpingest/internal/testutil"
 )
 
 func TestBedUDPBothFamilies(t *testing.T) {
-	b := NewT(t, Config{Queues: 2})
+	b := testutil.NewBed(t, testbed.Config{Queues: 2})
 	for _, tc := range []struct {
 		name     string
 		src, dst netip.Addr
-	}{{"ipv4", GenIPv4, RxIPv4}, {"ipv6", GenIPv6, RxIPv6}} {
+	}{{"ipv4", testbed.GenIPv4, testbed.RxIPv4}, {"ipv6", testbed.GenIPv6, testbed.RxIPv6}} {
 		t.Run(tc.name, func(t *testing.T) {
 			var ln *net.UDPConn
 			if err := b.Rx.Do(func() (err error) {
@@ -48,8 +51,8 @@ func TestBedUDPBothFamilies(t *testing.T) {
 }
 
 func TestBedRemovedOnClose(t *testing.T) {
-	RequireRoot(t)
-	b, err := New(Config{})
+	testutil.RequireRoot(t)
+	b, err := testbed.New(testbed.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}

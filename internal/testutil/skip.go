@@ -1,11 +1,14 @@
-package testbed
+package testutil
 
 import (
 	"errors"
 	"os"
+	"os/exec"
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/xdpingest/xdpingest/internal/testbed"
 )
 
 // StrictEnv, when set to 1 (as .ci/run does), turns every skip of this package
@@ -48,13 +51,13 @@ func RequireBPF(tb testing.TB) {
 	}
 }
 
-// NewT makes a bed for a test and removes it in the test's cleanup, also
-// when the test fails. It skips (naming what is missing) without root.
-func NewT(tb testing.TB, cfg Config) *Bed {
+// NewBed makes a test bed for a test and removes it in the test's cleanup,
+// also when the test fails. It skips (naming what is missing) without root.
+func NewBed(tb testing.TB, cfg testbed.Config) *testbed.Bed {
 	tb.Helper()
 	RequireRoot(tb)
-	b, err := New(cfg)
-	if errors.Is(err, ErrNoPrivilege) {
+	b, err := testbed.New(cfg)
+	if errors.Is(err, testbed.ErrNoPrivilege) {
 		Skip(tb, err.Error())
 	}
 	if err != nil {
@@ -66,4 +69,15 @@ func NewT(tb testing.TB, cfg Config) *Bed {
 		}
 	})
 	return b
+}
+
+// RequireProgram returns the path of the program name (tcpdump, ethtool,
+// ...), or skips tb naming it.
+func RequireProgram(tb testing.TB, name string) string {
+	tb.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		Skip(tb, name+" is not installed (make deps-test installs it)")
+	}
+	return p
 }

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -86,7 +85,7 @@ func (b *Bed) AddPeer(name string) (p *Peer, err error) {
 		if err != nil {
 			b.peers = b.peers[:len(b.peers)-1]
 			p.Side.ns.Close()
-			_ = netns.DeleteNamed(p.Netns)
+			_ = removeNamed(p.Netns)
 			p = nil
 		}
 	}()

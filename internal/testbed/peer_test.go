@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -262,6 +264,36 @@ func TestSweepRemovesDeadPeers(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("Sweep removed %v, not %s", removed, name)
+	}
+}
+
+// A process killed between creating a namespace's file and mounting the
+// namespace on it leaves a plain file: Sweep removes it too, instead of
+// failing on it (EINVAL from the unmount) at every run.
+func TestSweepRemovesUnmountedFile(t *testing.T) {
+	testutil.RequireRoot(t)
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	name := fmt.Sprintf("%s%d-abcdef-gen", testbed.NamePrefix, cmd.Process.Pid)
+	file := filepath.Join("/run/netns", name)
+	if err := os.MkdirAll("/run/netns", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, nil, 0o444); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(file) })
+	removed, err := testbed.Sweep()
+	if err != nil {
+		t.Fatalf("Sweep: %v", err)
+	}
+	if !slices.Contains(removed, name) {
+		t.Errorf("Sweep removed %v, not %s", removed, name)
+	}
+	if _, err := os.Stat(file); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s is still there after Sweep (stat: %v)", file, err)
 	}
 }
 

@@ -22,6 +22,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -209,8 +210,8 @@ func (b *Bed) Close() error {
 			s.ns.Close()
 			s.ns = -1
 		}
-		if err := netns.DeleteNamed(s.Netns); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, fmt.Errorf("remove namespace %s: %w", s.Netns, err))
+		if err := removeNamed(s.Netns); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
@@ -271,7 +272,7 @@ func (s *Side) Run(name string, args ...string) error {
 // example killed with SIGKILL). Beds of running processes are left alone.
 // It returns the names it removed.
 func Sweep() ([]string, error) {
-	ents, err := os.ReadDir("/var/run/netns")
+	ents, err := os.ReadDir(netnsDir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
@@ -291,7 +292,7 @@ func Sweep() ([]string, error) {
 			continue
 		}
 		if pid != os.Getpid() && unix.Kill(pid, 0) == unix.ESRCH {
-			if err := netns.DeleteNamed(name); err != nil {
+			if err := removeNamed(name); err != nil {
 				errs = append(errs, err)
 				continue
 			}
@@ -299,6 +300,25 @@ func Sweep() ([]string, error) {
 		}
 	}
 	return removed, errors.Join(errs...)
+}
+
+// netnsDir is where `ip netns` and netns.NewNamed keep the files that name
+// namespaces (/var/run/netns links to it).
+const netnsDir = "/run/netns"
+
+// removeNamed removes a named namespace: it unmounts the namespace from its
+// file and deletes the file. A file that is no mount point, left by a
+// process killed between creating it and mounting the namespace on it, is
+// deleted all the same; a name that does not exist is no error.
+func removeNamed(name string) error {
+	p := filepath.Join(netnsDir, name)
+	if err := unix.Unmount(p, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("can't unmount namespace %s: %w", p, err)
+	}
+	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("can't remove namespace %s: %w", p, err)
+	}
+	return nil
 }
 
 func checkPrivilege() error {

@@ -26,6 +26,7 @@ import (
 
 	"github.com/xdpingest/xdpingest/bench"
 	"github.com/xdpingest/xdpingest/datapath"
+	"github.com/xdpingest/xdpingest/internal/testutil"
 	"github.com/xdpingest/xdpingest/sink/natsmsg"
 )
 
@@ -238,21 +239,31 @@ func TestKafkaDelivers(t *testing.T) {
 
 // Many exporters over several partitions: each exporter's records are in
 // one partition (the one Kafka's own key hash picks) and in the order they
-// were written; between them the exporters use every partition.
+// were written; between them the exporters use every partition. With more
+// exporters than a writer fills batches for at once (256), the batches get
+// smaller, and nothing else changes.
 func TestKafkaPartitionsByExporter(t *testing.T) {
-	const parts, exporters, n = 8, 64, 6400
-	for _, format := range []string{"record", "batch"} {
-		t.Run(format, func(t *testing.T) {
+	const parts, n = 8, 6400
+	for _, c := range []struct {
+		name, params string
+		exporters    uint64
+	}{
+		{"record", "", 64},
+		{"batch", "format=batch&batch=8", 64},
+		{"batch-300-exporters", "format=batch&batch=8", 300},
+	} {
+		exporters := c.exporters
+		t.Run(c.name, func(t *testing.T) {
 			kc := startKafka(t, kfake.NumBrokers(2), kfake.SeedTopics(parts, "flows"))
-			url := fmt.Sprintf("kafka://%s/flows?format=%s", kafkaAddr(kc), format)
-			if format == "batch" {
-				url += "&batch=8"
-			}
+			url := fmt.Sprintf("kafka://%s/flows?%s", kafkaAddr(kc), c.params)
 			s := mustOpen(t, url, Options{CloseTimeout: 20 * time.Second})
 			w := s.Writer(0)
 			dgs := make([]datapath.Datagram, 64)
 			buf := make([]byte, 64*slotSize)
-			src := func(i uint64) netip.Addr { return netip.AddrFrom4([4]byte{198, 18, 1, byte(i % exporters)}) }
+			src := func(i uint64) netip.Addr {
+				e := i % exporters
+				return netip.AddrFrom4([4]byte{198, 18, 1 + byte(e>>8), byte(e)})
+			}
 			for i := uint64(0); i < n; i += 64 {
 				b := gen{}.batch(dgs, buf, i)
 				for k := range b {
@@ -295,7 +306,7 @@ func TestKafkaPartitionsByExporter(t *testing.T) {
 			if err := tr.Check(); err != nil {
 				t.Fatal(err)
 			}
-			if len(part) != exporters || len(used) != parts {
+			if len(part) != int(exporters) || len(used) != parts {
 				t.Fatalf("%d exporters over %d partitions, want %d over %d", len(part), len(used), exporters, parts)
 			}
 			// The partition is Kafka's: murmur2 of the key, as the Java
@@ -363,7 +374,7 @@ func murmur2(key []byte) int32 {
 // decodes them, compressed or not, with their keys and headers; batch
 // records decode with the batch framing.
 func TestKafkaKcat(t *testing.T) {
-	kcat := requireTool(t, "kcat")
+	kcat := testutil.RequireProgram(t, "kcat")
 	for _, c := range []struct{ name, params string }{
 		{"record-lz4", "compression=lz4"},
 		{"record-zstd", "compression=zstd"},

@@ -397,7 +397,10 @@ func (w *kafkaWriter) Write(dgs []datapath.Datagram) error {
 
 // Flush produces the partial batches. One-datagram records need no flush:
 // the producer sends them within Linger.
-func (w *kafkaWriter) Flush() error { return w.submitAll() }
+func (w *kafkaWriter) Flush() error {
+	w.waitUntil = time.Time{}
+	return w.submitAll()
+}
 
 // topic returns the topic of datagrams to port.
 func (w *kafkaWriter) topic(port uint16) string {
@@ -644,6 +647,7 @@ func (s *kafkaSink) Close() error {
 	}
 	var errs []error
 	for _, w := range s.writers {
+		w.waitUntil = time.Time{}
 		if err := w.submitAll(); err != nil {
 			errs = append(errs, err)
 		}

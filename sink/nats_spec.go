@@ -119,6 +119,33 @@ func parseNATSSecurity(n *NATSSpec, scheme string, q map[string]string) error {
 	return nil
 }
 
+// misplacedSecretParam says whether tail (the hosts and what follows them)
+// names a secret parameter (password=, token=) anywhere but at the start of
+// a parameter: in the hosts or the subject, or after a ?, ; or # within the
+// parameters (a typo for &). The parameter before it would take the secret as part of
+// its value, and errors quote values: such a URL is refused up front,
+// quoting nothing.
+func misplacedSecretParam(tail string) bool {
+	q0 := strings.IndexByte(tail, '?')
+	for i := 1; i < len(tail); i++ {
+		if !strings.ContainsRune("&?;#", rune(tail[i-1])) || (i-1 == q0) || (q0 >= 0 && i-1 > q0 && tail[i-1] == '&') {
+			continue
+		}
+		j := strings.IndexAny(tail[i:], "=&?;#")
+		if j < 0 || tail[i+j] != '=' {
+			continue
+		}
+		k := tail[i : i+j]
+		if dk, err := url.QueryUnescape(k); err == nil {
+			k = dk
+		}
+		if isSecretParam(k) {
+			return true
+		}
+	}
+	return false
+}
+
 // natsPathParam checks a parameter that names a file. "file:PATH" is taken
 // for PATH, as in a secret reference; "env:" is refused: these files hold
 // keys and belong on disk (or a mounted secret), not in a variable.
@@ -213,21 +240,39 @@ func isSecretParam(name string) bool {
 }
 
 // redactParams hides the values of the secret parameters in query (what
-// follows the first ?) that are not file: or env: references: a secret
-// typed there by mistake is refused by Parse, whose error quotes the URL.
-// whole is set when such a value holds an @, which would mislead Redact's
-// search for the credentials before the host: the caller then hides all.
+// follows the first ?, #, & or ;) that are not file: or env: references: a secret
+// typed there by mistake is refused by Parse, whose error quotes the URL. A
+// value runs to the next & (as url.ParseQuery reads it); a name may follow
+// a ?, ; or # as well as an &, as it does in a mistyped URL. whole is set
+// when a secret holds an @, which would mislead Redact's search for the
+// credentials before the host: the caller then hides all.
 func redactParams(query string) (out string, whole bool) {
-	parts := strings.Split(query, "&")
-	for i, p := range parts {
-		k, v, ok := strings.Cut(p, "=")
+	hide := make([]bool, len(query))
+	hidden := false
+	for i := 0; i < len(query); i++ {
+		if i > 0 && !strings.ContainsRune("&?;#", rune(query[i-1])) {
+			continue
+		}
+		j := strings.IndexAny(query[i:], "=&?;#")
+		if j < 0 || query[i+j] != '=' {
+			continue
+		}
+		k := query[i : i+j]
 		if dk, err := url.QueryUnescape(k); err == nil {
 			k = dk
 		}
-		if !ok || v == "" || !isSecretParam(k) {
+		start := i + j + 1
+		end := strings.IndexByte(query[start:], '&')
+		if end < 0 {
+			end = len(query)
+		} else {
+			end += start
+		}
+		v := query[start:end]
+		if v == "" || !isSecretParam(k) {
 			continue
 		}
-		if dv, err := url.QueryUnescape(v); err == nil && !strings.Contains(dv, "@") {
+		if dv, err := url.QueryUnescape(v); err == nil && !strings.ContainsAny(dv, "@?#;") {
 			if _, err := ParseSecretRef(k, dv); err == nil {
 				continue // a reference, which says where to look
 			}
@@ -235,7 +280,23 @@ func redactParams(query string) (out string, whole bool) {
 		if strings.Contains(v, "@") {
 			return "", true
 		}
-		parts[i] = p[:len(p)-len(v)] + "xxxxx"
+		for x := start; x < end; x++ {
+			hide[x] = true
+		}
+		hidden = true
 	}
-	return strings.Join(parts, "&"), false
+	if !hidden {
+		return query, false
+	}
+	var b strings.Builder
+	for i := 0; i < len(query); i++ {
+		if !hide[i] {
+			b.WriteByte(query[i])
+			continue
+		}
+		if i == 0 || !hide[i-1] {
+			b.WriteString("xxxxx")
+		}
+	}
+	return b.String(), false
 }

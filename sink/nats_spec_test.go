@@ -113,7 +113,12 @@ func TestParseNATSSecretParamsRedacted(t *testing.T) {
 		"tls://u:p?token=" + secretMark + "@h/s",
 		"nats://h/s?token=" + secretMark + "#frag",
 		"nats://h/s?batch=0&token=" + secretMark,
-		"nats://h/s?sasl_password=" + secretMark, // another sink's secret parameter
+		"nats://h/s?sasl_password=" + secretMark,     // another sink's secret parameter
+		"nats://h/s?stream=S?password=" + secretMark, // ? for &
+		"nats://h/s?stream=S;token=" + secretMark,    // ; for &
+		"nats://h/s#token=" + secretMark,
+		"nats://h/s?password=file:/x?token=" + secretMark,
+		"nats://h/s?token=a%26" + secretMark,
 	} {
 		_, err := Parse(url)
 		if err == nil {
@@ -150,4 +155,32 @@ func TestParseNATSSecretParamsRedacted(t *testing.T) {
 			t.Errorf("a spec prints as %q, want its name", s)
 		}
 	}
+}
+
+// Whatever surrounds it, a secret typed as the value of a secret parameter
+// shows neither in Redact's output nor in Parse's error.
+func FuzzRedactSecretParam(f *testing.F) {
+	f.Add("/s?stream=S", uint8(0), uint8(0), "&batch=2")
+	f.Add("/s", uint8(1), uint8(1), "")
+	f.Add("/s?a=1", uint8(2), uint8(2), "?x=1")
+	f.Add("/s?a=@", uint8(3), uint8(3), "#f")
+	f.Add("/s", uint8(4), uint8(0), "@h")
+	f.Fuzz(func(t *testing.T, pre string, name, sep uint8, post string) {
+		const mark = "Zq9"
+		if strings.Contains(pre+post, mark) {
+			return
+		}
+		names := []string{"password", "token", "sasl_password", "PassWord", "pass%77ord", "my_secret"}
+		seps := []string{"?", "&", ";", "#"}
+		raw := "nats://h" + pre + seps[int(sep)%len(seps)] + names[int(name)%len(names)] + "=" + mark + post
+		if strings.Count(raw, mark) != 1 {
+			return
+		}
+		if r := Redact(raw); strings.Contains(r, mark) {
+			t.Fatalf("Redact(%q) = %q", raw, r)
+		}
+		if _, err := Parse(raw); err != nil && strings.Contains(err.Error(), mark) {
+			t.Fatalf("Parse(%q): %v", raw, err)
+		}
+	})
 }

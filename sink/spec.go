@@ -304,6 +304,9 @@ func parseNATS(raw string) (NATSSpec, error) {
 		}
 		authority = authority[at+1:]
 	}
+	if misplacedSecretParam(authority + tail) {
+		return NATSSpec{}, errors.New("password= or token= where a parameter can't start: begin the parameters with one ? and separate them with &")
+	}
 	if authority == "" {
 		return NATSSpec{}, errors.New("no host: write nats://HOST:PORT/SUBJECT")
 	}
@@ -595,12 +598,12 @@ func Redact(raw string) string {
 	} else if Kind(scheme) == KindPcap {
 		return raw // a path: no credentials, and an @ may be part of it
 	}
-	if base, query, ok := strings.Cut(rest, "?"); ok {
-		q, whole := redactParams(query)
+	if i := strings.IndexAny(rest, "?#&;"); i >= 0 { // & ; for a mistyped ?
+		q, whole := redactParams(rest[i+1:])
 		if whole {
 			return scheme + sep + "xxxxx"
 		}
-		rest = base + "?" + q
+		rest = rest[:i+1] + q
 	}
 	at := strings.LastIndex(rest, "@")
 	if at < 0 {

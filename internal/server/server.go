@@ -78,6 +78,8 @@ type server struct {
 	httpSrv *http.Server
 	ready   atomic.Bool
 	health  atomic.Pointer[pipeline.Pipeline]
+	// notify is systemd's notify socket (notify.go); nil outside systemd.
+	notify *notifier
 }
 
 // Run runs the server until ctx is done or SIGINT/SIGTERM arrives, then
@@ -268,6 +270,7 @@ func (s *server) start(ctx context.Context) error {
 	pipe.Start()
 	s.ready.Store(true)
 	s.logStart()
+	s.notifyReady()
 	if s.env.Ready != nil {
 		addr := ""
 		if s.httpSrv != nil {
@@ -602,6 +605,7 @@ func (s *server) shutdown(why string) error {
 	drainBy := start.Add(s.cfg.DrainTimeout - s.closeBudget())
 	s.log.Info("shutting down: draining", "signal", why)
 	s.ready.Store(false)
+	s.notifyStopping(why)
 	// Stop new matches at the program (counted as drop_mode from now on):
 	// what is already in the rings and socket buffers is drained below.
 	if s.prog != nil {

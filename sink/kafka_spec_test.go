@@ -2,7 +2,9 @@ package sink
 
 import (
 	"errors"
+	"net"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -146,4 +148,40 @@ func TestKafkaSpecPrints(t *testing.T) {
 			t.Errorf("printed as %q", s)
 		}
 	}
+}
+
+// Any kafka URL: Parse never panics; what it accepts has brokers in
+// HOST:PORT form, a topic Kafka takes once {dport} is filled in, a
+// destination per broker, and a name that parses back to the same brokers
+// and topic.
+func FuzzParseKafka(f *testing.F) {
+	for _, s := range []string{
+		"kafka://b1/flows", "kafka://b1:9092,[2001:db8::1]:9093/flows.{dport}?format=batch&batch=9&acks=1",
+		"kafka://b/t?tls_ca=/a&tls_cert=/c&tls_key=/k&sasl=scram-sha-256&sasl_user=u&sasl_password=env:P",
+		"kafka://u:Zq9s@b/t", "kafka://b/t?sasl=plain&sasl_user=u&sasl_password=Zq9s", "kafka://b/{dport}{dport}",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		sp, err := Parse(raw)
+		if err != nil || sp.Kind != KindKafka {
+			return
+		}
+		k := sp.Kafka
+		if len(k.Brokers) == 0 || len(sp.Destinations()) != len(k.Brokers) {
+			t.Fatalf("%q: brokers %q, destinations %q", raw, k.Brokers, sp.Destinations())
+		}
+		for _, b := range k.Brokers {
+			if _, _, err := net.SplitHostPort(b); err != nil || strings.ContainsAny(b, "@,/") {
+				t.Fatalf("%q: broker %q", raw, b)
+			}
+		}
+		if err := checkKafkaTopic(strings.ReplaceAll(k.Topic, kafkaDportVar, "2055")); err != nil {
+			t.Fatalf("%q: topic %q: %v", raw, k.Topic, err)
+		}
+		again, err := Parse(k.name())
+		if err != nil || !slices.Equal(again.Kafka.Brokers, k.Brokers) || again.Kafka.Topic != k.Topic {
+			t.Fatalf("%q: name %q parses to %+v, %v", raw, k.name(), again.Kafka, err)
+		}
+	})
 }

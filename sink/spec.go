@@ -121,10 +121,17 @@ type NATSSpec struct {
 	MaxWait time.Duration
 }
 
-// UDPSpec describes udp://HOST:PORT.
+// UDPSpec describes udp://HOST:PORT[,HOST:PORT][?source=relay|original].
 type UDPSpec struct {
-	// Addr is HOST:PORT of the collector.
+	// Addr is HOST:PORT of the collector, or two of them separated by a
+	// comma: the collector's address in each family. A datagram goes to
+	// the address of its exporter's family when there is one.
 	Addr string
+	// KeepSource (source=original) sends each datagram with its exporter's
+	// address and port as the source, from a raw socket, as samplicator's -S
+	// does. False (source=relay, the default) sends it from the relay's own
+	// UDP socket. docs/SINKS.md says why relay is the default.
+	KeepSource bool
 }
 
 // Defaults of the URL parameters.
@@ -487,24 +494,57 @@ func parseUDP(raw string) (UDPSpec, error) {
 	if end < 0 {
 		end = len(rest)
 	}
-	hostport, tail := rest[:end], rest[end:]
-	if strings.ContainsAny(tail, "?#") {
-		return UDPSpec{}, errors.New("udp takes no parameters: write udp://HOST:PORT")
+	hosts, tail := rest[:end], rest[end:]
+	if strings.Contains(tail, "#") {
+		return UDPSpec{}, errors.New("a fragment (#...) means nothing here: udp takes no parameters but source (and ports): write udp://HOST:PORT[?source=original]")
 	}
-	if tail != "" && tail != "/" {
-		return UDPSpec{}, fmt.Errorf("udp takes no path (%q): write udp://HOST:PORT", tail)
+	path, query, _ := strings.Cut(tail, "?")
+	if path != "" && path != "/" {
+		return UDPSpec{}, fmt.Errorf("udp takes no path (%q): write udp://HOST:PORT", path)
 	}
-	if h, p, _ := strings.Cut(hostport, ":"); h == "" && !strings.Contains(p, ":") { // "" or ":PORT"
-		return UDPSpec{}, errors.New("no host: write udp://HOST:PORT")
+	entries := strings.Split(hosts, ",")
+	if len(entries) > 2 {
+		return UDPSpec{}, errors.New("more than two collector addresses: a udp sink sends to one collector, at most one address per family (udp://IPV4:PORT,[IPV6]:PORT); write a sink per collector")
 	}
-	addr, err := parseHostPort(hostport, "", true)
-	if errors.Is(err, errNoPort) {
-		return UDPSpec{}, errors.New("no port: write udp://HOST:PORT")
+	var addrs []string
+	var family [2]string // the literal address given for IPv4, IPv6
+	for _, hp := range entries {
+		if h, p, _ := strings.Cut(hp, ":"); h == "" && !strings.Contains(p, ":") { // "" or ":PORT"
+			return UDPSpec{}, errors.New("no host: write udp://HOST:PORT")
+		}
+		addr, err := parseHostPort(hp, "", true)
+		if errors.Is(err, errNoPort) {
+			return UDPSpec{}, errors.New("no port: write udp://HOST:PORT")
+		}
+		if err != nil {
+			return UDPSpec{}, fmt.Errorf("collector %q: %w", hp, err)
+		}
+		if slices.Contains(addrs, addr) {
+			return UDPSpec{}, fmt.Errorf("collector %s is listed twice", addr)
+		}
+		if ap, err := netip.ParseAddrPort(addr); err == nil {
+			f := udpFamily(ap.Addr())
+			if family[f] != "" {
+				return UDPSpec{}, fmt.Errorf("collector %s and %s are of one family: give one address per family, or write a sink per collector", family[f], addr)
+			}
+			family[f] = addr
+		}
+		addrs = append(addrs, addr)
 	}
+	u := UDPSpec{Addr: strings.Join(addrs, ",")}
+	q, err := parseQuery(query, udpParamSource)
 	if err != nil {
-		return UDPSpec{}, fmt.Errorf("collector %q: %w", hostport, err)
+		return UDPSpec{}, fmt.Errorf("udp takes no parameters but source (and ports): %w", err)
 	}
-	return UDPSpec{Addr: addr}, nil
+	switch v, ok := q[udpParamSource]; {
+	case !ok || v == udpSourceRelay:
+	case v == udpSourceOriginal:
+		u.KeepSource = true
+	default:
+		return UDPSpec{}, fmt.Errorf("source=%q: want %s (each datagram keeps its exporter's address and port; needs CAP_NET_RAW) or %s (sent from this server's own socket, the default)",
+			v, udpSourceOriginal, udpSourceRelay)
+	}
+	return u, nil
 }
 
 // parseQuery parses a query and refuses unknown and repeated parameters.

@@ -10,11 +10,13 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -809,43 +811,116 @@ func TestKafkaOpenErrors(t *testing.T) {
 	}
 }
 
+// processCPU is the CPU time (user and system) the process used so far, in
+// nanoseconds.
+func processCPU(tb testing.TB) int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatal(err)
+	}
+	return ru.Utime.Nano() + ru.Stime.Nano()
+}
+
 // BenchmarkKafkaProduce measures datagrams per second into the sink, up to
 // the brokers' acknowledgement (acks=all, idempotent), against kfake on
-// loopback sharing the machine's cores. kfake discards what it is sent
-// (BlackholeProduce) so that its storage does not grow with b.N; the rest of
-// the protocol, acknowledgements and sequence checks included, runs.
+// loopback sharing the machine's cores: in this process (broker=inproc, the
+// CPU time then includes the broker's) or in a child process (broker=child,
+// the CPU time is the sink's and its client's alone, what an ingest host
+// pays). kfake discards what it is sent (BlackholeProduce) so that its
+// storage does not grow with b.N; the rest of the protocol,
+// acknowledgements and sequence checks included, runs.
 func BenchmarkKafkaProduce(b *testing.B) {
-	for _, size := range []int{64, 512} {
-		for _, format := range []string{"record", "batch=64"} {
-			b.Run(fmt.Sprintf("size=%d/%s", size, format), func(b *testing.B) {
-				kc := startKafka(b, kfake.NumBrokers(1), kfake.SeedTopics(4, "bench"), kfake.BlackholeProduce())
-				url := fmt.Sprintf("kafka://%s/bench?max_wait=60s", kafkaAddr(kc))
-				if format != "record" {
-					url += "&format=batch&batch=64"
-				}
-				s := mustOpen(b, url, Options{CloseTimeout: time.Minute})
-				w := s.Writer(0)
-				dgs := make([]datapath.Datagram, 64)
-				for i := range dgs {
-					dgs[i] = testDatagram(false, 0, make([]byte, size))
-					// 16 exporters: 16 keys over the partitions.
-					dgs[i].Src = netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 18, 2, byte(i % 16)}), 40000)
-				}
-				b.ReportAllocs()
-				b.SetBytes(int64(size))
-				b.ResetTimer()
-				for i := 0; i < b.N; i += len(dgs) {
-					_ = w.Write(dgs[:min(len(dgs), b.N-i)])
-				}
-				if err := s.Close(); err != nil {
-					b.Fatal(err)
-				}
-				b.StopTimer()
-				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "datagrams/s")
-				if st := s.Stats(); st.Written != uint64(b.N) {
-					b.Fatalf("written %d of %d: %+v", st.Written, b.N, st)
-				}
-			})
+	for _, broker := range []string{"inproc", "child"} {
+		for _, size := range []int{64, 512} {
+			for _, format := range []string{"record", "batch=64"} {
+				b.Run(fmt.Sprintf("broker=%s/size=%d/%s", broker, size, format), func(b *testing.B) {
+					benchKafka(b, broker, size, format)
+				})
+			}
 		}
+	}
+}
+
+// TestKafkaHelperBroker is the child of BenchmarkKafkaProduce's
+// broker=child: a kfake cluster in a process of its own, which prints its
+// address and runs until its standard input closes. Run as a test, it does
+// nothing.
+func TestKafkaHelperBroker(t *testing.T) {
+	if os.Getenv("XDPI_KAFKA_HELPER_BROKER") != "1" {
+		return
+	}
+	kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, "bench"), kfake.BlackholeProduce())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Println("broker", kafkaAddr(kc))
+	io.Copy(io.Discard, os.Stdin)
+	kc.Close()
+}
+
+// kafkaBroker returns the address of a benchmark cluster: in this process,
+// or in a child process (this test binary running TestKafkaHelperBroker).
+func kafkaBroker(b *testing.B, where string) string {
+	if where == "inproc" {
+		return kafkaAddr(startKafka(b, kfake.NumBrokers(1), kfake.SeedTopics(4, "bench"), kfake.BlackholeProduce()))
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestKafkaHelperBroker$")
+	cmd.Env = append(os.Environ(), "XDPI_KAFKA_HELPER_BROKER=1")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		stdin.Close()
+		cmd.Wait()
+	})
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		if addr, ok := strings.CutPrefix(sc.Text(), "broker "); ok {
+			go io.Copy(io.Discard, stdout)
+			return addr
+		}
+	}
+	b.Fatalf("the broker process said no address: %v", sc.Err())
+	return ""
+}
+
+func benchKafka(b *testing.B, broker string, size int, format string) {
+	url := fmt.Sprintf("kafka://%s/bench?max_wait=60s", kafkaBroker(b, broker))
+	if format != "record" {
+		url += "&format=batch&batch=64"
+	}
+	s := mustOpen(b, url, Options{CloseTimeout: time.Minute})
+	w := s.Writer(0)
+	dgs := make([]datapath.Datagram, 64)
+	for i := range dgs {
+		dgs[i] = testDatagram(false, 0, make([]byte, size))
+		// 16 exporters: 16 keys over the partitions.
+		dgs[i].Src = netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 18, 2, byte(i % 16)}), 40000)
+	}
+	b.ReportAllocs()
+	b.SetBytes(int64(size))
+	cpu0 := processCPU(b)
+	b.ResetTimer()
+	for i := 0; i < b.N; i += len(dgs) {
+		_ = w.Write(dgs[:min(len(dgs), b.N-i)])
+	}
+	if err := s.Close(); err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "datagrams/s")
+	// The process's CPU time (with broker=inproc the broker's too):
+	// steadier than the wall clock on a machine shared with other work.
+	b.ReportMetric(float64(processCPU(b)-cpu0)/float64(b.N), "cpu-ns/datagram")
+	if st := s.Stats(); st.Written != uint64(b.N) {
+		b.Fatalf("written %d of %d: %+v", st.Written, b.N, st)
 	}
 }

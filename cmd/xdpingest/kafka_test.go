@@ -322,7 +322,7 @@ func TestKafkaBrokerRestart(t *testing.T) {
 	kc.Close()
 	down := sent.Load()
 	time.Sleep(500 * time.Millisecond)
-	kc = startKafkaInRx(t, b, port, kfake.DataDir(data))
+	startKafkaInRx(t, b, port, kfake.DataDir(data)) // the same address, the same data
 	up := sent.Load()
 	waitSent(n)
 	if err := <-sendErr; err != nil {

@@ -361,6 +361,19 @@ func TestJumboFrames(t *testing.T) {
 			if c[OutcomeRedirect].Packets != uint64(redirected) || c[OutcomeOversize].Packets != uint64(oversize) {
 				t.Errorf("XDP counters %v: want %d redirect, %d oversize", nonzero(c), redirected, oversize)
 			}
+			// Per port, the same frames with the same bytes, multi-buffer
+			// frames included: port 9000 has all of the matched outcomes.
+			pc, err := p.PortCounters()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var matched Counters
+			for _, o := range MatchedOutcomes {
+				matched[o] = c[o]
+			}
+			if len(pc.Ports) != 1 || pc.Ports[9000] != matched || len(pc.OtherPorts) != 0 {
+				t.Errorf("port counters %+v, want port 9000 alone with %+v", pc, matched)
+			}
 			if st := path.Stats(); st.XDP.RxDropped != 0 {
 				t.Errorf("the AF_XDP sockets dropped %d frames (rx_dropped)", st.XDP.RxDropped)
 			}

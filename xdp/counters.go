@@ -31,6 +31,11 @@ const (
 	NumOutcomes
 )
 
+// MatchedOutcomes are the outcomes of a frame for one of Config.Ports,
+// which the program counts per port ([Program.PortCounters]). Keep in step
+// with enum port_outcome in bpf/ingest.c.
+var MatchedOutcomes = [...]Outcome{OutcomeRedirect, OutcomePassMatch, OutcomeNoSocket, OutcomeDeny, OutcomeNotAllowed, OutcomeDropMode, OutcomeOversize}
+
 var outcomeNames = [NumOutcomes]string{
 	"redirect", "pass_match", "no_socket", "deny", "not_allowed", "drop_mode",
 	"other_port", "tcp", "icmp", "arp", "other_l3", "other_l4", "fragment",
@@ -88,8 +93,10 @@ func (c Counters) Sub(o Counters) Counters {
 }
 
 // Counters reads the per-CPU counters and sums them: one syscall per
-// outcome, which returns every CPU's slot. CPUs keep counting while it runs,
-// so the sum is an exact total only once traffic has stopped.
+// outcome, and one per port counter slot in use, each returning every
+// CPU's value. The matched outcomes are the sums over every slot,
+// including those of ports no longer configured. CPUs keep counting while
+// it runs, so the sum is an exact total only once traffic has stopped.
 func (p *Program) Counters() (Counters, error) {
 	var out Counters
 	var per []ingestCounter
@@ -100,6 +107,69 @@ func (p *Program) Counters() (Counters, error) {
 		for _, c := range per {
 			out[o].Packets += c.Packets
 			out[o].Bytes += c.Bytes
+		}
+	}
+	var pc []ingestPortCounter
+	for s := range p.usedSlots.Load() {
+		if err := p.readSlot(s, &out, &pc); err != nil {
+			return out, err
+		}
+	}
+	return out, nil
+}
+
+// readSlot adds the counts of a port counter slot to c. per is a buffer.
+func (p *Program) readSlot(slot uint32, c *Counters, per *[]ingestPortCounter) error {
+	if err := p.objs.PortCounters.Lookup(slot, per); err != nil {
+		return fmt.Errorf("can't read XDP port counter slot %d: %w", slot, err)
+	}
+	for _, pc := range *per {
+		for i, o := range MatchedOutcomes {
+			c[o].Packets += pc.O[i].Packets
+			c[o].Bytes += pc.O[i].Bytes
+		}
+	}
+	return nil
+}
+
+// PortCounters are the frames for each configured port, by outcome: only
+// the MatchedOutcomes count. A port keeps its counts when it is removed and
+// added again.
+type PortCounters struct {
+	// Ports holds each configured port that has a counter slot of its own.
+	Ports map[uint16]Counters
+	// Other counts together the ports that found no slot of their own
+	// (more were configured over the program's life than
+	// LoadOptions.MaxPortSlots - 1), those configured now and those
+	// configured before; OtherPorts lists the ones configured now.
+	Other      Counters
+	OtherPorts []uint16
+}
+
+// PortCounters reads the counters of the configured ports: one syscall per
+// port (and one for the overflow slot if a configured port counts there),
+// summing every CPU's values. Like Counters, it is exact once traffic
+// has stopped.
+func (p *Program) PortCounters() (PortCounters, error) {
+	view := *p.view.Load()
+	out := PortCounters{Ports: make(map[uint16]Counters, len(view))}
+	var per []ingestPortCounter
+	other := false
+	for _, ps := range view {
+		if ps.slot == 0 {
+			out.OtherPorts = append(out.OtherPorts, ps.port)
+			other = true
+			continue
+		}
+		var c Counters
+		if err := p.readSlot(uint32(ps.slot), &c, &per); err != nil {
+			return out, err
+		}
+		out.Ports[ps.port] = c
+	}
+	if other {
+		if err := p.readSlot(0, &out.Other, &per); err != nil {
+			return out, err
 		}
 	}
 	return out, nil

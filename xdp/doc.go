@@ -3,11 +3,13 @@
 // loader that loads, configures, attaches and reads them.
 //
 // The program parses Ethernet (with up to two VLAN tags), IPv4 and IPv6 and
-// UDP, matches the destination port against a 65536-bit set, checks the
-// source against optional allow and deny prefix lists, and redirects the
-// datagram into the AF_XDP socket of the RX queue it arrived on. Everything
-// else goes on to the kernel untouched. Every frame ends in one [Outcome],
-// counted per CPU in packets and bytes ([Program.Counters]).
+// UDP, looks the destination port up in a table of every port (which also
+// gives an ingest port its counter slot), checks the source against
+// optional allow and deny prefix lists, and redirects the datagram into the
+// AF_XDP socket of the RX queue it arrived on. Everything else goes on to
+// the kernel untouched. Every frame ends in one [Outcome], counted per CPU
+// in packets and bytes ([Program.Counters]); a frame for an ingest port is
+// counted in its port's slot ([Program.PortCounters]), and only there.
 //
 // What the program passes to the kernel although it is for an ingest port
 // (fragments, IPv6 extension headers, frames larger than an AF_XDP frame

@@ -39,6 +39,11 @@ type ingestLpm6Key struct {
 	Addr      [16]uint8
 }
 
+type ingestPortCounter struct {
+	_ structs.HostLayout
+	O [7]ingestCounter
+}
+
 type ingestSockCounter struct {
 	_       structs.HostLayout
 	Packets uint64
@@ -56,7 +61,8 @@ const (
 	ingestMapCounters       = "counters"
 	ingestMapDeny4          = "deny4"
 	ingestMapDeny6          = "deny6"
-	ingestMapPorts          = "ports"
+	ingestMapPortCounters   = "port_counters"
+	ingestMapPortSlots      = "port_slots"
 	ingestMapSockCounters   = "sock_counters"
 	ingestMapSockRefused    = "sock_refused"
 	ingestMapXsks           = "xsks"
@@ -124,7 +130,8 @@ type ingestMapSpecs struct {
 	Counters     *ebpf.MapSpec `ebpf:"counters"`
 	Deny4        *ebpf.MapSpec `ebpf:"deny4"`
 	Deny6        *ebpf.MapSpec `ebpf:"deny6"`
-	Ports        *ebpf.MapSpec `ebpf:"ports"`
+	PortCounters *ebpf.MapSpec `ebpf:"port_counters"`
+	PortSlots    *ebpf.MapSpec `ebpf:"port_slots"`
 	SockCounters *ebpf.MapSpec `ebpf:"sock_counters"`
 	SockRefused  *ebpf.MapSpec `ebpf:"sock_refused"`
 	Xsks         *ebpf.MapSpec `ebpf:"xsks"`
@@ -162,7 +169,8 @@ type ingestMaps struct {
 	Counters     *ebpf.Map `ebpf:"counters"`
 	Deny4        *ebpf.Map `ebpf:"deny4"`
 	Deny6        *ebpf.Map `ebpf:"deny6"`
-	Ports        *ebpf.Map `ebpf:"ports"`
+	PortCounters *ebpf.Map `ebpf:"port_counters"`
+	PortSlots    *ebpf.Map `ebpf:"port_slots"`
 	SockCounters *ebpf.Map `ebpf:"sock_counters"`
 	SockRefused  *ebpf.Map `ebpf:"sock_refused"`
 	Xsks         *ebpf.Map `ebpf:"xsks"`
@@ -176,7 +184,8 @@ func (m *ingestMaps) Close() error {
 		m.Counters,
 		m.Deny4,
 		m.Deny6,
-		m.Ports,
+		m.PortCounters,
+		m.PortSlots,
 		m.SockCounters,
 		m.SockRefused,
 		m.Xsks,

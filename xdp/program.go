@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
@@ -106,6 +108,12 @@ type LoadOptions struct {
 	// 65536). A socket beyond it has its refusals counted as losses of a
 	// full receive buffer by the kernel path.
 	MaxSockets int
+	// MaxPortSlots is the number of per-port counter slots
+	// ([Program.PortCounters]; default 256): the first MaxPortSlots-1
+	// ports configured get one each, for the life of the program, and
+	// any port after them counts in the overflow slot with the others
+	// (PortCounters.Other). Each slot takes 112 bytes per possible CPU.
+	MaxPortSlots int
 	// SingleBuffer loads the program without multi-buffer support
 	// (BPF_F_XDP_HAS_FRAGS), as Load does by itself on kernels before 5.18.
 	// Such a program can't be attached where frames may outgrow one
@@ -123,7 +131,7 @@ type Program struct {
 	mu  sync.Mutex
 	cfg Config
 	// Mirrors of what the maps hold, so that Update writes only changes.
-	ports    [1024]uint64
+	ports    portWords
 	prefixes map[string]map[netip.Prefix]bool // list name -> current entries
 	conf     ingestConfig
 	// mixed: a rollback failed, and the mirrors may be wrong.
@@ -132,6 +140,18 @@ type Program struct {
 	xsk         map[int]bool
 	att         *Attachment
 	closed      bool
+
+	// Counter slots: a port keeps the slot it was first given for the
+	// life of the program, so that its counts never go back nor move to
+	// another port. Slot 0 is the overflow slot.
+	slots    map[uint16]uint16
+	maxSlots int
+	// usedSlots is the number of slots given out (slot 0 included),
+	// read by Counters without mu.
+	usedSlots atomic.Uint32
+	// view is the configured ports and their slots, for PortCounters,
+	// which doesn't wait for Update.
+	view atomic.Pointer[[]portSlot]
 
 	// fault, set only by tests, runs before every map write of Update and
 	// its rollback; an error it returns stands for the write's.
@@ -167,8 +187,11 @@ func Load(cfg Config, opts LoadOptions) (*Program, error) {
 	if opts.MaxSockets == 0 {
 		opts.MaxSockets = 65536
 	}
-	if opts.MaxQueues < 1 || opts.MaxQueues > 65536 || opts.MaxPrefixes < 1 || opts.MaxSockets < 1 {
-		return nil, fmt.Errorf("can't load the XDP program: MaxQueues %d, MaxPrefixes %d and MaxSockets %d must be positive (MaxQueues at most 65536)", opts.MaxQueues, opts.MaxPrefixes, opts.MaxSockets)
+	if opts.MaxPortSlots == 0 {
+		opts.MaxPortSlots = 256
+	}
+	if opts.MaxQueues < 1 || opts.MaxQueues > 65536 || opts.MaxPrefixes < 1 || opts.MaxSockets < 1 || opts.MaxPortSlots < 1 || opts.MaxPortSlots > 65535 {
+		return nil, fmt.Errorf("can't load the XDP program: MaxQueues %d, MaxPrefixes %d, MaxSockets %d and MaxPortSlots %d must be positive (MaxQueues at most 65536, MaxPortSlots at most 65535)", opts.MaxQueues, opts.MaxPrefixes, opts.MaxSockets, opts.MaxPortSlots)
 	}
 	// A no-op on kernels with memcg accounting for BPF (5.11 on); older
 	// ones charge maps to RLIMIT_MEMLOCK.
@@ -181,6 +204,7 @@ func Load(cfg Config, opts LoadOptions) (*Program, error) {
 	}
 	spec.Maps[ingestMapXsks].MaxEntries = uint32(opts.MaxQueues)
 	spec.Maps[ingestMapSockRefused].MaxEntries = uint32(opts.MaxSockets)
+	spec.Maps[ingestMapPortCounters].MaxEntries = uint32(opts.MaxPortSlots)
 	for _, m := range []string{ingestMapAllow4, ingestMapAllow6, ingestMapDeny4, ingestMapDeny6} {
 		spec.Maps[m].MaxEntries = uint32(opts.MaxPrefixes)
 	}
@@ -188,7 +212,11 @@ func Load(cfg Config, opts LoadOptions) (*Program, error) {
 		prefixes:    map[string]map[netip.Prefix]bool{"allow4": {}, "allow6": {}, "deny4": {}, "deny6": {}},
 		xsk:         map[int]bool{},
 		maxPrefixes: opts.MaxPrefixes,
+		slots:       map[uint16]uint16{},
+		maxSlots:    opts.MaxPortSlots,
 	}
+	p.usedSlots.Store(1) // the overflow slot
+	p.view.Store(&[]portSlot{})
 	// Frags support and bpf_xdp_get_buff_len came together in 5.18; the
 	// probe loads a tiny program calling the helper. Any answer but "not
 	// supported" (a missing privilege, say) leaves the error to the load.
@@ -316,6 +344,10 @@ var listNames = [...]string{"allow4", "allow6", "deny4", "deny6"}
 // datagram that both the old and the new configuration take is ever
 // refused while it runs, and new ports never run with the old flags. A list
 // needs room for its old and new prefixes together while it switches.
+//
+// A port seen for the first time gets its counter slot
+// ([LoadOptions.MaxPortSlots]) here and keeps it, even if this update
+// fails and the port is removed and added again later.
 func (p *Program) Update(cfg Config) error {
 	if err := validate(cfg); err != nil {
 		return err
@@ -332,9 +364,10 @@ func (p *Program) Update(cfg Config) error {
 		}
 	}
 
-	var bm [1024]uint64
-	for _, port := range cfg.Ports {
-		bm[port>>6] |= 1 << (port & 63)
+	ports := slices.Clone(cfg.Ports)
+	slices.Sort(ports)
+	if ports = slices.Compact(ports); len(ports) == 0 {
+		ports = nil
 	}
 	want := map[string]map[netip.Prefix]bool{"allow4": {}, "allow6": {}, "deny4": {}, "deny6": {}}
 	for _, pfx := range cfg.Allow {
@@ -371,6 +404,15 @@ func (p *Program) Update(cfg Config) error {
 		}
 	}
 
+	// Slots are given before the first write and never taken back: a
+	// write that succeeded before a rollback may have let frames count
+	// in them.
+	p.assignSlots(ports)
+	bm := new(portWords)
+	for _, port := range ports {
+		bm.set(port, p.slots[port]+1)
+	}
+
 	// Every write that succeeds pushes its inverse.
 	var undo []func() error
 	apply := func() error {
@@ -401,12 +443,12 @@ func (p *Program) Update(cfg Config) error {
 			if bm[w] == p.ports[w] {
 				continue
 			}
-			if err := p.write(p.objs.Ports, uint32(w), bm[w]); err != nil {
+			if err := p.write(p.objs.PortSlots, uint32(w), bm[w]); err != nil {
 				return fmt.Errorf("can't update the port set: %w", err)
 			}
 			old := p.ports[w]
 			undo = append(undo, func() error {
-				if err := p.write(p.objs.Ports, uint32(w), old); err != nil {
+				if err := p.write(p.objs.PortSlots, uint32(w), old); err != nil {
 					return fmt.Errorf("can't restore the port set: %w", err)
 				}
 				return nil
@@ -438,19 +480,22 @@ func (p *Program) Update(cfg Config) error {
 		}
 		return fmt.Errorf("can't apply the new configuration, the running configuration is unchanged: %w", err)
 	}
-	p.ports, p.prefixes, p.conf = bm, want, conf
-	p.cfg = Config{Ports: sortedPorts(bm), Allow: sortedPrefixes(cfg.Allow), Deny: sortedPrefixes(cfg.Deny), Action: cfg.Action, MaxRedirect: cfg.MaxRedirect, SocketIfindex: cfg.SocketIfindex}
+	p.ports, p.prefixes, p.conf = *bm, want, conf
+	view := make([]portSlot, len(ports))
+	for i, port := range ports {
+		view[i] = portSlot{port, p.slots[port]}
+	}
+	p.view.Store(&view)
+	p.cfg = Config{Ports: ports, Allow: sortedPrefixes(cfg.Allow), Deny: sortedPrefixes(cfg.Deny), Action: cfg.Action, MaxRedirect: cfg.MaxRedirect, SocketIfindex: cfg.SocketIfindex}
 	return nil
 }
 
 // readBack rebuilds the mirrors of the port set, the prefix lists and the
 // configuration from the maps themselves, after a rollback failed.
 func (p *Program) readBack() error {
-	var ports [1024]uint64
-	for w := range ports {
-		if err := p.objs.Ports.Lookup(uint32(w), &ports[w]); err != nil {
-			return fmt.Errorf("can't read the port set back: %w", err)
-		}
+	ports, err := p.readPortWords()
+	if err != nil {
+		return fmt.Errorf("can't read the port set back: %w", err)
 	}
 	var conf ingestConfig
 	if err := p.objs.Config.Lookup(uint32(0), &conf); err != nil {
@@ -480,7 +525,7 @@ func (p *Program) readBack() error {
 			return fmt.Errorf("can't read the %s list back: %w", name, err)
 		}
 	}
-	p.ports, p.conf, p.prefixes, p.mixed = ports, conf, prefixes, false
+	p.ports, p.conf, p.prefixes, p.mixed = *ports, conf, prefixes, false
 	return nil
 }
 
@@ -568,16 +613,64 @@ func (p *Program) deletePrefix(name string, pfx netip.Prefix) error {
 	return nil
 }
 
-func sortedPorts(bm [1024]uint64) []uint16 {
-	var out []uint16
-	for w, bits := range bm {
-		for b := 0; b < 64; b++ {
-			if bits&(1<<b) != 0 {
-				out = append(out, uint16(w*64+b))
-			}
+// portWords is what the port_slots map holds: for each port, 0 if it is
+// not in the set, else its counter slot + 1, four 16-bit entries to a
+// word.
+type portWords [65536 / 4]uint64
+
+func (w *portWords) set(port, v uint16) {
+	shift := (port & 3) * 16
+	w[port>>2] = w[port>>2]&^(0xffff<<shift) | uint64(v)<<shift
+}
+
+func (w *portWords) get(port uint16) uint16 {
+	return uint16(w[port>>2] >> ((port & 3) * 16))
+}
+
+// portSlot is a configured port and its counter slot.
+type portSlot struct{ port, slot uint16 }
+
+// assignSlots gives each port without a slot the next free one, in
+// order, or the overflow slot (0) once they run out. mu is held.
+func (p *Program) assignSlots(ports []uint16) {
+	for _, port := range ports {
+		if _, ok := p.slots[port]; ok {
+			continue
+		}
+		next := p.usedSlots.Load()
+		if int(next) >= p.maxSlots {
+			p.slots[port] = 0
+			continue
+		}
+		p.slots[port] = uint16(next)
+		p.usedSlots.Store(next + 1)
+	}
+}
+
+// readPortWords reads the port_slots map, in one batch where the kernel
+// can (5.6 on), else entry by entry.
+func (p *Program) readPortWords() (*portWords, error) {
+	w := new(portWords)
+	keys := make([]uint32, len(w))
+	vals := make([]uint64, len(w))
+	var cursor ebpf.MapBatchCursor
+	n, err := p.objs.PortSlots.BatchLookup(&cursor, keys, vals, nil)
+	if err == nil || errors.Is(err, ebpf.ErrKeyNotExist) {
+		for i := range n {
+			w[keys[i]] = vals[i]
+		}
+		if n == len(w) {
+			return w, nil
+		}
+	} else if !errors.Is(err, ebpf.ErrNotSupported) {
+		return nil, err
+	}
+	for i := range w {
+		if err := p.objs.PortSlots.Lookup(uint32(i), &w[i]); err != nil {
+			return nil, err
 		}
 	}
-	return out
+	return w, nil
 }
 
 func sortedPrefixes(in []netip.Prefix) []netip.Prefix {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -13,7 +14,7 @@ import (
 
 // mapState is what the program's maps hold, read from the kernel.
 type mapState struct {
-	Ports    [1024]uint64
+	Ports    []uint16 // the port set; dumpMaps checks each port's slot
 	Conf     ingestConfig
 	Prefixes map[string][]netip.Prefix
 }
@@ -21,9 +22,19 @@ type mapState struct {
 func dumpMaps(t *testing.T, p *Program) mapState {
 	t.Helper()
 	var s mapState
-	for w := range s.Ports {
-		if err := p.objs.Ports.Lookup(uint32(w), &s.Ports[w]); err != nil {
-			t.Fatal(err)
+	words, err := p.readPortWords()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for port := range 65536 {
+		v := words.get(uint16(port))
+		if v == 0 {
+			continue
+		}
+		s.Ports = append(s.Ports, uint16(port))
+		// A port's slot never changes once given (TestPortSlotsStable).
+		if slot, ok := p.slots[uint16(port)]; !ok || v != slot+1 {
+			t.Fatalf("port %d is in the map with slot %d, but the program gave it slot %d (given: %v)", port, int(v)-1, slot, ok)
 		}
 	}
 	if err := p.objs.Config.Lookup(uint32(0), &s.Conf); err != nil {
@@ -169,11 +180,9 @@ func TestUpdateRollsBack(t *testing.T) {
 
 // appliedConfig is what Config() reports after cfg was applied.
 func appliedConfig(cfg Config) Config {
-	var bm [1024]uint64
-	for _, port := range cfg.Ports {
-		bm[port>>6] |= 1 << (port & 63)
-	}
-	return Config{Ports: sortedPorts(bm), Allow: sortedPrefixes(cfg.Allow), Deny: sortedPrefixes(cfg.Deny), Action: cfg.Action, MaxRedirect: cfg.MaxRedirect}
+	ports := slices.Clone(cfg.Ports)
+	slices.Sort(ports)
+	return Config{Ports: slices.Compact(ports), Allow: sortedPrefixes(cfg.Allow), Deny: sortedPrefixes(cfg.Deny), Action: cfg.Action, MaxRedirect: cfg.MaxRedirect}
 }
 
 // When the rollback fails too, the error says so loudly, and the next

@@ -6,7 +6,10 @@
 //
 // Every frame ends in exactly one outcome (enum outcome), counted per CPU in
 // packets and bytes, so that the Go side can account for every frame:
-// frames seen = sum of all outcomes.
+// frames seen = sum of all outcomes. A frame for one of our ports (a
+// matched outcome) is counted once, in its port's slot of port_counters,
+// and the Go side sums the slots for the totals: per-port counts cost the
+// hot path no second counter.
 //
 // The same object holds a socket filter for the kernel UDP sockets on the
 // ingest ports, which receive what the XDP program passes (fragments,
@@ -44,6 +47,20 @@ enum outcome {
 	O_TRUNCATED,      // the frame ends before its headers (or its IP length) do: passed
 	O_OVERSIZE,       // matched, allowed, larger than an AF_XDP frame holds: passed
 	O_MAX,
+};
+
+// The matched outcomes, counted per port slot instead of in counters (whose
+// entries for them stay 0). Keep in step with MatchedOutcomes in
+// counters.go.
+enum port_outcome {
+	P_REDIRECT = 0,
+	P_PASS_MATCH,
+	P_NO_SOCKET,
+	P_DENY,
+	P_NOT_ALLOWED,
+	P_DROP_MODE,
+	P_OVERSIZE,
+	P_MAX,
 };
 
 // Outcomes of the socket filter, counted apart. Keep in step with the
@@ -108,14 +125,17 @@ struct {
 	__type(value, struct config);
 } config SEC(".maps");
 
-// The port set: a 65536-bit bitmap in 1024 words. One lookup per packet,
-// and the loader changes single words at run time.
+// The port set and each port's counter slot in one lookup: a 16-bit entry
+// per port, four to a word (an array entry takes 8 bytes whatever its
+// value's size: 128 KiB, shared by all CPUs). 0: not ours; n: ours,
+// counted in slot n-1 of port_counters. The loader changes single words
+// at run time and never gives a slot to another port.
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1024);
+	__uint(max_entries, 65536 / 4);
 	__type(key, __u32);
 	__type(value, __u64);
-} ports SEC(".maps");
+} port_slots SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
@@ -146,6 +166,22 @@ struct {
 	__type(key, __u32);
 	__type(value, struct counter);
 } counters SEC(".maps");
+
+// Slots of per-port counters. The loader sets the number (LoadOptions.
+// MaxPortSlots); slot 0 counts the ports that found no slot of their own.
+#define MAX_PORT_SLOTS 256
+
+// The matched frames of one port slot, by matched outcome.
+struct port_counter {
+	struct counter o[P_MAX];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MAX_PORT_SLOTS);
+	__type(key, __u32);
+	__type(value, struct port_counter);
+} port_counters SEC(".maps");
 
 // The socket filter's counters: datagrams, bytes, and buffers (skbs). A
 // buffer merged by UDP GRO holds several datagrams; the kernel's drop
@@ -198,11 +234,24 @@ static __always_inline int count(__u32 len, __u32 outcome, int action)
 	return action;
 }
 
-static __always_inline int port_in_set(__u16 port)
+// count_port counts one matched frame in its port's slot (see port_slot).
+static __always_inline int count_port(__u32 len, __u32 slot, __u32 po, int action)
 {
-	__u32 word = port >> 6;
-	__u64 *bits = bpf_map_lookup_elem(&ports, &word);
-	return bits && (*bits >> (port & 63)) & 1;
+	__u32 key = slot - 1;
+	struct port_counter *c = bpf_map_lookup_elem(&port_counters, &key);
+	if (c) {
+		c->o[po].packets++;
+		c->o[po].bytes += len;
+	}
+	return action;
+}
+
+// port_slot is 0 for a port not in the set, else its slot + 1.
+static __always_inline __u32 port_slot(__u16 port)
+{
+	__u32 word = port >> 2;
+	__u64 *w = bpf_map_lookup_elem(&port_slots, &word);
+	return w ? (*w >> ((port & 3) * 16)) & 0xffff : 0;
 }
 
 // The IPv6 next-header values that are extension headers (RFC 8200 and the
@@ -247,12 +296,13 @@ static __always_inline int l4_outcome(__u8 proto)
 // matched decides what happens to a UDP datagram for one of our ports once
 // the source has been checked. len is the frame's length as far as the
 // program knows it: its first buffer, or the whole frame once whole_len ran.
-static __always_inline int matched(struct xdp_md *ctx, struct config *cfg, __u32 len, const int mb)
+// slot is what port_slot returned for its port.
+static __always_inline int matched(struct xdp_md *ctx, struct config *cfg, __u32 len, const int mb, __u32 slot)
 {
 	if (cfg->mode == MODE_PASS)
-		return count(len, O_PASS_MATCH, XDP_PASS);
+		return count_port(len, slot, P_PASS_MATCH, XDP_PASS);
 	if (cfg->mode == MODE_DROP)
-		return count(len, O_DROP_MODE, XDP_DROP);
+		return count_port(len, slot, P_DROP_MODE, XDP_DROP);
 	// The kernel drops a frame larger than the socket's frame after the
 	// redirect (xsk_rcv_check: rx_dropped); the kernel sockets take it.
 	// A frame whose IP datagram ends in its first buffer may still go on
@@ -263,14 +313,14 @@ static __always_inline int matched(struct xdp_md *ctx, struct config *cfg, __u32
 		if (mb && len >= MB_FIRST_MIN)
 			len = bpf_xdp_get_buff_len(ctx);
 		if (len > cfg->max_redirect)
-			return count(len, O_OVERSIZE, XDP_PASS);
+			return count_port(len, slot, P_OVERSIZE, XDP_PASS);
 	}
 	// With XDP_PASS in the flags, a queue without a socket makes the
 	// helper return XDP_PASS instead of XDP_ABORTED: no second lookup.
 	int act = bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
 	if (act == XDP_REDIRECT)
-		return count(len, O_REDIRECT, XDP_REDIRECT);
-	return count(len, O_NO_SOCKET, XDP_PASS);
+		return count_port(len, slot, P_REDIRECT, XDP_REDIRECT);
+	return count_port(len, slot, P_NO_SOCKET, XDP_PASS);
 }
 
 // whole_len is the slow path for an IP datagram that runs past the first
@@ -353,18 +403,19 @@ static __always_inline int ingest(struct xdp_md *ctx, const int mb)
 		__u32 ulen = bpf_ntohs(udp->len);
 		if (ulen < sizeof(*udp) || ulen > ip_left)
 			return count(len, O_MALFORMED, XDP_PASS);
-		if (!port_in_set(bpf_ntohs(udp->dest)))
+		__u32 slot = port_slot(bpf_ntohs(udp->dest));
+		if (!slot)
 			return count(len, O_OTHER_PORT, XDP_PASS);
 
 		if (cfg->flags & (CFG_DENY4 | CFG_ALLOW4)) {
 			struct lpm4_key key = {.prefixlen = 32};
 			__builtin_memcpy(key.addr, &ip->saddr, 4);
 			if ((cfg->flags & CFG_DENY4) && bpf_map_lookup_elem(&deny4, &key))
-				return count(len, O_DENY, XDP_DROP);
+				return count_port(len, slot, P_DENY, XDP_DROP);
 			if ((cfg->flags & CFG_ALLOW4) && !bpf_map_lookup_elem(&allow4, &key))
-				return count(len, O_NOT_ALLOWED, XDP_DROP);
+				return count_port(len, slot, P_NOT_ALLOWED, XDP_DROP);
 		}
-		return matched(ctx, cfg, len, mb);
+		return matched(ctx, cfg, len, mb, slot);
 	}
 
 	if (proto == bpf_htons(ETH_P_IPV6)) {
@@ -394,18 +445,19 @@ static __always_inline int ingest(struct xdp_md *ctx, const int mb)
 		__u32 ulen = bpf_ntohs(udp->len);
 		if (plen < sizeof(*udp) || ulen < sizeof(*udp) || ulen > plen)
 			return count(len, O_MALFORMED, XDP_PASS);
-		if (!port_in_set(bpf_ntohs(udp->dest)))
+		__u32 slot = port_slot(bpf_ntohs(udp->dest));
+		if (!slot)
 			return count(len, O_OTHER_PORT, XDP_PASS);
 
 		if (cfg->flags & (CFG_DENY6 | CFG_ALLOW6)) {
 			struct lpm6_key key = {.prefixlen = 128};
 			__builtin_memcpy(key.addr, &ip6->saddr, 16);
 			if ((cfg->flags & CFG_DENY6) && bpf_map_lookup_elem(&deny6, &key))
-				return count(len, O_DENY, XDP_DROP);
+				return count_port(len, slot, P_DENY, XDP_DROP);
 			if ((cfg->flags & CFG_ALLOW6) && !bpf_map_lookup_elem(&allow6, &key))
-				return count(len, O_NOT_ALLOWED, XDP_DROP);
+				return count_port(len, slot, P_NOT_ALLOWED, XDP_DROP);
 		}
-		return matched(ctx, cfg, len, mb);
+		return matched(ctx, cfg, len, mb, slot);
 	}
 
 	if (proto == bpf_htons(ETH_P_ARP))

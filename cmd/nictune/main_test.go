@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -190,7 +191,7 @@ func TestNothingCouldBeDoneExits1(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "c.yaml")
 	os.WriteFile(p, []byte("coalesce: {rx-usecs: 0}\nrings: {rx: max}\n"), 0o644)
 	r := nictune(t, h.env, "apply", "--profile", p, "--state", h.state, "veth9")
-	if r.code != exitFailed || !strings.Contains(r.stdout, "unsupported") || !strings.Contains(r.stdout, "can't read coalescing (not supported)") {
+	if r.code != exitFailed || !strings.Contains(r.stdout, "unsupported") || !strings.Contains(r.stdout, "can't read coalescing ("+errors.ErrUnsupported.Error()+")") {
 		t.Errorf("exit %d:\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	if _, err := os.Stat(h.state); err == nil {

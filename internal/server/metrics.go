@@ -88,8 +88,15 @@ var (
 	dSinkFlight   = desc("sink_in_flight", "Datagrams queued for the sink or inside it, not yet written or dropped.", "sink")
 )
 
+// Per configured port, the outcomes of a match only (xdp.MatchedOutcomes);
+// port="other" sums the ports beyond the program's counter slots.
+var (
+	dXDPPortPackets = desc("xdp_port_packets_total", "Frames for each configured port seen by the XDP program, by outcome (those of a match) and verdict; port=\"other\": the ports beyond the program's per-port counter slots, together.", "port", "outcome", "verdict")
+	dXDPPortBytes   = desc("xdp_port_bytes_total", "Bytes of the frames for each configured port seen by the XDP program, by outcome.", "port", "outcome", "verdict")
+)
+
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{dBuild, dQueueInfo, dReloads, dLastReload, dRxPackets, dRxBytes, dRxBatches, dRxMalformed, dBatchSize, dXDPPackets, dXDPBytes,
+	for _, d := range []*prometheus.Desc{dBuild, dQueueInfo, dReloads, dLastReload, dRxPackets, dRxBytes, dRxBatches, dRxMalformed, dBatchSize, dXDPPackets, dXDPBytes, dXDPPortPackets, dXDPPortBytes,
 		dXSKDropped, dXSKRingFull, dXSKFillEmpty, dXSKRxInvalid, dXSKTxInvalid, dXSKTxEmpty, dOverflows, dCopies, dSockFilter, dSockBuffers, dSinkOffered, dSinkWritten, dSinkBytes, dSinkDropped, dSinkErrors, dSinkOther, dSinkFlight} {
 		ch <- d
 	}
@@ -164,6 +171,22 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 			for o := xdp.Outcome(0); o < xdp.NumOutcomes; o++ {
 				counter(dXDPPackets, c[o].Packets, o.String(), o.Verdict())
 				counter(dXDPBytes, c[o].Bytes, o.String(), o.Verdict())
+			}
+		}
+		if pc, err := m.prog.PortCounters(); err != nil {
+			ch <- prometheus.NewInvalidMetric(dXDPPortPackets, err)
+		} else {
+			perPort := func(port string, c xdp.Counters) {
+				for _, o := range xdp.MatchedOutcomes {
+					counter(dXDPPortPackets, c[o].Packets, port, o.String(), o.Verdict())
+					counter(dXDPPortBytes, c[o].Bytes, port, o.String(), o.Verdict())
+				}
+			}
+			for port, c := range pc.Ports {
+				perPort(strconv.Itoa(int(port)), c)
+			}
+			if len(pc.OtherPorts) > 0 {
+				perPort("other", pc.Other)
 			}
 		}
 		if sc, err := m.prog.SocketCounters(); err != nil {

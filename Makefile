@@ -11,7 +11,7 @@ FUZZTIME  ?=
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X github.com/xdpingest/xdpingest/internal/version.Version=$(VERSION)
 
-APT_TEST     := tcpdump tshark ethtool iproute2 kcat
+APT_TEST     := tcpdump tshark ethtool iproute2 kcat systemd
 APT_GENERATE := clang-16 llvm-16 libbpf-dev
 
 .PHONY: all build generate check-generate test test-unit test-fuzz fuzz bench soak lint demo deps-test deps-generate clean
@@ -83,6 +83,22 @@ lint:
 		out=$$(GOOS=darwin $(GO) build ./cmd/$$c 2>&1); \
 		echo "$$out" | grep -q 'build constraints exclude all Go files' || { \
 			echo "GOOS=darwin go build ./cmd/$$c should say the command builds on Linux only:"; echo "$$out"; exit 1; }; \
+	done
+	@# deploy/ and examples/: systemd-analyze verify (package systemd) on
+	@# copies of the units whose commands are the binaries just built (verify
+	@# wants them to exist); any output fails, since verify exits 0 on an
+	@# unknown key or a value it ignores. Then check every example.
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	$(GO) build -ldflags '$(LDFLAGS)' -o "$$tmp/" ./cmd/xdpingest ./cmd/nictune || exit 1; \
+	sed "s#/usr/local/bin/#$$tmp/#g" deploy/xdpingest.service > "$$tmp/xdpingest.service"; \
+	sed "s#/usr/local/bin/#$$tmp/#g" deploy/nictune@.service > "$$tmp/nictune@lo.service"; \
+	out=$$(cd "$$tmp" && systemd-analyze verify ./xdpingest.service ./nictune@lo.service 2>&1) && [ -z "$$out" ] || { \
+		echo "systemd-analyze verify deploy/*.service:"; echo "$$out"; exit 1; }; \
+	out=$$(systemd-sysusers --dry-run $(CURDIR)/deploy/xdpingest.sysusers 2>&1) || { \
+		echo "systemd-sysusers --dry-run deploy/xdpingest.sysusers:"; echo "$$out"; exit 1; }; \
+	for f in examples/*.yaml; do \
+		case $$f in examples/nictune*.yaml) "$$tmp/nictune" profiles "$$f" >/dev/null;; *) "$$tmp/xdpingest" check --config "$$f" >/dev/null;; esac || { \
+			echo "$$f: not valid"; exit 1; }; \
 	done
 
 demo: deps-test build

@@ -161,7 +161,7 @@ func TestUDPGenSequence(t *testing.T) {
 			if res.Sent != count || res.Bytes != count*40 || g.Sent() != count {
 				t.Errorf("result %+v (Sent() %d), want %d datagrams of 40 bytes", res, g.Sent(), count)
 			}
-			waitUntil(5*time.Second, func() bool { return s.n.Load() >= count })
+			testutil.WaitFor(5*time.Second, func() bool { return s.n.Load() >= count })
 			if err := tr.Check(); err != nil {
 				t.Error(err)
 			}
@@ -194,7 +194,7 @@ func TestUDPGenSizedAndCallback(t *testing.T) {
 	if _, err := g.Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(5*time.Second, func() bool { return s.n.Load() >= count })
+	testutil.WaitFor(5*time.Second, func() bool { return s.n.Load() >= count })
 	if err := tr.Check(); err != nil {
 		t.Error(err)
 	}
@@ -211,7 +211,7 @@ func TestUDPGenSizedAndCallback(t *testing.T) {
 	if _, err := g2.Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(5*time.Second, func() bool { return s2.n.Load() >= 10 })
+	testutil.WaitFor(5*time.Second, func() bool { return s2.n.Load() >= 10 })
 	for i := range 10 {
 		if _, ok := got.Load(fmt.Sprintf("datagram %d", i)); !ok {
 			t.Errorf("datagram %d missing", i)
@@ -333,15 +333,4 @@ func TestUDPGenAllocs(t *testing.T) {
 		t.Errorf("%.0f allocations for a run of 20,000 datagrams", allocs)
 	}
 	t.Logf("%.0f allocations per run of 20,000 datagrams", allocs)
-}
-
-func waitUntil(timeout time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-	return true
 }

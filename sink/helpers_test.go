@@ -3,13 +3,11 @@ package sink
 import (
 	"context"
 	"net/netip"
-	"os/exec"
 	"testing"
 
 	"github.com/xdpingest/xdpingest/bench"
 	"github.com/xdpingest/xdpingest/datapath"
 	"github.com/xdpingest/xdpingest/internal/testbed"
-	"github.com/xdpingest/xdpingest/internal/testutil"
 )
 
 // slotSize is the buffer space gen.batch needs per datagram.
@@ -90,16 +88,6 @@ func (g gen) checkFrame(t testing.TB, tr *bench.Tracker, frame []byte, ts int64)
 	if want := int64(rxTimeBase + seq*1000); ts != want {
 		t.Errorf("datagram %d: timestamp %d, want %d", seq, ts, want)
 	}
-}
-
-// requireTool skips (or fails in strict mode) when a command is missing.
-func requireTool(t testing.TB, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		testutil.Skip(t, name+" is not installed (apt-get install "+name+")")
-	}
-	return p
 }
 
 func mustOpen(t testing.TB, url string, opts Options) Sink {

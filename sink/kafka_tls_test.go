@@ -21,6 +21,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
+
+	"github.com/xdpingest/xdpingest/internal/testutil"
 )
 
 // testPKI is a CA and the certificates it signed, as files and as what
@@ -167,7 +169,7 @@ func TestKafkaTLSAndSASL(t *testing.T) {
 	// kfake no longer serves (nor does Kafka 4.0), so that part is checked
 	// with franz-go above.
 	t.Run("kcat over TLS", func(t *testing.T) {
-		kcat := requireTool(t, "kcat")
+		kcat := testutil.RequireProgram(t, "kcat")
 		kc := startKafka(t, kfake.NumBrokers(1), kfake.SeedTopics(2, "tls"),
 			kfake.TLS(&tls.Config{Certificates: []tls.Certificate{pki.server}, ClientCAs: pki.pool, ClientAuth: tls.RequireAndVerifyClientCert}))
 		s := mustOpen(t, fmt.Sprintf("kafka://%s/tls?%s&compression=zstd", kafkaAddr(kc), tlsParams), Options{CloseTimeout: 20 * time.Second})

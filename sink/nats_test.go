@@ -17,6 +17,7 @@ import (
 
 	"github.com/xdpingest/xdpingest/bench"
 	"github.com/xdpingest/xdpingest/datapath"
+	"github.com/xdpingest/xdpingest/internal/testutil"
 	"github.com/xdpingest/xdpingest/sink/natsmsg"
 )
 
@@ -223,15 +224,10 @@ func TestNATSServerRestart(t *testing.T) {
 	}
 }
 
+// waitFor waits for cond with the sinks' tests' patience.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting (30 s) for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.MustWaitFor(t, 30*time.Second, what, cond)
 }
 
 // No server: Open fails with a message that says where and what to check.

@@ -22,8 +22,8 @@ import (
 // resumes in new files after the retry delay.
 func TestPcapDiskFull(t *testing.T) {
 	testutil.RequireRoot(t)
-	tcpdump := requireTool(t, "tcpdump")
-	tshark := requireTool(t, "tshark")
+	tcpdump := testutil.RequireProgram(t, "tcpdump")
+	tshark := testutil.RequireProgram(t, "tshark")
 	dir := t.TempDir()
 	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=8m"); err != nil {
 		if errors.Is(err, unix.EPERM) {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/xdpingest/xdpingest/bench"
 	"github.com/xdpingest/xdpingest/datapath"
+	"github.com/xdpingest/xdpingest/internal/testutil"
 	"github.com/xdpingest/xdpingest/sink/pcapfile"
 )
 
@@ -115,8 +116,8 @@ func payloadTotal(first, n uint64) uint64 {
 // tcpdump and tshark read the files and decode every record, also the
 // synthesized ones, with the right ports and valid checksums.
 func TestPcapTools(t *testing.T) {
-	tcpdump := requireTool(t, "tcpdump")
-	tshark := requireTool(t, "tshark")
+	tcpdump := testutil.RequireProgram(t, "tcpdump")
+	tshark := testutil.RequireProgram(t, "tshark")
 	dir := t.TempDir()
 	s := mustOpen(t, "pcap:"+dir, Options{})
 	g := gen{mixed: true}

@@ -14,17 +14,6 @@ import (
 	"github.com/xdpingest/xdpingest/tuning/tuningtest"
 )
 
-// ethtoolCLI runs the ethtool program in a namespace, as an independent
-// check of what the ioctls did.
-func ethtoolCLI(t *testing.T, side *testbed.Side, args ...string) string {
-	t.Helper()
-	out, err := side.Command("ethtool", args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("ethtool %v: %v: %s", args, err, out)
-	}
-	return string(out)
-}
-
 // currentChannels extracts "RX: n TX: n" under "Current hardware settings".
 func currentChannels(t *testing.T, out string) string {
 	t.Helper()
@@ -52,9 +41,7 @@ func feature(t *testing.T, out, name string) string {
 // devices, not the namespace's, so the /proc and /sys side is a fake tree.
 func TestTestbedChannelsFeatures(t *testing.T) {
 	testutil.RequireRoot(t)
-	if _, err := exec.LookPath("ethtool"); err != nil {
-		testutil.Skip(t, "needs the ethtool program to check the results independently")
-	}
+	testutil.RequireProgram(t, "ethtool")
 	b := testutil.NewBed(t, testbed.Config{Queues: 4})
 	link := b.Rx.Link
 
@@ -67,8 +54,8 @@ func TestTestbedChannelsFeatures(t *testing.T) {
 	tr := tuningtest.NewTree(t, 2)
 	tr.NetDev(tuningtest.Dev{Name: link, RxQueues: 4, TxQueues: 4})
 
-	origCh := currentChannels(t, ethtoolCLI(t, b.Rx, "-l", link))
-	origK := ethtoolCLI(t, b.Rx, "-k", link)
+	origCh := currentChannels(t, testutil.Ethtool(t, b.Rx, "-l", link))
+	origK := testutil.Ethtool(t, b.Rx, "-k", link)
 	origGRO, origFwd := feature(t, origK, "generic-receive-offload"), feature(t, origK, "rx-udp-gro-forwarding")
 	if origCh != "rx=4 tx=4" {
 		t.Fatalf("bed starts with %s, want 4 queues", origCh)
@@ -93,10 +80,10 @@ func TestTestbedChannelsFeatures(t *testing.T) {
 	if res["feature.rx-lro"] != tuning.ResultUnsupported || a.Outcome() != tuning.Partial {
 		t.Errorf("LRO %v, outcome %v", res["feature.rx-lro"], a.Outcome())
 	}
-	if got := currentChannels(t, ethtoolCLI(t, b.Rx, "-l", link)); got != "rx=2 tx=3" {
+	if got := currentChannels(t, testutil.Ethtool(t, b.Rx, "-l", link)); got != "rx=2 tx=3" {
 		t.Errorf("after apply: channels %s", got)
 	}
-	k := ethtoolCLI(t, b.Rx, "-k", link)
+	k := testutil.Ethtool(t, b.Rx, "-k", link)
 	if feature(t, k, "generic-receive-offload") != flip[origGRO] || feature(t, k, "rx-udp-gro-forwarding") != flip[origFwd] {
 		t.Errorf("after apply: features\n%s", k)
 	}
@@ -115,10 +102,10 @@ func TestTestbedChannelsFeatures(t *testing.T) {
 	if err != nil || rv.Outcome() != tuning.Complete {
 		t.Fatalf("revert: %v %+v", err, rv)
 	}
-	if got := currentChannels(t, ethtoolCLI(t, b.Rx, "-l", link)); got != origCh {
+	if got := currentChannels(t, testutil.Ethtool(t, b.Rx, "-l", link)); got != origCh {
 		t.Errorf("after revert: channels %s, want %s", got, origCh)
 	}
-	k = ethtoolCLI(t, b.Rx, "-k", link)
+	k = testutil.Ethtool(t, b.Rx, "-k", link)
 	if feature(t, k, "generic-receive-offload") != origGRO || feature(t, k, "rx-udp-gro-forwarding") != origFwd {
 		t.Errorf("after revert: features\n%s", k)
 	}

@@ -47,10 +47,7 @@ type udpSink struct {
 func listenUDP(t *testing.T, s *testbed.Side, addr netip.AddrPort) *udpSink {
 	t.Helper()
 	u := &udpSink{got: make(chan string, 1024)}
-	if err := s.Do(func() (err error) { u.conn, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(addr)); return err }); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { u.conn.Close() })
+	u.conn = testutil.ListenUDP(t, s, addr)
 	go func() {
 		buf := make([]byte, 2048)
 		for {
@@ -87,21 +84,6 @@ func (u *udpSink) expect(t *testing.T, msg string, want bool) {
 	}
 }
 
-func sendUDP(t *testing.T, s *testbed.Side, to netip.AddrPort, msg string) {
-	t.Helper()
-	if err := s.Do(func() error {
-		c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(to))
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		_, err = c.Write([]byte(msg))
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func TestAttachOnTestBed(t *testing.T) {
 	testutil.RequireBPF(t)
 	b := testutil.NewBed(t, testbed.Config{})
@@ -124,11 +106,11 @@ func TestAttachOnTestBed(t *testing.T) {
 	s9001 := listenUDP(t, b.Rx, netip.AddrPortFrom(testbed.RxIPv4, 9001))
 	s6 := listenUDP(t, b.Rx, netip.AddrPortFrom(testbed.RxIPv6, 9001))
 
-	sendUDP(t, b.Gen, netip.AddrPortFrom(testbed.RxIPv4, 9001), "other port")
+	testutil.SendUDP(t, b.Gen, netip.AddrPortFrom(testbed.RxIPv4, 9001), "other port")
 	s9001.expect(t, "other port", true)
-	sendUDP(t, b.Gen, netip.AddrPortFrom(testbed.RxIPv6, 9001), "other port v6")
+	testutil.SendUDP(t, b.Gen, netip.AddrPortFrom(testbed.RxIPv6, 9001), "other port v6")
 	s6.expect(t, "other port v6", true)
-	sendUDP(t, b.Gen, netip.AddrPortFrom(testbed.RxIPv4, 9000), "matched")
+	testutil.SendUDP(t, b.Gen, netip.AddrPortFrom(testbed.RxIPv4, 9000), "matched")
 	s9000.expect(t, "", false)
 
 	// TCP passes: a connection to a listener in the receiving namespace.
@@ -168,9 +150,9 @@ func TestAttachOnTestBed(t *testing.T) {
 	if err := p.Update(Config{Ports: []uint16{9001}, Action: Drop}); err != nil {
 		t.Fatal(err)
 	}
-	sendUDP(t, b.Gen, netip.AddrPortFrom(testbed.RxIPv4, 9000), "now passed")
+	testutil.SendUDP(t, b.Gen, netip.AddrPortFrom(testbed.RxIPv4, 9000), "now passed")
 	s9000.expect(t, "now passed", true)
-	sendUDP(t, b.Gen, netip.AddrPortFrom(testbed.RxIPv4, 9001), "now taken")
+	testutil.SendUDP(t, b.Gen, netip.AddrPortFrom(testbed.RxIPv4, 9001), "now taken")
 	s9001.expect(t, "", false)
 
 	c, err := p.Counters()

@@ -97,22 +97,6 @@ func payload(name string, n int) string {
 	return string(b[:n])
 }
 
-// sendFrom sends one datagram from src (an address of the side) to dst.
-func sendFrom(t *testing.T, s *testbed.Side, src netip.Addr, dst netip.AddrPort, msg string) {
-	t.Helper()
-	if err := s.Do(func() error {
-		c, err := net.DialUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(src, 0)), net.UDPAddrFromAddrPort(dst))
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		_, err = c.Write([]byte(msg))
-		return err
-	}); err != nil {
-		t.Fatalf("send %d bytes from %v to %v: %v", len(msg), src, dst, err)
-	}
-}
-
 // openKernelT opens the kernel path's sockets on port 9000 in Rx, bound to
 // the bed's link, with the program's socket filter.
 func openKernelT(t *testing.T, b *testbed.Bed, p *Program) []*kernel.Receiver {
@@ -182,7 +166,7 @@ func TestSocketFilterOnBed(t *testing.T) {
 			}
 			var want []string
 			for _, s := range all {
-				sendFrom(t, b.Gen, s.src, netip.AddrPortFrom(s.dst, 9000), s.msg)
+				testutil.SendUDPFrom(t, b.Gen, s.src, netip.AddrPortFrom(s.dst, 9000), s.msg)
 				if s.allowed {
 					want = append(want, describe(s.src, s.msg))
 				}
@@ -299,7 +283,7 @@ func TestJumboFrames(t *testing.T) {
 			}{{"v4", testbed.GenIPv4, testbed.RxIPv4, 20 + 8}, {"v6", testbed.GenIPv6, testbed.RxIPv6, 40 + 8}} {
 				for _, n := range ipLens {
 					msg := payload(fmt.Sprintf("%s ip length %d", fam.name, n), n-fam.hdr)
-					sendFrom(t, b.Gen, fam.src, netip.AddrPortFrom(fam.dst, 9000), msg)
+					testutil.SendUDPFrom(t, b.Gen, fam.src, netip.AddrPortFrom(fam.dst, 9000), msg)
 					s := sent{msg: msg, path: "afxdp"}
 					if n+14 > maxRedirect {
 						s.path = "kernel"

@@ -69,7 +69,7 @@ func TestSocketFilterInterfaceOnBed(t *testing.T) {
 	for _, s := range sends {
 		for _, port := range []uint16{9000, 9001} {
 			msg := payload(s.name, 40+int(port-9000))
-			sendFrom(t, s.from, s.src, netip.AddrPortFrom(s.dst, port), msg)
+			testutil.SendUDPFrom(t, s.from, s.src, netip.AddrPortFrom(s.dst, port), msg)
 			switch {
 			case s.from == b.Gen:
 				want = append(want, describe(s.src, msg))

@@ -111,7 +111,7 @@ func TestSocketOverflowsLeaveRefusalsOut(t *testing.T) {
 			// Through the bare program the receivers count what the kernel
 			// counted, once they have seen it.
 			if !counting {
-				waitForT(2*time.Second, func() bool { return overflowsOf(rs) >= refused.Buffers })
+				testutil.WaitFor(2*time.Second, func() bool { return overflowsOf(rs) >= refused.Buffers })
 			}
 			got := overflowsOf(rs)
 			a.stop(t, asReceivers(rs)...)
@@ -145,7 +145,7 @@ func TestSocketOverflowsLeaveRefusalsOut(t *testing.T) {
 		// counter (the receivers also read it back when idle).
 		genT(t, b, testbed.GenIPv4, dst, 4, 200)
 		sent := uint64(allowed + 4)
-		if !waitForT(5*time.Second, func() bool { return uint64(a.count())+overflowsOf(rs) >= sent }) {
+		if !testutil.WaitFor(5*time.Second, func() bool { return uint64(a.count())+overflowsOf(rs) >= sent }) {
 			t.Errorf("%d delivered and %d overflows counted of %d allowed datagrams sent", a.count(), overflowsOf(rs), sent)
 		}
 		time.Sleep(200 * time.Millisecond)
@@ -161,15 +161,4 @@ func TestSocketOverflowsLeaveRefusalsOut(t *testing.T) {
 		}
 		t.Logf("%d sent, %d delivered, %d overflows", sent, delivered, got)
 	})
-}
-
-// waitForT polls cond every few milliseconds until it holds or timeout
-// passes.
-func waitForT(timeout time.Duration, cond func() bool) bool {
-	for deadline := time.Now().Add(timeout); !cond(); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			return false
-		}
-	}
-	return true
 }

@@ -3,6 +3,7 @@ package measure
 import (
 	"context"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -19,7 +20,7 @@ func TestCompareEveryPath(t *testing.T) {
 	testutil.RequireBPF(t)
 	var steps []Step
 	o := Options{Sizes: []int{64, 512}, Queues: []int{1}, Paths: DefaultPaths(), Gen: GenLive, Flows: 1,
-		Duration: 300 * time.Millisecond, Reps: 1, Rx: PathOptions{Xdpingest: xdpingestBinary(t)},
+		Duration: 300 * time.Millisecond, Reps: 1, Rx: PathOptions{Xdpingest: filepath.Join(testutil.BuildT(t, "../../cmd/xdpingest"), "xdpingest")},
 		Progress: func(s Step) { steps = append(steps, s) }}
 	r, err := Compare(context.Background(), o)
 	if err != nil {

@@ -180,7 +180,7 @@ func TestGenFramesValid(t *testing.T) {
 					t.Fatal(err)
 				}
 				out := fmt.Sprintf("sent %d: %v", res.Total, res.Sent)
-				if !waitFor(5*time.Second, func() bool { return cap.count() >= perGen*gens }) {
+				if !testutil.WaitFor(5*time.Second, func() bool { return cap.count() >= perGen*gens }) {
 					t.Fatalf("captured %d of %d frames\n%s", cap.count(), perGen*gens, out)
 				}
 				time.Sleep(50 * time.Millisecond) // anything extra would show now

@@ -4,21 +4,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/xdpingest/xdpingest/internal/testutil"
 )
-
-// xdpingestBinary builds xdpingest into a temporary directory, for the
-// server paths.
-func xdpingestBinary(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "xdpingest")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/xdpingest").CombinedOutput(); err != nil {
-		t.Fatalf("can't build xdpingest: %v\n%s", err, out)
-	}
-	return bin
-}
 
 // xskdropBinary compiles bench/cref/xskdrop.c into a temporary directory,
 // or skips without a C compiler.
@@ -39,17 +27,4 @@ func xskdropBinary(t *testing.T) string {
 		t.Fatalf("%s: %v\n%s", cc, err, out)
 	}
 	return bin
-}
-
-// waitFor polls cond until it holds or the timeout passes.
-func waitFor(timeout time.Duration, cond func() bool) bool {
-	for end := time.Now().Add(timeout); ; {
-		if cond() {
-			return true
-		}
-		if time.Now().After(end) {
-			return false
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -15,22 +14,13 @@ import (
 	"github.com/xdpingest/xdpingest/tuning/tuningtest"
 )
 
-func ethtoolOut(t *testing.T, side *testbed.Side, args ...string) string {
-	t.Helper()
-	out, err := side.Command("ethtool", args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("ethtool %v: %v: %s", args, err, out)
-	}
-	return string(out)
-}
-
 // veth state as the ethtool program sees it: current channels and the
 // features a profile may touch.
 func vethState(t *testing.T, side *testbed.Side) string {
 	t.Helper()
-	_, cur, _ := strings.Cut(ethtoolOut(t, side, "-l", side.Link), "Current hardware settings:")
+	_, cur, _ := strings.Cut(testutil.Ethtool(t, side, "-l", side.Link), "Current hardware settings:")
 	ch := strings.Join(strings.Fields(cur), " ")
-	k := ethtoolOut(t, side, "-k", side.Link)
+	k := testutil.Ethtool(t, side, "-k", side.Link)
 	var fs []string
 	for _, f := range []string{"generic-receive-offload", "large-receive-offload", "rx-udp-gro-forwarding"} {
 		m := regexp.MustCompile(`(?m)^` + f + `: (\S+)`).FindStringSubmatch(k)
@@ -48,9 +38,7 @@ func vethState(t *testing.T, side *testbed.Side) string {
 // (host sysfs does not show the namespace's devices).
 func TestTestbedApplyRevert(t *testing.T) {
 	testutil.RequireRoot(t)
-	if _, err := exec.LookPath("ethtool"); err != nil {
-		testutil.Skip(t, "needs the ethtool program to check the results independently")
-	}
+	testutil.RequireProgram(t, "ethtool")
 	b := testutil.NewBed(t, testbed.Config{Queues: 4})
 	link := b.Rx.Link
 	tr := tuningtest.NewTree(t, 2)

@@ -102,7 +102,7 @@ func TestCompareCancelledRemovesBed(t *testing.T) {
 		code, out, errs := runCmd(ctx, "compare", "--duration", "1m", "--reps", "1", "--sizes", "64", "--queues", "2", "--paths", "afxdp,kernel")
 		done <- result{code, out, errs}
 	}()
-	if !waitFor(10*time.Second, func() bool { return len(bedsOf(t, os.Getpid())) == 2 }) {
+	if !testutil.WaitFor(10*time.Second, func() bool { return len(bedsOf(t, os.Getpid())) == 2 }) {
 		t.Fatal("no bed after 10 s")
 	}
 	time.Sleep(500 * time.Millisecond) // generators and receivers running
@@ -126,12 +126,12 @@ func TestCompareSignals(t *testing.T) {
 	bin := binaries(t)
 	start := func() *exec.Cmd {
 		cmd := exec.Command(filepath.Join(bin, "pktbench"), "compare", "--duration", "1m", "--reps", "1", "--sizes", "64", "--queues", "1", "--paths", "server")
-		cmd.Stderr, cmd.Stdout = &syncBuffer{}, &syncBuffer{}
+		cmd.Stderr, cmd.Stdout = &testutil.SyncBuffer{}, &testutil.SyncBuffer{}
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-		if !waitFor(15*time.Second, func() bool { return len(bedsOf(t, cmd.Process.Pid)) == 2 && serverRunning(t) }) {
+		if !testutil.WaitFor(15*time.Second, func() bool { return len(bedsOf(t, cmd.Process.Pid)) == 2 && serverRunning(t) }) {
 			t.Fatalf("no bed and server after 15 s: %s", cmd.Stderr)
 		}
 		return cmd
@@ -150,7 +150,7 @@ func TestCompareSignals(t *testing.T) {
 		t.Errorf("exit %d after SIGINT, want %d: %s", code, exitInterrupted, cmd.Stderr)
 	}
 	requireNoBeds(t, cmd.Process.Pid)
-	if !waitFor(5*time.Second, func() bool { return !serverRunning(t) }) {
+	if !testutil.WaitFor(5*time.Second, func() bool { return !serverRunning(t) }) {
 		t.Error("xdpingest still runs after pktbench exited")
 	}
 
@@ -158,7 +158,7 @@ func TestCompareSignals(t *testing.T) {
 	pid := cmd.Process.Pid
 	cmd.Process.Kill()
 	cmd.Wait()
-	if !waitFor(5*time.Second, func() bool { return !serverRunning(t) }) {
+	if !testutil.WaitFor(5*time.Second, func() bool { return !serverRunning(t) }) {
 		t.Error("xdpingest still runs after pktbench was killed")
 	}
 	if len(bedsOf(t, pid)) == 0 {
@@ -194,12 +194,12 @@ func TestRxGenPair(t *testing.T) {
 			b := testutil.NewBed(t, testbed.Config{Queues: 2})
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			var out, errs syncBuffer
+			var out, errs testutil.SyncBuffer
 			done := make(chan int, 1)
 			go func() {
 				done <- run(ctx, []string{"rx", "--path", path, "--netns", b.Rx.Netns, "--iface", b.Rx.Link, "--port", "9100", "--interval", "200ms"}, &out, &errs)
 			}()
-			if !waitFor(10*time.Second, func() bool { return strings.Contains(out.String(), "time") }) {
+			if !testutil.WaitFor(10*time.Second, func() bool { return strings.Contains(out.String(), "time") }) {
 				t.Fatalf("rx did not start: %s%s", out.String(), errs.String())
 			}
 			// The afxdp generator's token bucket bursts at most 20 ms of

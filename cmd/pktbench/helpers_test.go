@@ -1,15 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/xdpingest/xdpingest/internal/testutil"
 )
@@ -37,10 +34,7 @@ func binaries(t *testing.T) string {
 		if binErr != nil {
 			return
 		}
-		out, err := exec.Command("go", "build", "-o", binDir+"/", ".", "../xdpingest").CombinedOutput()
-		if err != nil {
-			binErr = fmt.Errorf("can't build pktbench and xdpingest: %v\n%s", err, out)
-		}
+		binErr = testutil.Build(binDir, nil, ".", "../xdpingest")
 	})
 	if binErr != nil {
 		t.Fatal(binErr)
@@ -48,27 +42,9 @@ func binaries(t *testing.T) string {
 	return binDir
 }
 
-// syncBuffer is an io.Writer the test reads while a command writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // runCmd runs pktbench in-process and returns its exit code and output.
 func runCmd(ctx context.Context, args ...string) (int, string, string) {
-	var out, errb syncBuffer
+	var out, errb testutil.SyncBuffer
 	code := run(ctx, args, &out, &errb)
 	return code, out.String(), errb.String()
 }
@@ -95,19 +71,6 @@ func requireNoBeds(t *testing.T, pid int) {
 	t.Helper()
 	if left := bedsOf(t, pid); len(left) > 0 {
 		t.Fatalf("namespaces left behind: %v", left)
-	}
-}
-
-// waitFor polls cond until it holds or the timeout passes.
-func waitFor(timeout time.Duration, cond func() bool) bool {
-	for end := time.Now().Add(timeout); ; {
-		if cond() {
-			return true
-		}
-		if time.Now().After(end) {
-			return false
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 

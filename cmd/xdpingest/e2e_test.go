@@ -138,9 +138,7 @@ func readPcaps(t *testing.T, dir string, tr *bench.Tracker) int {
 // tcpdumpCount counts the packets tcpdump reads from the files.
 func tcpdumpCount(t *testing.T, dir string) int {
 	t.Helper()
-	if _, err := exec.LookPath("tcpdump"); err != nil {
-		testutil.Skip(t, "tcpdump is not installed (make deps-test installs it)")
-	}
+	testutil.RequireProgram(t, "tcpdump")
 	files, _ := sink.PcapFiles(dir, false)
 	total := 0
 	for _, f := range files {
@@ -490,7 +488,7 @@ func TestAutoFallsBackToKernelPath(t *testing.T) {
 	testutil.RequireBPF(t)
 	b := testutil.NewBed(t, testbed.Config{})
 	dir := t.TempDir()
-	s := &srvProc{t: t, bed: b, log: &lockedBuffer{}, metrics: "127.0.0.1:9109", done: make(chan struct{})}
+	s := &srvProc{t: t, bed: b, log: &testutil.SyncBuffer{}, metrics: "127.0.0.1:9109", done: make(chan struct{})}
 	s.client = &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, network, addr string) (c net.Conn, err error) {
 			err = b.Rx.Do(func() error { c, err = (&net.Dialer{}).DialContext(ctx, network, addr); return err })

@@ -332,16 +332,6 @@ func smallTmpfs(t *testing.T, size string) string {
 	return dir
 }
 
-// requireTcpdump returns tcpdump's path, or skips naming it.
-func requireTcpdump(t *testing.T) string {
-	t.Helper()
-	p, err := exec.LookPath("tcpdump")
-	if err != nil {
-		testutil.Skip(t, "tcpdump is not installed (make deps-test installs it)")
-	}
-	return p
-}
-
 // checkPcapFile reads file whole with sink/pcapfile and with tcpdump, marks
 // every record's datagram in tr and returns the number of records. A record
 // cut short, a record that does not parse, or tcpdump's "cut short" or
@@ -378,7 +368,7 @@ func checkPcapFile(t *testing.T, tcpdump, file string, tr *seqSet) int {
 // full, and once files are removed writing resumes by itself.
 func TestFaultPcapDiskFull(t *testing.T) {
 	testutil.RequireBPF(t)
-	tcpdump := requireTcpdump(t)
+	tcpdump := testutil.RequireProgram(t, "tcpdump")
 	// MTU 1600: IPv6 carries the 1472-byte payloads unfragmented too.
 	b := testutil.NewBed(t, testbed.Config{MTU: 1600})
 	dir := smallTmpfs(t, "8m")

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -12,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,6 +18,7 @@ import (
 	"github.com/xdpingest/xdpingest/bench"
 	"github.com/xdpingest/xdpingest/internal/promtext"
 	"github.com/xdpingest/xdpingest/internal/testbed"
+	"github.com/xdpingest/xdpingest/internal/testutil"
 )
 
 // binary is the xdpingest built once for the end-to-end tests.
@@ -32,14 +31,13 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binary = filepath.Join(dir, "xdpingest")
-	args := []string{"build", "-o", binary}
+	var flags []string
 	if os.Getenv("XDPINGEST_RACE") == "1" {
 		// The server under the race detector: XDPINGEST_RACE=1 go test ./cmd/xdpingest
-		args = append(args, "-race")
+		flags = append(flags, "-race")
 	}
-	out, err := exec.Command("go", append(args, ".")...).CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "can't build xdpingest: %v\n%s", err, out)
+	if err := testutil.Build(dir, flags, "."); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := m.Run()
@@ -47,31 +45,12 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// lockedBuffer collects a process's output for the test to read while it
-// runs.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // srvProc is an xdpingest process running in the bed's receiving namespace.
 type srvProc struct {
 	t       testing.TB
 	bed     *testbed.Bed
 	cmd     *exec.Cmd
-	log     *lockedBuffer
+	log     *testutil.SyncBuffer
 	metrics string // address, inside the namespace
 	client  *http.Client
 	done    chan struct{}
@@ -82,7 +61,7 @@ type srvProc struct {
 // args...` in the receiving namespace and waits until /readyz says ready.
 func startServer(t testing.TB, b *testbed.Bed, args ...string) *srvProc {
 	t.Helper()
-	s := &srvProc{t: t, bed: b, log: &lockedBuffer{}, metrics: "127.0.0.1:9109", done: make(chan struct{})}
+	s := &srvProc{t: t, bed: b, log: &testutil.SyncBuffer{}, metrics: "127.0.0.1:9109", done: make(chan struct{})}
 	s.client = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, network, addr string) (c net.Conn, err error) {
 			err = b.Rx.Do(func() error { c, err = (&net.Dialer{}).DialContext(ctx, network, addr); return err })

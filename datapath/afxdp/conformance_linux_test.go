@@ -1,7 +1,6 @@
 package afxdp
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"net/netip"
@@ -14,6 +13,7 @@ import (
 	"github.com/xdpingest/xdpingest/internal/frames"
 	"github.com/xdpingest/xdpingest/internal/receivertest"
 	"github.com/xdpingest/xdpingest/internal/testbed"
+	"github.com/xdpingest/xdpingest/internal/testutil"
 )
 
 // conformanceFrames is the UMEM of the sockets under the suite: as many
@@ -29,9 +29,9 @@ func TestConformance(t *testing.T) {
 	for _, dst := range []netip.AddrPort{netip.AddrPortFrom(testbed.RxIPv4, testPort), netip.AddrPortFrom(testbed.RxIPv6, testPort)} {
 		t.Run(map[bool]string{true: "ipv4", false: "ipv6"}[dst.Addr().Is4()], func(t *testing.T) {
 			receivertest.Run(t, func(t *testing.T) receivertest.Harness {
-				fds := openFDs(t)
+				fds := testutil.OpenFDs(t)
 				p := openT(t, b, Config{Queues: []int{0}, NumFrames: conformanceFrames, FillRingSize: conformanceFrames, RxRingSize: conformanceFrames}, prog)
-				opened := openFDs(t) - fds
+				opened := testutil.OpenFDs(t) - fds
 				s := p.Sockets()[0]
 				f := dialT(t, b, dst)
 				var sent uint64
@@ -39,7 +39,7 @@ func TestConformance(t *testing.T) {
 					Receiver: s,
 					Send: func(payloads [][]byte) error {
 						for _, pl := range payloads {
-							if err := writeRetry(f, pl); err != nil {
+							if err := testutil.WriteUDP(f.conn, pl); err != nil {
 								return err
 							}
 							sent++
@@ -71,17 +71,6 @@ func TestConformance(t *testing.T) {
 				}
 			})
 		})
-	}
-}
-
-// writeRetry sends one datagram on f, again while the device queue is full.
-func writeRetry(f *flow, p []byte) error {
-	for {
-		_, err := f.conn.Write(p)
-		if err == nil || !errors.Is(err, unix.ENOBUFS) && !errors.Is(err, unix.EAGAIN) {
-			return err
-		}
-		time.Sleep(50 * time.Microsecond)
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -135,16 +134,8 @@ func sendSized(f *flow, g *gate, first, step, n uint64) error {
 			return err
 		}
 		g.sent.Add(1)
-		for {
-			_, err := f.conn.Write(bench.PutSized(buf, i))
-			if err == nil {
-				break
-			}
-			// ENOBUFS / EAGAIN from a full device queue: try again.
-			if !errors.Is(err, unix.ENOBUFS) && !errors.Is(err, unix.EAGAIN) {
-				return err
-			}
-			time.Sleep(50 * time.Microsecond)
+		if err := testutil.WriteUDP(f.conn, bench.PutSized(buf, i)); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -164,16 +155,6 @@ func receiveAll(r datapath.Receiver, batchSize int, check func(*datapath.Datagra
 		}
 		r.Release(batch[:n])
 	}
-}
-
-// openFDs counts the process's open file descriptors.
-func openFDs(t testing.TB) int {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(ents)
 }
 
 // errorList keeps the first few errors of many goroutines.

@@ -34,7 +34,7 @@ func TestCloseWhileTrafficFlows(t *testing.T) {
 	}
 	// Everything the test makes besides the path is open: what Close must
 	// give back is measured against this.
-	fds := openFDs(t)
+	fds := testutil.OpenFDs(t)
 
 	reg := &recordingRegistrar{XSKRegistrar: prog}
 	path := openT(t, b, Config{NumFrames: 256, FillRingSize: 128, RxRingSize: 128}, reg)
@@ -89,7 +89,7 @@ func TestCloseWhileTrafficFlows(t *testing.T) {
 	g.stop.Store(true)
 	swg.Wait()
 
-	if got := openFDs(t); got != fds {
+	if got := testutil.OpenFDs(t); got != fds {
 		t.Errorf("%d descriptors open after Close, %d before Open", got, fds)
 	}
 	if err := path.Close(); err != nil {
@@ -328,19 +328,19 @@ func (r *recordingRegistrar) live() map[int]int {
 // so that the kernel stops writing into a UMEM Go may reuse.
 func TestDroppedSocketIsClosed(t *testing.T) {
 	b := bedT(t, 1)
-	fds := openFDs(t)
+	fds := testutil.OpenFDs(t)
 	if err := b.Rx.Do(func() error {
 		_, err := NewSocket(Config{Ifindex: b.Rx.Index, NumFrames: 64}, 0)
 		return err
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if got := openFDs(t); got <= fds {
+	if got := testutil.OpenFDs(t); got <= fds {
 		t.Fatalf("%d descriptors with the socket open, %d before", got, fds)
 	}
-	for deadline := time.Now().Add(5 * time.Second); openFDs(t) > fds; {
+	for deadline := time.Now().Add(5 * time.Second); testutil.OpenFDs(t) > fds; {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d descriptors 5 s after the socket was dropped, %d before", openFDs(t), fds)
+			t.Fatalf("%d descriptors 5 s after the socket was dropped, %d before", testutil.OpenFDs(t), fds)
 		}
 		runtime.GC()
 		time.Sleep(10 * time.Millisecond)

@@ -15,6 +15,7 @@ import (
 	"github.com/xdpingest/xdpingest/bench"
 	"github.com/xdpingest/xdpingest/datapath"
 	"github.com/xdpingest/xdpingest/internal/testbed"
+	"github.com/xdpingest/xdpingest/internal/testutil"
 )
 
 // BenchmarkReceive compares, on the test bed, receive loops fed by the
@@ -83,7 +84,7 @@ type loop func(n *uint64, atLeast uint64)
 // benchLoop runs the generator and rx until rx has read b.N datagrams.
 func benchLoop(b *testing.B, bed *testbed.Bed, dst netip.AddrPort, rx loop) {
 	b.ReportAllocs()
-	cpus := allowedCPUs(2)
+	cpus := testutil.CPUs(2)
 	pin := func(i int) { pinTo(cpus, i) }
 
 	g := newGen(b, bed, bench.UDPGenConfig{Dst: dst, Duration: 5 * time.Minute, Size: 22})
@@ -304,7 +305,7 @@ const (
 
 func drainLoop(b *testing.B, bed *testbed.Bed, dst netip.AddrPort, rx loop) {
 	b.ReportAllocs()
-	cpus := allowedCPUs(2)
+	cpus := testutil.CPUs(2)
 	g := newGen(b, bed, bench.UDPGenConfig{Dst: dst, Count: drainRound, Size: 22})
 	fill := make(chan int) // generator: send a round
 	filled := make(chan error)
@@ -350,19 +351,6 @@ func drainLoop(b *testing.B, bed *testbed.Bed, dst netip.AddrPort, rx loop) {
 	b.StopTimer()
 	b.ReportMetric(float64(total)/elapsed.Seconds(), "pps")
 	b.ReportMetric(float64(cpu.Nanoseconds())/float64(total), "rx-cpu-ns/op")
-}
-
-// allowedCPUs returns up to n CPUs the process may run on.
-func allowedCPUs(n int) []int {
-	var set unix.CPUSet
-	unix.SchedGetaffinity(0, &set)
-	var cpus []int
-	for c := 0; c < 1024 && len(cpus) < n; c++ {
-		if set.IsSet(c) {
-			cpus = append(cpus, c)
-		}
-	}
-	return cpus
 }
 
 // pinTo locks the calling goroutine to its thread for good (the thread ends

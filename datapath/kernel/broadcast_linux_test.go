@@ -10,6 +10,7 @@ import (
 
 	"github.com/xdpingest/xdpingest/internal/frames"
 	"github.com/xdpingest/xdpingest/internal/testbed"
+	"github.com/xdpingest/xdpingest/internal/testutil"
 )
 
 // The kernel gives a datagram to an IPv4 broadcast or multicast address, or
@@ -85,7 +86,7 @@ func broadcastOnce(t *testing.T, workers int) {
 		}
 	}
 	slices.Sort(want)
-	waitFor(5*time.Second, func() bool { return c.rx.received.Load() >= uint64(len(want)) })
+	testutil.WaitFor(5*time.Second, func() bool { return c.rx.received.Load() >= uint64(len(want)) })
 	time.Sleep(300 * time.Millisecond) // for copies that must not come
 	copies := uint64(0)
 	for _, r := range rs {

@@ -6,14 +6,12 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"runtime"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/xdpingest/xdpingest/internal/receivertest"
 	"github.com/xdpingest/xdpingest/internal/testbed"
+	"github.com/xdpingest/xdpingest/internal/testutil"
 )
 
 // A Receiver of the kernel path keeps the Receiver contract, over both
@@ -28,9 +26,9 @@ func TestConformance(t *testing.T) {
 				// one reaches this one.
 				port++
 				dst := netip.AddrPortFrom(fam.rx, port)
-				fds := countFDs(t)
+				fds := testutil.OpenFDs(t)
 				rs, _ := openRx(t, b, Config{Ports: []uint16{port}, RcvBuf: 4 << 20, ForceRcvBuf: true})
-				opened := countFDs(t) - fds
+				opened := testutil.OpenFDs(t) - fds
 				s := newPinnedSender(t, b.Gen, b.Rx, dst)
 				return receivertest.Harness{
 					Receiver:   rs[0],
@@ -61,23 +59,8 @@ type pinnedSender struct {
 
 func newPinnedSender(t *testing.T, gen, rx *testbed.Side, dst netip.AddrPort) *pinnedSender {
 	t.Helper()
-	var set unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &set); err != nil {
-		t.Fatal(err)
-	}
-	s := &pinnedSender{cpu: -1}
-	for c := 0; c < 1024 && s.cpu < 0; c++ {
-		if set.IsSet(c) {
-			s.cpu = c
-		}
-	}
-	if err := rx.Do(func() (err error) {
-		s.ln, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(dst.Addr(), 0)))
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.ln.Close() })
+	s := &pinnedSender{cpu: testutil.CPUs(1)[0]}
+	s.ln = testutil.ListenUDP(t, rx, netip.AddrPortFrom(dst.Addr(), 0))
 	if err := gen.Do(func() (err error) {
 		if s.conn, err = net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(dst)); err != nil {
 			return err
@@ -93,35 +76,11 @@ func newPinnedSender(t *testing.T, gen, rx *testbed.Side, dst netip.AddrPort) *p
 	return s
 }
 
-// pinned runs fn on the calling goroutine's thread moved to the sender's
-// CPU, and moves it back.
-func (s *pinnedSender) pinned(fn func() error) error {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	var old, one unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &old); err != nil {
-		return err
-	}
-	one.Set(s.cpu)
-	if err := unix.SchedSetaffinity(0, &one); err != nil {
-		return err
-	}
-	defer unix.SchedSetaffinity(0, &old)
-	return fn()
-}
-
 func (s *pinnedSender) send(payloads [][]byte) error {
-	return s.pinned(func() error {
+	return testutil.OnCPU(s.cpu, func() error {
 		for _, p := range payloads {
-			for {
-				_, err := s.conn.Write(p)
-				if err == nil {
-					break
-				}
-				if !errors.Is(err, unix.ENOBUFS) && !errors.Is(err, unix.EAGAIN) {
-					return err
-				}
-				time.Sleep(50 * time.Microsecond)
+			if err := testutil.WriteUDP(s.conn, p); err != nil {
+				return err
 			}
 		}
 		return nil
@@ -129,7 +88,7 @@ func (s *pinnedSender) send(payloads [][]byte) error {
 }
 
 func (s *pinnedSender) settle() error {
-	if err := s.pinned(func() error { _, err := s.probe.Write([]byte("probe")); return err }); err != nil {
+	if err := testutil.OnCPU(s.cpu, func() error { _, err := s.probe.Write([]byte("probe")); return err }); err != nil {
 		return err
 	}
 	s.ln.SetReadDeadline(time.Now().Add(5 * time.Second))

@@ -1,7 +1,6 @@
 package kernel
 
 import (
-	"net"
 	"net/netip"
 	"os"
 	"slices"
@@ -12,23 +11,8 @@ import (
 
 	"github.com/xdpingest/xdpingest/datapath"
 	"github.com/xdpingest/xdpingest/internal/testbed"
+	"github.com/xdpingest/xdpingest/internal/testutil"
 )
-
-// sendFrom sends one datagram with payload msg from the side's namespace.
-func sendFrom(t *testing.T, s *testbed.Side, to netip.AddrPort, msg string) {
-	t.Helper()
-	if err := s.Do(func() error {
-		c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(to))
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		_, err = c.Write([]byte(msg))
-		return err
-	}); err != nil {
-		t.Fatalf("send %q to %v from %s: %v", msg, to, s.Netns, err)
-	}
-}
 
 // collector records the payloads its Receivers deliver.
 type collector struct {
@@ -104,7 +88,7 @@ func TestDeviceBinding(t *testing.T) {
 	for _, s := range sends {
 		for _, port := range []uint16{testPort, testPort + 1} {
 			msg := s.name + " " + strings.Repeat("p", int(port-testPort))
-			sendFrom(t, s.from, netip.AddrPortFrom(s.to, port), msg)
+			testutil.SendUDP(t, s.from, netip.AddrPortFrom(s.to, port), msg)
 			if port == testPort+1 {
 				wantOpen = append(wantOpen, msg)
 			} else if s.from == b.Gen || strings.HasPrefix(s.name, "local to link addr") {
@@ -115,7 +99,7 @@ func TestDeviceBinding(t *testing.T) {
 	slices.Sort(wantBound)
 	slices.Sort(wantOpen)
 	// Everything is on its way once the unbound socket has all of it.
-	waitFor(5*time.Second, func() bool { return co.rx.received.Load() >= uint64(len(wantOpen)) })
+	testutil.WaitFor(5*time.Second, func() bool { return co.rx.received.Load() >= uint64(len(wantOpen)) })
 	time.Sleep(200 * time.Millisecond) // and anything the bound socket would get
 	gotBound, gotOpen := cb.stop(t), co.stop(t)
 	if !slices.Equal(gotOpen, wantOpen) {

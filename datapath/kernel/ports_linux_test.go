@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -15,8 +14,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/xdpingest/xdpingest/bench"
 	"github.com/xdpingest/xdpingest/datapath"
@@ -267,13 +264,13 @@ func setPortsUnderTraffic(t *testing.T, mode string) {
 			t.Fatal(err)
 		}
 	}
-	if !waitFor(10*time.Second, func() bool { return rx.received.Load() >= want }) {
+	if !testutil.WaitFor(10*time.Second, func() bool { return rx.received.Load() >= want }) {
 		t.Errorf("received %d of %d", rx.received.Load(), want)
 	}
 
 	// Removing ports closes their sockets once read empty.
 	setPorts(a)
-	if !waitFor(2*time.Second, func() bool {
+	if !testutil.WaitFor(2*time.Second, func() bool {
 		for _, r := range rs {
 			if !slices.Equal(portsOf(r), []uint16{a}) {
 				return false
@@ -330,12 +327,12 @@ func TestSetPortsFailureChangesNothing(t *testing.T) {
 		return nil
 	})
 	defer rx.stop()
-	fds := countFDs(t)
+	fds := testutil.OpenFDs(t)
 	err := setPortsIn(b, rs, []uint16{a, c, held})
 	if err == nil || !strings.Contains(err.Error(), "unchanged") || !errors.Is(err, syscall.EADDRINUSE) {
 		t.Fatalf("SetPorts with port %d held: err = %v, want EADDRINUSE and \"unchanged\"", held, err)
 	}
-	if got := countFDs(t); got != fds {
+	if got := testutil.OpenFDs(t); got != fds {
 		t.Errorf("%d descriptors open after the failed SetPorts, %d before", got, fds)
 	}
 	for _, r := range rs {
@@ -373,7 +370,7 @@ func TestSetPortsFailureChangesNothing(t *testing.T) {
 		}
 		want += 1000
 	}
-	if !waitFor(5*time.Second, func() bool { return rx.received.Load() >= want }) {
+	if !testutil.WaitFor(5*time.Second, func() bool { return rx.received.Load() >= want }) {
 		t.Errorf("received %d of %d", rx.received.Load(), want)
 	}
 	if err := rx.stop(); err != nil {
@@ -414,7 +411,7 @@ func TestSetPortsRefused(t *testing.T) {
 // The sockets SetPorts adds are steered like those of Open: a datagram
 // processed on a worker's CPU is read by that worker.
 func TestSetPortsSteering(t *testing.T) {
-	cpus := allowedCPUs(2)
+	cpus := testutil.CPUs(2)
 	if len(cpus) < 2 {
 		testutil.Skip(t, "steering to two workers needs two CPUs; this process may use "+fmt.Sprint(cpus))
 	}
@@ -439,22 +436,10 @@ func TestSetPortsSteering(t *testing.T) {
 		total := func() uint64 { return perWorker[0].Load() + perWorker[1].Load() - base[0] - base[1] }
 		g := newGen(t, b, bench.UDPGenConfig{Dst: netip.AddrPortFrom(testbed.RxIPv4, added), Flows: 16, Count: per, Size: 32,
 			Gate: closedLoop(total, 256, 10*time.Second)})
-		errc := make(chan error, 1)
-		go func() {
-			runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
-			var one unix.CPUSet
-			one.Set(cpu)
-			if err := unix.SchedSetaffinity(0, &one); err != nil {
-				errc <- err
-				return
-			}
-			_, err := g.Run(context.Background())
-			errc <- err
-		}()
-		if err := <-errc; err != nil {
+		if err := testutil.OnCPU(cpu, func() error { _, err := g.Run(context.Background()); return err }); err != nil {
 			t.Fatal(err)
 		}
-		if !waitFor(5*time.Second, func() bool { return total() >= per }) {
+		if !testutil.WaitFor(5*time.Second, func() bool { return total() >= per }) {
 			t.Fatalf("received %d of %d", total(), per)
 		}
 		if got := perWorker[w].Load() - base[w]; got != per {

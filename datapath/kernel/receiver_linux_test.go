@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -167,18 +166,6 @@ func (rx *receiving) stop() error {
 	return rx.err
 }
 
-// waitFor polls cond until it holds or timeout passes.
-func waitFor(timeout time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-	return true
-}
-
 // closedLoop returns a Gate that holds the sender while it is more than
 // window datagrams ahead of the receivers, and fails after stall without
 // progress: the test then holds on a busy machine, where a sender that
@@ -268,7 +255,7 @@ func TestExactlyOnce(t *testing.T) {
 					if err != nil {
 						t.Fatalf("generator: %v (%+v)", err, res)
 					}
-					if !waitFor(10*time.Second, func() bool { return rx.received.Load() >= count }) {
+					if !testutil.WaitFor(10*time.Second, func() bool { return rx.received.Load() >= count }) {
 						t.Errorf("received %d of %d", rx.received.Load(), count)
 					}
 					if err := rx.stop(); err != nil {
@@ -354,7 +341,7 @@ func TestPortsAndFamilies(t *testing.T) {
 		}
 		sent += per
 	}
-	if !waitFor(10*time.Second, func() bool { return accounted() >= sent }) {
+	if !testutil.WaitFor(10*time.Second, func() bool { return accounted() >= sent }) {
 		t.Errorf("received %d of %d: %+v", rx.received.Load(), sent, statsOf(rs))
 	}
 	if err := rx.stop(); err != nil {
@@ -373,15 +360,6 @@ func TestPortsAndFamilies(t *testing.T) {
 	} else if missing > 0 {
 		t.Logf("%d datagrams dropped on full socket buffers, all counted (SO_RXQ_OVFL)", missing)
 	}
-}
-
-func countFDs(t *testing.T) int {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(ents)
 }
 
 // TestSocketOverflows overflows a socket with a tiny receive buffer that
@@ -419,7 +397,7 @@ func TestSocketOverflows(t *testing.T) {
 			if cmsgOnly {
 				// The queued datagrams were queued before the drops and
 				// carry no count; one more datagram carries the total.
-				waitFor(5*time.Second, func() bool { return r.Stats().Packets > 0 })
+				testutil.WaitFor(5*time.Second, func() bool { return r.Stats().Packets > 0 })
 				time.Sleep(100 * time.Millisecond)
 				trailer := newGen(t, b, bench.UDPGenConfig{Dst: dst, Count: 1, Size: 8})
 				if _, err := trailer.Run(context.Background()); err != nil {
@@ -427,7 +405,7 @@ func TestSocketOverflows(t *testing.T) {
 				}
 				sent++
 			}
-			if !waitFor(5*time.Second, func() bool {
+			if !testutil.WaitFor(5*time.Second, func() bool {
 				s := r.Stats()
 				return s.Packets+s.SocketOverflows >= sent
 			}) {
@@ -509,16 +487,7 @@ func TestGROOption(t *testing.T) {
 // datagrams are read by the worker of that CPU. On a veth the receive
 // softirq runs on the sending CPU.
 func TestSteering(t *testing.T) {
-	var set unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &set); err != nil {
-		t.Fatal(err)
-	}
-	var cpus []int
-	for c := 0; c < 1024 && len(cpus) < 2; c++ {
-		if set.IsSet(c) {
-			cpus = append(cpus, c)
-		}
-	}
+	cpus := testutil.CPUs(2)
 	if len(cpus) < 2 {
 		t.Logf("only CPU %v allowed: steering is checked with one worker", cpus)
 	}
@@ -548,25 +517,11 @@ func TestSteering(t *testing.T) {
 		for _, fam := range families {
 			g := newGen(t, b, bench.UDPGenConfig{Dst: netip.AddrPortFrom(fam.rx, testPort), Flows: 16, Count: per, Size: 32,
 				Gate: closedLoop(func() uint64 { return rx.received.Load() - sent }, 256, 20*time.Second)})
-			errc := make(chan error, 1)
-			go func() {
-				// This thread is pinned and never unlocked: the runtime
-				// discards it when the goroutine ends.
-				runtime.LockOSThread()
-				var one unix.CPUSet
-				one.Set(cpu)
-				if err := unix.SchedSetaffinity(0, &one); err != nil {
-					errc <- err
-					return
-				}
-				_, err := g.Run(context.Background())
-				errc <- err
-			}()
-			if err := <-errc; err != nil {
+			if err := testutil.OnCPU(cpu, func() error { _, err := g.Run(context.Background()); return err }); err != nil {
 				t.Fatal(err)
 			}
 			sent += per
-			if !waitFor(10*time.Second, func() bool { return rx.received.Load() >= sent }) {
+			if !testutil.WaitFor(10*time.Second, func() bool { return rx.received.Load() >= sent }) {
 				t.Fatalf("received %d of %d: %+v", rx.received.Load(), sent, statsOf(rs))
 			}
 			mu.Lock()
@@ -594,7 +549,7 @@ func TestIdle(t *testing.T) {
 	if _, err := g.Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(5*time.Second, func() bool { return rx.received.Load() > 0 })
+	testutil.WaitFor(5*time.Second, func() bool { return rx.received.Load() > 0 })
 	time.Sleep(100 * time.Millisecond)
 	cpu := func() time.Duration {
 		var ru unix.Rusage

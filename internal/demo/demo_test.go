@@ -3,7 +3,6 @@ package demo
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,14 +15,9 @@ import (
 // and the bed is removed.
 func TestRun(t *testing.T) {
 	testutil.RequireBPF(t)
-	if _, err := exec.LookPath("tcpdump"); err != nil {
-		testutil.Skip(t, "no tcpdump (make deps-test installs it)")
-	}
-	dir := t.TempDir()
+	testutil.RequireProgram(t, "tcpdump")
+	dir := testutil.BuildT(t, "../../cmd/xdpingest")
 	bin := filepath.Join(dir, "xdpingest")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/xdpingest").CombinedOutput(); err != nil {
-		t.Fatalf("can't build xdpingest: %v\n%s", err, out)
-	}
 	// A file: the server's log and the steps write to it from two
 	// goroutines.
 	out, err := os.Create(filepath.Join(dir, "out"))

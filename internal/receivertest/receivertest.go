@@ -12,7 +12,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/xdpingest/xdpingest/bench"
 	"github.com/xdpingest/xdpingest/datapath"
+	"github.com/xdpingest/xdpingest/internal/testutil"
 )
 
 // Harness is one receiver under test, opened for one subtest, and the means
@@ -570,10 +570,10 @@ func blockedReceive(t *testing.T, s *suite) <-chan error {
 // descriptor is given back and no goroutine is left.
 func testCloseWhileBlocked(t *testing.T, s *suite) {
 	errc := blockedReceive(t, s)
-	fds := openFDs(t)
+	fds := testutil.OpenFDs(t)
 	took := s.closeWaiting(t, errc)
 	t.Logf("Receive returned %v after Close began", took)
-	if got := openFDs(t); got != fds-s.h.FDs {
+	if got := testutil.OpenFDs(t); got != fds-s.h.FDs {
 		t.Errorf("%d descriptors open after Close, %d before: want the receiver's %d given back", got, fds, s.h.FDs)
 	}
 	if _, err := s.r.Receive(make([]datapath.Datagram, 1)); !errors.Is(err, net.ErrClosed) {
@@ -674,14 +674,4 @@ func (s *suite) closeWaiting(t *testing.T, errc <-chan error) time.Duration {
 		}
 	}
 	return took
-}
-
-// openFDs counts the process's open file descriptors.
-func openFDs(t *testing.T) int {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(ents)
 }

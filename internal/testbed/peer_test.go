@@ -21,20 +21,6 @@ import (
 	"github.com/xdpingest/xdpingest/internal/testutil"
 )
 
-// listen opens a UDP socket on s at addr:port (port 0 picks one).
-func listen(t *testing.T, s *testbed.Side, addr netip.Addr, port uint16) *net.UDPConn {
-	t.Helper()
-	var c *net.UDPConn
-	if err := s.Do(func() (err error) {
-		c, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(addr, port)))
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
 // expect reads one datagram from c and checks its payload and source
 // address.
 func expect(t *testing.T, c *net.UDPConn, want []byte, from netip.Addr) netip.AddrPort {
@@ -51,22 +37,6 @@ func expect(t *testing.T, c *net.UDPConn, want []byte, from netip.Addr) netip.Ad
 	return src
 }
 
-// sendFrom sends payload from src (port 0: any) to dst out of side s.
-func sendFrom(t *testing.T, s *testbed.Side, src netip.Addr, dst netip.AddrPort, payload []byte) {
-	t.Helper()
-	var c *net.UDPConn
-	if err := s.Do(func() (err error) {
-		c, err = net.DialUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(src, 0)), net.UDPAddrFromAddrPort(dst))
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if _, err := c.Write(payload); err != nil {
-		t.Fatalf("send %d bytes %s -> %s: %v", len(payload), src, dst, err)
-	}
-}
-
 func TestRawSenderDelivers(t *testing.T) {
 	b := testutil.NewBed(t, testbed.Config{})
 	r, err := b.Gen.RawSender()
@@ -74,8 +44,8 @@ func TestRawSenderDelivers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	ln := listen(t, b.Rx, testbed.RxIPv4, 0)
-	ln6 := listen(t, b.Rx, testbed.RxIPv6, 0)
+	ln := testutil.ListenUDP(t, b.Rx, netip.AddrPortFrom(testbed.RxIPv4, 0))
+	ln6 := testutil.ListenUDP(t, b.Rx, netip.AddrPortFrom(testbed.RxIPv6, 0))
 	for _, x := range []struct {
 		c        *net.UDPConn
 		src, dst netip.Addr
@@ -108,7 +78,7 @@ func TestBedJumboFrames(t *testing.T) {
 		src, dst netip.Addr
 		size     int
 	}{{testbed.GenIPv4, testbed.RxIPv4, 8972}, {testbed.GenIPv6, testbed.RxIPv6, 8952}} {
-		ln := listen(t, b.Rx, x.dst, 0)
+		ln := testutil.ListenUDP(t, b.Rx, netip.AddrPortFrom(x.dst, 0))
 		dst := netip.AddrPortFrom(x.dst, uint16(ln.LocalAddr().(*net.UDPAddr).Port))
 		var fd int
 		if err := b.Gen.Do(func() (err error) {
@@ -187,16 +157,16 @@ func TestPeerRoutedBothWays(t *testing.T) {
 		t.Run(fam.name, func(t *testing.T) {
 			// Peer to both of Rx's addresses.
 			for _, a := range []netip.Addr{fam.rx, fam.rxEnd} {
-				ln := listen(t, b.Rx, a, 0)
-				sendFrom(t, p.Side, fam.peer, ln.LocalAddr().(*net.UDPAddr).AddrPort(), []byte("to rx"))
+				ln := testutil.ListenUDP(t, b.Rx, netip.AddrPortFrom(a, 0))
+				testutil.SendUDPFrom(t, p.Side, fam.peer, ln.LocalAddr().(*net.UDPAddr).AddrPort(), "to rx")
 				expect(t, ln, []byte("to rx"), fam.peer)
 			}
 			// Gen to the peer and back, through Rx.
-			lp := listen(t, p.Side, fam.peer, 0)
-			sendFrom(t, b.Gen, fam.gen, lp.LocalAddr().(*net.UDPAddr).AddrPort(), []byte("via rx"))
+			lp := testutil.ListenUDP(t, p.Side, netip.AddrPortFrom(fam.peer, 0))
+			testutil.SendUDPFrom(t, b.Gen, fam.gen, lp.LocalAddr().(*net.UDPAddr).AddrPort(), "via rx")
 			expect(t, lp, []byte("via rx"), fam.gen)
-			lg := listen(t, b.Gen, fam.gen, 0)
-			sendFrom(t, p.Side, fam.peer, lg.LocalAddr().(*net.UDPAddr).AddrPort(), []byte("back"))
+			lg := testutil.ListenUDP(t, b.Gen, netip.AddrPortFrom(fam.gen, 0))
+			testutil.SendUDPFrom(t, p.Side, fam.peer, lg.LocalAddr().(*net.UDPAddr).AddrPort(), "back")
 			expect(t, lg, []byte("back"), fam.peer)
 		})
 	}
@@ -316,13 +286,13 @@ func TestAddGenAddrs(t *testing.T) {
 		if a.Is6() {
 			rxAddr = b.Rx.IPv6
 		}
-		ln := listen(t, b.Rx, rxAddr, 0)
-		back := listen(t, b.Gen, a, 0)
+		ln := testutil.ListenUDP(t, b.Rx, netip.AddrPortFrom(rxAddr, 0))
+		back := testutil.ListenUDP(t, b.Gen, netip.AddrPortFrom(a, 0))
 		// Gen to Rx from a.
-		sendFrom(t, b.Gen, a, ln.LocalAddr().(*net.UDPAddr).AddrPort(), []byte("hi"))
+		testutil.SendUDPFrom(t, b.Gen, a, ln.LocalAddr().(*net.UDPAddr).AddrPort(), "hi")
 		expect(t, ln, []byte("hi"), a)
 		// Rx to a.
-		sendFrom(t, b.Rx, rxAddr, back.LocalAddr().(*net.UDPAddr).AddrPort(), []byte("ho"))
+		testutil.SendUDPFrom(t, b.Rx, rxAddr, back.LocalAddr().(*net.UDPAddr).AddrPort(), "ho")
 		expect(t, back, []byte("ho"), rxAddr)
 	}
 }

@@ -18,25 +18,8 @@ func TestBedUDPBothFamilies(t *testing.T) {
 		src, dst netip.Addr
 	}{{"ipv4", testbed.GenIPv4, testbed.RxIPv4}, {"ipv6", testbed.GenIPv6, testbed.RxIPv6}} {
 		t.Run(tc.name, func(t *testing.T) {
-			var ln *net.UDPConn
-			if err := b.Rx.Do(func() (err error) {
-				ln, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(tc.dst, 0)))
-				return err
-			}); err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
-			var c *net.UDPConn
-			if err := b.Gen.Do(func() (err error) {
-				c, err = net.DialUDP("udp", nil, ln.LocalAddr().(*net.UDPAddr))
-				return err
-			}); err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			if _, err := c.Write([]byte("hello")); err != nil {
-				t.Fatal(err)
-			}
+			ln := testutil.ListenUDP(t, b.Rx, netip.AddrPortFrom(tc.dst, 0))
+			testutil.SendUDP(t, b.Gen, ln.LocalAddr().(*net.UDPAddr).AddrPort(), "hello")
 			ln.SetReadDeadline(time.Now().Add(3 * time.Second))
 			buf := make([]byte, 64)
 			n, from, err := ln.ReadFromUDPAddrPort(buf)

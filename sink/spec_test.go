@@ -66,7 +66,7 @@ func TestParseGood(t *testing.T) {
 var badURLs = []struct{ url, want string }{
 	{"", "empty"},
 	{"capture", "no scheme"},
-	{"kafka://x:1/t", `unknown scheme "kafka"`},
+	{"amqp://x:5672/q", `unknown scheme "amqp"`},
 	{"file:/tmp", `unknown scheme "file"`},
 	{"discard:x", "discard takes no path"},
 	{"pcap:", "no directory"},

@@ -435,7 +435,7 @@ func TestBadConfigExits2(t *testing.T) {
 		{"port 0", []string{"run", "--iface", b.Rx.Link, "--ports", "0"}, "out of range"},
 		{"port above 65535", []string{"run", "--iface", b.Rx.Link, "--ports", "65536"}, "out of range"},
 		{"bad CIDR", []string{"run", "--iface", b.Rx.Link, "--ports", "9000", "--deny", "198.18.0.0/40"}, "invalid CIDR"},
-		{"unknown sink", []string{"run", "--iface", b.Rx.Link, "--ports", "9000", "--sink", "kafka://x:9092/t"}, "unknown scheme"},
+		{"unknown sink", []string{"run", "--iface", b.Rx.Link, "--ports", "9000", "--sink", "amqp://x:5672/q"}, "unknown scheme"},
 		{"missing interface", []string{"run", "--iface", "nosuch0", "--ports", "9000"}, "no interface nosuch0"},
 		{"no interface flag", []string{"run", "--ports", "9000"}, "no interface"},
 		{"unknown config key", []string{"run", "--config", unknownKey}, "port"},

@@ -1,5 +1,7 @@
-// Package sink owns where received datagrams go: pcap files, a NATS
-// JetStream stream, a UDP collector, or nowhere (discard).
+// Package sink owns where received datagrams go: pcap files, a Kafka
+// topic, a NATS JetStream stream, a UDP collector (from our address or the
+// exporter's), or nowhere (discard), each for every port or some
+// (Spec.Ports).
 //
 // A sink is made from a URL ([Parse], then [Open]) and hands out one
 // [Writer] per worker, so that workers never share a buffer, a file or a
@@ -13,5 +15,6 @@
 // files look the same whichever path filled them. Subpackage pcapfile holds
 // the pcap format and a reader; natsmsg holds the message format of the NATS
 // sink and its decoder, for consumers. docs/SINKS.md describes the URLs,
-// the files and the messages.
+// the files, the records and the messages. Secrets come from files or the
+// environment (SecretRef), never from a URL.
 package sink

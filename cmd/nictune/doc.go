@@ -9,6 +9,8 @@
 //	nictune apply --profile NAME IFACE      change it, read back, save previous values
 //	nictune revert IFACE                    restore the saved values
 //	nictune profiles [NAME]                 print built-in profiles as YAML
+//	nictune version                         print the version
+//	nictune completion bash|zsh|fish        print a shell completion script
 //
 // Profiles: latency, throughput, afxdp, balanced, or a YAML file with the same
 // keys (--profile ./mine.yaml); see docs/TUNING.md.

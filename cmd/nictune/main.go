@@ -12,9 +12,11 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 
+	"github.com/xdpingest/xdpingest/internal/version"
 	"github.com/xdpingest/xdpingest/tuning"
 )
 
@@ -52,6 +54,8 @@ commands:
   apply --profile NAME IFACE  apply the profile, read back, save the previous values
   revert IFACE                restore the values saved by apply
   profiles [NAME]             print the built-in profiles (as YAML user profiles)
+  version                     print the version
+  completion bash|zsh|fish    print a shell completion script (source <(nictune completion bash))
 
 profiles: latency, throughput, afxdp, balanced, or a YAML file (--profile ./mine.yaml)
 
@@ -129,18 +133,29 @@ func run(ctx context.Context, args []string, e env) int {
 	}
 	cmd, pos := pos[0], pos[1:]
 	c := &command{opts: o, env: e, stdout: e.stdout, stderr: e.stderr}
-	if cmd == "profiles" {
+	switch cmd {
+	case "profiles":
 		return c.profiles(pos)
+	case "version":
+		fmt.Fprintf(e.stdout, "nictune %s (%s)\n", version.String(), runtime.Version())
+		return exitOK
+	case "completion":
+		return c.completion(pos)
+	case "help":
+		fs.SetOutput(e.stdout)
+		fs.Usage = func() { fmt.Fprint(e.stdout, usage); fs.PrintDefaults() }
+		fs.Usage()
+		return exitOK
+	}
+	switch cmd {
+	case "show", "plan", "apply", "revert":
+	default:
+		return c.badArgs(fmt.Errorf("unknown command %q (show, plan, apply, revert, profiles, version, completion)", cmd))
 	}
 	if len(pos) != 1 {
 		return c.badArgs(fmt.Errorf("%s needs one interface name, got %d arguments", cmd, len(pos)))
 	}
 	iface := pos[0]
-	switch cmd {
-	case "show", "plan", "apply", "revert":
-	default:
-		return c.badArgs(fmt.Errorf("unknown command %q (show, plan, apply, revert, profiles)", cmd))
-	}
 	if err := c.setup(); err != nil {
 		return c.fail(err)
 	}

@@ -7,6 +7,7 @@
 //	pktbench gen --iface IFACE --dst IP:PORT [--dst-mac MAC] [flags]
 //	pktbench rx --path PATH --iface IFACE [flags]
 //	pktbench compare [--sizes 64,512,1472] [--queues 1,2] [--json F --svg F --png F]
+//	pktbench completion bash|zsh|fish
 //
 // gen and rx work as a pair on two hosts (or two namespaces); compare builds
 // two network namespaces joined by a veth pair, runs every path against the
@@ -42,6 +43,7 @@ const usage = `usage:
   pktbench rx --path PATH --iface IFACE [flags]        count what arrives on one receive path (pktbench rx -h)
   pktbench compare [flags]                             every path side by side on a test bed of its own (pktbench compare -h)
   pktbench version                                     print the version
+  pktbench completion bash|zsh|fish                    print a shell completion script (source <(pktbench completion bash))
 
 paths (rx --path, compare --paths; compare runs the first five by default):
   xdp-drop      the XDP program drops and counts: the ceiling
@@ -75,6 +77,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		code = cmdRx(ctx, args[1:], stdout, stderr)
 	case "compare":
 		code = cmdCompare(ctx, args[1:], stdout, stderr)
+	case "completion":
+		return cmdCompletion(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintf(stdout, "pktbench %s (%s)\n", version.String(), runtime.Version())
 		return exitOK

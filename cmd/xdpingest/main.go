@@ -7,6 +7,7 @@
 //	xdpingest run --iface IFACE --ports 9000,9100-9199 [flags]
 //	xdpingest check --config FILE
 //	xdpingest version
+//	xdpingest completion bash|zsh|fish
 //
 // Exit status: 0 after a clean shutdown, 2 for bad flags or configuration
 // (nothing was attached), 1 for anything that failed while running.
@@ -35,6 +36,7 @@ const usage = `usage:
   xdpingest run --iface IFACE --ports PORTS [flags]   take UDP off IFACE (xdpingest run -h lists the flags)
   xdpingest check --config FILE [flags]               validate a configuration without touching the interface
   xdpingest version                                   print the version
+  xdpingest completion bash|zsh|fish                  print a shell completion script (source <(xdpingest completion bash))
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -47,6 +49,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return cmdRun(ctx, args[1:], stdout, stderr)
 	case "check":
 		return cmdCheck(args[1:], stdout, stderr)
+	case "completion":
+		return cmdCompletion(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintf(stdout, "xdpingest %s (%s)\n", version.String(), runtime.Version())
 		return 0

@@ -337,7 +337,14 @@ func (s *kafkaSink) check(ctx context.Context) error {
 	return fmt.Errorf("brokers %s did not answer for topic %s", s.spec.addrs(), s.spec.Topic)
 }
 
-func (s *kafkaSink) Name() string             { return s.spec.name() }
+func (s *kafkaSink) Name() string { return s.spec.name() }
+
+// Connected reports whether every broker the sink has talked to is
+// reachable.
+func (s *kafkaSink) Connected() bool { return s.nDown.Load() == 0 && !s.closing.Load() }
+
+var _ Connector = (*kafkaSink)(nil)
+
 func (s *kafkaSink) Writer(worker int) Writer { return s.writers[worker] }
 func (s *kafkaSink) Stats() Stats             { return stats(kafkaReasons, &s.c) }
 

@@ -708,6 +708,11 @@ func (s *natsSink) retrier() {
 	}
 }
 
+// Connected reports whether the connection to NATS is up.
+func (s *natsSink) Connected() bool { return s.connected.Load() && !s.closing.Load() }
+
+var _ Connector = (*natsSink)(nil)
+
 // Abort makes Write stop waiting for room in a full backlog: from now on
 // what doesn't fit is dropped at once ("shutdown"). Messages already held
 // stay for Close to wait on. Safe from any goroutine.

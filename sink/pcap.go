@@ -114,8 +114,9 @@ type pcapWriter struct {
 	buf  []byte    // unwritten bytes; cap pcapBufSize
 	recs []pcapRec // the records in buf, all in flight
 
-	retryAt     time.Time // no new file before this, after a failure
-	retryReason int       // why datagrams are dropped until then
+	retryAt     time.Time   // no new file before this, after a failure
+	failing     atomic.Bool // the last file failed and no new one opened since: see Connected
+	retryReason int         // why datagrams are dropped until then
 }
 
 // pcapRec is one record in a writer's buffer.
@@ -144,6 +145,19 @@ func openPcap(spec PcapSpec, opts Options) (*pcapSink, error) {
 	}
 	return s, nil
 }
+
+// Connected reports whether every writer can write: none has had a file
+// fail (a full disk, an I/O error) without opening a new one since.
+func (s *pcapSink) Connected() bool {
+	for _, w := range s.writers {
+		if w.failing.Load() {
+			return false
+		}
+	}
+	return true
+}
+
+var _ Connector = (*pcapSink)(nil)
 
 func (s *pcapSink) Name() string             { return "pcap:" + s.spec.Dir }
 func (s *pcapSink) Writer(worker int) Writer { return s.writers[worker] }
@@ -278,10 +292,12 @@ func (w *pcapWriter) open(now time.Time) error {
 	if err != nil {
 		w.c.errors.Add(1)
 		w.retryAt, w.retryReason = now.Add(w.s.retryAfter), pcapDropReason(err)
+		w.failing.Store(true)
 		w.s.log.Error("can't create pcap file", "worker", w.worker, "path", path, "err", err)
 		return fmt.Errorf("can't create pcap file %s: %w: %s", path, err, w.hint(err))
 	}
 	w.f, w.path, w.opened = f, path, now
+	w.failing.Store(false)
 	w.buf = pcapfile.AppendFileHeader(w.buf[:0], pcapfile.MaxSnapLen, pcapfile.LinkTypeEthernet)
 	w.recs = w.recs[:0]
 	w.size, w.records = pcapfile.FileHeaderLen, 0
@@ -338,6 +354,7 @@ func (w *pcapWriter) flushBuf() error {
 func (w *pcapWriter) abandon(reason int, cause error, lost uint64) error {
 	w.c.errors.Add(1)
 	w.retryAt, w.retryReason = time.Now().Add(w.s.retryAfter), reason
+	w.failing.Store(true)
 	part, kept := w.path, w.kept
 	where, err := w.closeFile()
 	var what string
@@ -368,6 +385,7 @@ func (w *pcapWriter) finish() error {
 		// that fails to finish is as good a sign of a sick disk as a
 		// failed write.
 		w.retryAt, w.retryReason = time.Now().Add(w.s.retryAfter), pcapWriteFailed
+		w.failing.Store(true)
 		w.s.log.Error("can't finish pcap file", "worker", w.worker, "path", where, "records", records, "err", err)
 		return fmt.Errorf("can't finish pcap file with %d records: %w: %s", records, err, w.hint(err))
 	}

@@ -65,6 +65,13 @@ type Aborter interface {
 	Abort()
 }
 
+// Connector is implemented by sinks whose destination can be up or down
+// (a broker, a disk): Connected reports whether the sink can deliver now.
+// Safe from any goroutine. A sink without it is always up.
+type Connector interface {
+	Connected() bool
+}
+
 // Stats are a sink's counters since Open. Every field but InFlight only
 // grows.
 type Stats struct {

@@ -407,6 +407,9 @@ func TestFaultPcapDiskFull(t *testing.T) {
 	if diskDrops(full) == 0 {
 		t.Fatalf("sent %d datagrams (~%d MiB of records) to an 8 MiB disk and no loss is counted no_space or write_failed:\n%s", seq, seq*800>>20, dump(full))
 	}
+	if c := full.Sum("xdpingest_sink_connected"); c != 0 {
+		t.Errorf("sink_connected %v on a full disk, want 0", c)
+	}
 	if err := sinkIdentityErr(full, true); err != nil {
 		t.Error(err)
 	}
@@ -448,6 +451,9 @@ func TestFaultPcapDiskFull(t *testing.T) {
 	}
 	if d := diskDrops(resumed) - diskDrops(full); d != 0 {
 		t.Errorf("with room again %v more datagrams dropped for the disk:\n%s", d, dump(resumed))
+	}
+	if c := resumed.Sum("xdpingest_sink_connected"); c != 1 {
+		t.Errorf("sink_connected %v once files are written again, want 1", c)
 	}
 	if w := resumed.Sum("xdpingest_sink_written_total") - full.Sum("xdpingest_sink_written_total"); w != after {
 		t.Errorf("with room again %v of %d datagrams written:\n%s", w, after, dump(resumed))

@@ -58,34 +58,35 @@ func desc(name, help string, labels ...string) *prometheus.Desc {
 }
 
 var (
-	dBuild        = desc("build_info", "Build information; always 1.", "version", "goversion")
-	dQueueInfo    = desc("queue_info", "One per receiver: the receive path, the XDP program's attach mode, and the AF_XDP socket's mode (zero-copy, copy, or - on the kernel path); always 1.", "path", "queue", "xdp_mode", "afxdp_mode")
-	dReloads      = desc("reloads_total", "SIGHUP reloads, by result: applied, or refused (the running configuration unchanged).", "result")
-	dLastReload   = desc("last_reload_timestamp_seconds", "Unix time of the last reload with that result; 0 before the first.", "result")
-	dRxPackets    = desc("rx_packets_total", "Datagrams delivered by the receive path, per queue (AF_XDP) or worker (kernel path).", "path", "queue")
-	dRxBytes      = desc("rx_bytes_total", "UDP payload bytes delivered by the receive path.", "path", "queue")
-	dRxBatches    = desc("rx_batches_total", "Receive calls that returned datagrams.", "path", "queue")
-	dRxMalformed  = desc("rx_malformed_total", "Frames the receive path's header walk refused (recycled, never delivered).", "path", "queue")
-	dBatchSize    = desc("rx_batch_size", "Datagrams per receive call.", "path", "queue")
-	dXDPPackets   = desc("xdp_packets_total", "Frames seen by the XDP program, by outcome and the verdict it returned.", "outcome", "verdict")
-	dXDPBytes     = desc("xdp_bytes_total", "Bytes of the frames seen by the XDP program, by outcome.", "outcome", "verdict")
-	dXSKDropped   = desc("afxdp_rx_dropped_total", "Frames the kernel dropped for an AF_XDP socket for a reason other than a full RX ring (XDP_STATISTICS rx_dropped).", "queue")
-	dXSKRingFull  = desc("afxdp_rx_ring_full_total", "Frames the kernel dropped because the socket's RX ring was full: the worker fell behind (rx_ring_full).", "queue")
-	dXSKFillEmpty = desc("afxdp_fill_ring_empty_total", "Times the kernel found the socket's fill ring empty when it needed a frame (rx_fill_ring_empty_descs).", "queue")
-	dXSKRxInvalid = desc("afxdp_rx_invalid_descs_total", "Invalid descriptors on the socket's fill ring (rx_invalid_descs).", "queue")
-	dXSKTxInvalid = desc("afxdp_tx_invalid_descs_total", "Invalid descriptors on the socket's TX ring (tx_invalid_descs).", "queue")
-	dXSKTxEmpty   = desc("afxdp_tx_ring_empty_total", "Times the kernel found the socket's TX ring empty (tx_ring_empty_descs).", "queue")
-	dOverflows    = desc("kernel_socket_overflows_total", "Datagrams the kernel dropped at the kernel sockets (SO_RXQ_OVFL, SO_MEMINFO): full receive buffers, and buffers the socket filter refused.", "queue")
-	dCopies       = desc("kernel_socket_copies_total", "Copies of broadcast and multicast datagrams the kernel gave every kernel socket of a port, which the workers other than the first recognise and skip: not losses.", "queue")
-	dSockFilter   = desc("socket_filter_datagrams_total", "Datagrams the socket filter on the kernel sockets saw, by outcome (accepted; denied, not_allowed, unreadable: refused by --deny/--allow).", "outcome")
-	dSockBuffers  = desc("socket_filter_buffers_total", "Socket buffers the socket filter saw, by outcome (a buffer UDP GRO merged holds several datagrams).", "outcome")
-	dSinkOffered  = desc("sink_offered_total", "Datagrams handed to the sink by the pipeline.", "sink")
-	dSinkWritten  = desc("sink_written_total", "Datagrams the sink's destination took.", "sink")
-	dSinkBytes    = desc("sink_written_bytes_total", "UDP payload bytes the sink's destination took.", "sink")
-	dSinkDropped  = desc("sink_dropped_total", "Datagrams lost on the way to the sink, by reason (queue_full: the pipeline's queue to the sink was full; shutdown: still queued when the drain timed out).", "sink", "reason")
-	dSinkErrors   = desc("sink_errors_total", "Failed sink operations (a write, a publish, a send).", "sink")
-	dSinkOther    = desc("sink_other_ports_total", "Datagrams for destination ports the sink doesn't take (?ports=): routed to other sinks, not lost.", "sink")
-	dSinkFlight   = desc("sink_in_flight", "Datagrams queued for the sink or inside it, not yet written or dropped.", "sink")
+	dBuild         = desc("build_info", "Build information; always 1.", "version", "goversion")
+	dQueueInfo     = desc("queue_info", "One per receiver: the receive path, the XDP program's attach mode, and the AF_XDP socket's mode (zero-copy, copy, or - on the kernel path); always 1.", "path", "queue", "xdp_mode", "afxdp_mode")
+	dReloads       = desc("reloads_total", "SIGHUP reloads, by result: applied, or refused (the running configuration unchanged).", "result")
+	dLastReload    = desc("last_reload_timestamp_seconds", "Unix time of the last reload with that result; 0 before the first.", "result")
+	dRxPackets     = desc("rx_packets_total", "Datagrams delivered by the receive path, per queue (AF_XDP) or worker (kernel path).", "path", "queue")
+	dRxBytes       = desc("rx_bytes_total", "UDP payload bytes delivered by the receive path.", "path", "queue")
+	dRxBatches     = desc("rx_batches_total", "Receive calls that returned datagrams.", "path", "queue")
+	dRxMalformed   = desc("rx_malformed_total", "Frames the receive path's header walk refused (recycled, never delivered).", "path", "queue")
+	dBatchSize     = desc("rx_batch_size", "Datagrams per receive call.", "path", "queue")
+	dXDPPackets    = desc("xdp_packets_total", "Frames seen by the XDP program, by outcome and the verdict it returned.", "outcome", "verdict")
+	dXDPBytes      = desc("xdp_bytes_total", "Bytes of the frames seen by the XDP program, by outcome.", "outcome", "verdict")
+	dXSKDropped    = desc("afxdp_rx_dropped_total", "Frames the kernel dropped for an AF_XDP socket for a reason other than a full RX ring (XDP_STATISTICS rx_dropped).", "queue")
+	dXSKRingFull   = desc("afxdp_rx_ring_full_total", "Frames the kernel dropped because the socket's RX ring was full: the worker fell behind (rx_ring_full).", "queue")
+	dXSKFillEmpty  = desc("afxdp_fill_ring_empty_total", "Times the kernel found the socket's fill ring empty when it needed a frame (rx_fill_ring_empty_descs).", "queue")
+	dXSKRxInvalid  = desc("afxdp_rx_invalid_descs_total", "Invalid descriptors on the socket's fill ring (rx_invalid_descs).", "queue")
+	dXSKTxInvalid  = desc("afxdp_tx_invalid_descs_total", "Invalid descriptors on the socket's TX ring (tx_invalid_descs).", "queue")
+	dXSKTxEmpty    = desc("afxdp_tx_ring_empty_total", "Times the kernel found the socket's TX ring empty (tx_ring_empty_descs).", "queue")
+	dOverflows     = desc("kernel_socket_overflows_total", "Datagrams the kernel dropped at the kernel sockets (SO_RXQ_OVFL, SO_MEMINFO): full receive buffers, and buffers the socket filter refused.", "queue")
+	dCopies        = desc("kernel_socket_copies_total", "Copies of broadcast and multicast datagrams the kernel gave every kernel socket of a port, which the workers other than the first recognise and skip: not losses.", "queue")
+	dSockFilter    = desc("socket_filter_datagrams_total", "Datagrams the socket filter on the kernel sockets saw, by outcome (accepted; denied, not_allowed, unreadable: refused by --deny/--allow).", "outcome")
+	dSockBuffers   = desc("socket_filter_buffers_total", "Socket buffers the socket filter saw, by outcome (a buffer UDP GRO merged holds several datagrams).", "outcome")
+	dSinkOffered   = desc("sink_offered_total", "Datagrams handed to the sink by the pipeline.", "sink")
+	dSinkWritten   = desc("sink_written_total", "Datagrams the sink's destination took.", "sink")
+	dSinkBytes     = desc("sink_written_bytes_total", "UDP payload bytes the sink's destination took.", "sink")
+	dSinkDropped   = desc("sink_dropped_total", "Datagrams lost on the way to the sink, by reason (queue_full: the pipeline's queue to the sink was full; shutdown: still queued when the drain timed out).", "sink", "reason")
+	dSinkErrors    = desc("sink_errors_total", "Failed sink operations (a write, a publish, a send).", "sink")
+	dSinkOther     = desc("sink_other_ports_total", "Datagrams for destination ports the sink doesn't take (?ports=): routed to other sinks, not lost.", "sink")
+	dSinkConnected = desc("sink_connected", "1 while the sink can deliver (its broker connection is up, its files can be written), 0 while it can't.", "sink")
+	dSinkFlight    = desc("sink_in_flight", "Datagrams queued for the sink or inside it, not yet written or dropped.", "sink")
 )
 
 // Per configured port, the outcomes of a match only (xdp.MatchedOutcomes);
@@ -97,7 +98,7 @@ var (
 
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{dBuild, dQueueInfo, dReloads, dLastReload, dRxPackets, dRxBytes, dRxBatches, dRxMalformed, dBatchSize, dXDPPackets, dXDPBytes, dXDPPortPackets, dXDPPortBytes,
-		dXSKDropped, dXSKRingFull, dXSKFillEmpty, dXSKRxInvalid, dXSKTxInvalid, dXSKTxEmpty, dOverflows, dCopies, dSockFilter, dSockBuffers, dSinkOffered, dSinkWritten, dSinkBytes, dSinkDropped, dSinkErrors, dSinkOther, dSinkFlight} {
+		dXSKDropped, dXSKRingFull, dXSKFillEmpty, dXSKRxInvalid, dXSKTxInvalid, dXSKTxEmpty, dOverflows, dCopies, dSockFilter, dSockBuffers, dSinkOffered, dSinkWritten, dSinkBytes, dSinkDropped, dSinkErrors, dSinkOther, dSinkConnected, dSinkFlight} {
 		ch <- d
 	}
 }
@@ -213,6 +214,11 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		// writers returned are the same ones.
 		counter(dSinkErrors, st.Errors, name)
 		counter(dSinkOther, pc.OtherPorts, name)
+		up := 1.0
+		if c, ok := s.(sink.Connector); ok && !c.Connected() {
+			up = 0
+		}
+		gauge(dSinkConnected, up, name)
 		// The pipeline's reasons and the sink's in one series each (a
 		// sink may count a reason of the same name).
 		dropped := maps.Clone(st.Dropped)

@@ -289,6 +289,12 @@ type routedSink struct {
 
 func (r routedSink) Name() string { return r.name }
 
+// Connected passes on the sink's state, when it has one.
+func (r routedSink) Connected() bool {
+	c, ok := r.Sink.(sink.Connector)
+	return !ok || c.Connected()
+}
+
 // Abort passes the drain's timeout on to a sink that waits in Write.
 func (r routedSink) Abort() {
 	if a, ok := r.Sink.(sink.Aborter); ok {

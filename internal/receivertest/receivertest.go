@@ -106,7 +106,6 @@ type suite struct {
 	start time.Time // for RxTime
 	next  uint64    // the next datagram number to send
 	buf   []byte
-	sent  uint64 // payload bytes sent
 }
 
 func newSuite(t *testing.T, h Harness) *suite {
@@ -165,7 +164,6 @@ func (s *suite) send(t *testing.T, n int) {
 	ps := make([][]byte, n)
 	for k := range ps {
 		ps[k] = bytes.Clone(s.payload(s.next))
-		s.sent += uint64(len(ps[k]))
 		s.next++
 	}
 	if err := s.h.Send(ps); err != nil {
@@ -612,7 +610,13 @@ func testCloseUnderTraffic(t *testing.T, s *suite) {
 			time.Sleep(100 * time.Microsecond)
 		}
 	}()
-	defer func() { close(stopSend); wg.Wait() }()
+	defer func() {
+		close(stopSend)
+		wg.Wait()
+		// Let what is in flight land before the next receiver of the path
+		// opens.
+		time.Sleep(20 * time.Millisecond)
+	}()
 	var received atomic.Uint64
 	errc := make(chan error, 1)
 	go func() {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/netip"
 	"sync/atomic"
@@ -37,13 +36,13 @@ import (
 // sent before it and the kernel forgets the error; the datagram goes out with
 // the next call. So send_failed shows a refusing collector only in part.
 //
-// source=original sends from a raw socket (udp_raw_linux.go) with IP and UDP
-// headers of our making: the exporter's address and port as the source.
-// Nothing comes back to that socket: the ICMP errors go to the exporter.
+// source=original sends from a raw socket (udp_raw_linux.go) with UDP
+// headers of our making and the exporter's address and port as the source.
+// Nothing comes back to that socket: the collector's ICMP errors go to the
+// exporter.
 
 const (
-	// udpBatch is the number of datagrams per sendmmsg call (a datagram
-	// larger than the path MTU takes several messages on a raw lane).
+	// udpBatch is the number of datagrams per sendmmsg call.
 	udpBatch = 64
 	// udpSendBuf is the send buffer asked for (capped by net.core.wmem_max):
 	// room for bursts so that a writer rarely waits for the device.
@@ -90,20 +89,17 @@ type udpWriter struct {
 // udpLane is one worker's socket to one collector address.
 type udpLane struct {
 	w    *udpWriter
-	fam  int
 	mask uint8 // bits 1<<family of the exporters' families this lane takes
 	sock io.Closer
 	rc   syscall.RawConn
 	raw  *rawLane // nil: a UDP socket (source=relay)
 
 	// hdrs and iovs are the messages of a sendmmsg call. Message i has
-	// iovs[2i] (the IP and UDP headers of a raw lane) and iovs[2i+1] (the
-	// payload, or the part of it a fragment carries).
+	// iovs[2i] (the UDP header, on a raw lane) and iovs[2i+1] (the
+	// payload); it carries dgs[idx[i]].
 	hdrs []mmsghdr
 	iovs []unix.Iovec
-	// The datagrams of the batch being sent: datagram k is dgs[idx[k]] and
-	// its messages end before end[k].
-	idx, end [udpBatch]int
+	idx  [udpBatch]int
 	// State shared with send, which runs inside rc.Write.
 	n, off int
 	errno  syscall.Errno
@@ -144,12 +140,8 @@ func openUDP(spec UDPSpec, opts Options) (*udpSink, error) {
 			s.route[f] = -1
 		}
 	}
-	// Fragment identifiers: each worker takes every Workers-th from a
-	// random start, so that two workers sending fragments of one exporter's
-	// datagrams never use one identifier at the same time.
-	base := rand.Uint32()
-	for i := range opts.Workers {
-		w, err := newUDPWriter(s, base+uint32(i), uint32(opts.Workers))
+	for range opts.Workers {
+		w, err := newUDPWriter(s)
 		if err != nil {
 			s.Close()
 			return nil, err
@@ -159,7 +151,7 @@ func openUDP(spec UDPSpec, opts Options) (*udpSink, error) {
 	return s, nil
 }
 
-func newUDPWriter(s *udpSink, id, idStep uint32) (*udpWriter, error) {
+func newUDPWriter(s *udpSink) (*udpWriter, error) {
 	w := &udpWriter{s: s}
 	for f, r := range s.route {
 		if r < 0 {
@@ -169,7 +161,7 @@ func newUDPWriter(s *udpSink, id, idStep uint32) (*udpWriter, error) {
 		if w.lanes[r] == nil {
 			var err error
 			if s.spec.KeepSource {
-				w.lanes[r], err = newRawLane(w, s.addrs[r], id, idStep)
+				w.lanes[r], err = newRawLane(w, s.addrs[r])
 			} else {
 				w.lanes[r], err = newRelayLane(w, s.addrs[r])
 			}
@@ -195,12 +187,12 @@ func newRelayLane(w *udpWriter, raddr netip.AddrPort) (*udpLane, error) {
 		conn.Close()
 		return nil, fmt.Errorf("can't get the UDP socket's descriptor: %w", err)
 	}
-	l := &udpLane{w: w, fam: udpFamily(raddr.Addr()), sock: conn, rc: rc}
+	l := &udpLane{w: w, sock: conn, rc: rc}
 	l.grow(udpBatch)
 	return l, nil
 }
 
-// grow makes room for n messages. Existing messages are not kept.
+// grow allocates n messages.
 func (l *udpLane) grow(n int) {
 	l.hdrs = make([]mmsghdr, n)
 	l.iovs = make([]unix.Iovec, 2*n)
@@ -288,56 +280,43 @@ func (l *udpLane) write(dgs []datapath.Datagram) error {
 	c := &l.w.c
 	var first error
 	for i := 0; i < len(dgs); {
-		if l.raw != nil {
-			l.raw.maybeRefresh(l)
-		}
-		// Fill a batch: up to udpBatch datagrams, whole.
-		k, slots := 0, 0
+		// Fill a batch: up to udpBatch datagrams.
+		k := 0
 		for ; i < len(dgs) && k < udpBatch; i++ {
 			d := &dgs[i]
 			if l.mask&(1<<udpFamily(d.Src.Addr())) == 0 {
 				continue
 			}
-			need := 1
 			if l.raw != nil {
-				need = l.raw.messages(len(d.Payload))
-				if need == 0 {
+				if !l.raw.fits(len(d.Payload)) {
 					c.errors.Add(1)
 					c.drop(udpSendFailed, 1)
 					if first == nil {
-						first = fmt.Errorf("can't send a %d-byte datagram to %s: larger than an IP packet holds", len(d.Payload), l.w.s.name)
+						first = fmt.Errorf("can't send a %d-byte datagram to %s: larger than a UDP datagram holds", len(d.Payload), l.w.s.name)
 					}
 					continue
 				}
-				if slots+need > len(l.hdrs) {
-					break
-				}
-				l.raw.build(l, d, slots)
+				l.raw.build(l, d, k)
 			} else {
 				p := d.Payload
 				if len(p) > 0 {
-					l.iovs[2*slots+1].Base = &p[0]
+					l.iovs[2*k+1].Base = &p[0]
 				} else {
-					l.iovs[2*slots+1].Base = nil
+					l.iovs[2*k+1].Base = nil
 				}
-				l.iovs[2*slots+1].SetLen(len(p))
+				l.iovs[2*k+1].SetLen(len(p))
 			}
 			l.idx[k] = i
-			slots += need
-			l.end[k] = slots
 			k++
 		}
-		if k == 0 {
-			continue
-		}
-		l.n, l.off = slots, 0
-		done := 0
+		l.n, l.off = k, 0
 		for l.off < l.n {
+			start := l.off
 			l.errno = 0
 			err := l.rc.Write(l.sendFn)
-			done = l.account(dgs, done, k)
+			l.account(dgs, start, l.off)
 			if err != nil { // the socket is gone (closed under us)
-				left := uint64(k - done)
+				left := uint64(l.n - l.off)
 				for ; i < len(dgs); i++ {
 					if l.mask&(1<<udpFamily(dgs[i].Src.Addr())) != 0 {
 						left++
@@ -347,42 +326,31 @@ func (l *udpLane) write(dgs []datapath.Datagram) error {
 				c.drop(udpSendFailed, left)
 				return fmt.Errorf("can't send to %s: %w", l.w.s.name, err)
 			}
-			if l.errno == 0 {
-				continue
-			}
-			// The message at l.off failed: its datagram is lost (the
-			// fragments sent before it are discarded by the collector's
-			// reassembly); the rest are tried.
-			c.errors.Add(1)
-			c.drop(udpSendFailed, 1)
-			if first == nil {
-				first = fmt.Errorf("can't send to %s: %w", l.w.s.name, l.errno)
-			}
-			l.off = l.end[done]
-			done++
-			if l.errno == unix.EMSGSIZE && l.raw != nil && l.raw.refresh(l) && done < k {
-				// The path MTU shrank: fragment the rest again.
-				i = l.idx[done]
-				break
+			if l.errno != 0 {
+				// The datagram at l.off failed; the rest are tried.
+				c.errors.Add(1)
+				c.drop(udpSendFailed, 1)
+				if first == nil {
+					first = fmt.Errorf("can't send to %s: %w", l.w.s.name, l.errno)
+				}
+				l.off++
 			}
 		}
 	}
 	return first
 }
 
-// account counts as written the datagrams from done on whose messages were
-// all sent, and returns the index of the first that was not.
-func (l *udpLane) account(dgs []datapath.Datagram, done, k int) int {
-	var n, bytes uint64
-	for ; done < k && l.end[done] <= l.off; done++ {
-		n++
-		bytes += uint64(len(dgs[l.idx[done]].Payload))
+// account counts messages [from, to) as written.
+func (l *udpLane) account(dgs []datapath.Datagram, from, to int) {
+	if to <= from {
+		return
 	}
-	if n > 0 {
-		l.w.c.written.Add(n)
-		l.w.c.writtenBytes.Add(bytes)
+	var bytes uint64
+	for m := from; m < to; m++ {
+		bytes += uint64(len(dgs[l.idx[m]].Payload))
 	}
-	return done
+	l.w.c.written.Add(uint64(to - from))
+	l.w.c.writtenBytes.Add(bytes)
 }
 
 // send runs sendmmsg from l.off until all is sent, the socket would block

@@ -580,6 +580,7 @@ func TestNATSAuth(t *testing.T) {
 					live = a
 					s = natsPublishOnce(t, url(c.params), n, opts)
 					natsCheckOnce(t, natsStreamSeqs(t, a, "AUTH", client...), "auth.ok", n)
+					shown = append(shown, s.Name(), fmt.Sprint(s.Stats()))
 					if strings.Contains(logged.String(), "sink URL holds") {
 						t.Errorf("a warning about a secret in the URL, with none there: %s", logged.String())
 					}

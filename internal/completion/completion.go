@@ -251,10 +251,6 @@ func writeFish(w io.Writer, c Command) error {
 	fmt.Fprintf(&b, "# fish completion for %s, generated from its flags by `%s completion fish`.\n", c.Name, c.Name)
 	fmt.Fprintf(&b, "# Load it with: %s completion fish | source, or save it as\n# ~/.config/fish/completions/%s.fish.\n", c.Name, c.Name)
 	fmt.Fprintf(&b, "complete -c %s -f\n", c.Name)
-	var subs []string
-	for _, s := range c.Subs {
-		subs = append(subs, s.Name)
-	}
 	for _, s := range c.Subs {
 		fmt.Fprintf(&b, "complete -c %s -n '__fish_use_subcommand' -a %s -d %s\n", c.Name, s.Name, fishQuote(s.Help))
 	}

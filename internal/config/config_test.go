@@ -65,7 +65,7 @@ func TestFlagsRefused(t *testing.T) {
 		"port junk":          {"--iface", "x0", "--ports", "9000,abc"},
 		"bad cidr":           {"--iface", "x0", "--ports", "9000", "--allow", "198.18.0.0/33"},
 		"bad deny":           {"--iface", "x0", "--ports", "9000", "--deny", "nonsense"},
-		"unknown sink":       {"--iface", "x0", "--ports", "9000", "--sink", "kafka://x:1/t"},
+		"unknown sink":       {"--iface", "x0", "--ports", "9000", "--sink", "amqp://x:1/t"},
 		"unknown path":       {"--iface", "x0", "--ports", "9000", "--path", "dpdk"},
 		"bad queues":         {"--iface", "x0", "--ports", "9000", "--queues", "one"},
 		"bad on-full":        {"--iface", "x0", "--ports", "9000", "--on-full", "maybe"},

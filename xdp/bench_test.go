@@ -1,11 +1,15 @@
 package xdp
 
 import (
+	"errors"
+	"flag"
 	"net/netip"
+	"slices"
 	"testing"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
+	"golang.org/x/sys/unix"
 
 	"github.com/xdpingest/xdpingest/internal/frames"
 )
@@ -105,4 +109,139 @@ func BenchmarkSocketFilter(b *testing.B) {
 			}
 		})
 	}
+}
+
+var abObject = flag.String("xdp.ab", "", "BenchmarkProgramAB: another build of ingest_bpfel.o to compare the program with")
+
+// BenchmarkProgramAB compares the program with another build of it, given
+// with -xdp.ab (git show REV:xdp/ingest_bpfel.o > /tmp/base.o), where
+// BenchmarkProgram's wall time is too noisy: on a shared machine its
+// figures vary by 10 ns from run to run. Each of b.N rounds runs every
+// case through both builds, each loaded twice, in alternating order
+// (200000 frames per run), and takes the kernel's time per frame, which
+// leaves out the time the thread was scheduled out (but has whole
+// nanoseconds: the mean of many runs resolves a fraction of one only
+// because of the noise). It reports the trimmed means: ns/frame of this
+// build, base-ns/frame of the other, delta-ns, and load-ns, the mean gap
+// between two loads of the same build (where the JIT put the code): a
+// delta below it is no difference.
+func BenchmarkProgramAB(b *testing.B) {
+	if *abObject == "" {
+		b.Skip("needs -xdp.ab=FILE, another build of ingest_bpfel.o")
+	}
+	var cur, base []abBuild
+	for range 2 {
+		p := loadT(b, Config{Ports: []uint16{9000}})
+		xskT(b, p)
+		cur = append(cur, abBuild{p.objs.Xdpingest, p.objs.XdpPassOnly})
+		o, err := loadAB(b, *abObject)
+		if err != nil {
+			b.Fatalf("load %s: %v", *abObject, err)
+		}
+		base = append(base, o)
+	}
+	cases := []struct {
+		name  string
+		pass  bool
+		frame []byte
+		want  uint32
+	}{
+		{"pass-only", true, frame64(src4, dst4), xdpPass},
+		{"matched-ipv4", false, frame64(src4, dst4), xdpRedirect},
+		{"matched-ipv6", false, frame64(src6, dst6), xdpRedirect},
+		{"unmatched-ipv4", false, frame64(src4, withPort(dst4, other)), xdpPass},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			progs := []*ebpf.Program{cur[0].xdp, cur[1].xdp, base[0].xdp, base[1].xdp}
+			if c.pass {
+				progs = []*ebpf.Program{cur[0].passOnly, cur[1].passOnly, base[0].passOnly, base[1].passOnly}
+			}
+			ns := make([][]float64, len(progs))
+			for round := range b.N {
+				for i := range progs {
+					if round%2 == 1 {
+						i = len(progs) - 1 - i
+					}
+					ret, d, err := progs[i].Benchmark(c.frame, 200000, nil)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if ret != c.want {
+						b.Fatalf("action %d, want %d", ret, c.want)
+					}
+					ns[i] = append(ns[i], float64(d.Nanoseconds()))
+				}
+			}
+			m := make([]float64, len(ns))
+			for i := range ns {
+				m[i] = trimmedMean(ns[i])
+			}
+			b.ReportMetric((m[0]+m[1])/2, "ns/frame")
+			b.ReportMetric((m[2]+m[3])/2, "base-ns/frame")
+			b.ReportMetric((m[0]+m[1]-m[2]-m[3])/2, "delta-ns")
+			b.ReportMetric((abs(m[0]-m[1])+abs(m[2]-m[3]))/2, "load-ns")
+		})
+	}
+}
+
+// abBuild is a build of the program: the XDP program and the baseline.
+type abBuild struct{ xdp, passOnly *ebpf.Program }
+
+// loadAB loads another build of the program with port 9000 in its port
+// set (the bitmap of the builds before per-port counters, or port_slots)
+// and an AF_XDP socket for queue 0.
+func loadAB(tb testing.TB, path string) (o abBuild, err error) {
+	spec, err := ebpf.LoadCollectionSpec(path)
+	if err != nil {
+		return o, err
+	}
+	coll, err := ebpf.NewCollection(spec)
+	if err != nil {
+		return o, err
+	}
+	tb.Cleanup(coll.Close)
+	const port = 9000
+	switch {
+	case coll.Maps["port_slots"] != nil:
+		err = coll.Maps["port_slots"].Update(uint32(port>>2), uint64(1+1)<<((port&3)*16), ebpf.UpdateAny)
+	case coll.Maps["ports"] != nil:
+		err = coll.Maps["ports"].Update(uint32(port>>6), uint64(1)<<(port&63), ebpf.UpdateAny)
+	default:
+		err = errors.New("neither a port_slots nor a ports map: teach loadAB this build's port set")
+	}
+	if err != nil {
+		return o, err
+	}
+	fd, err := unix.Socket(unix.AF_XDP, unix.SOCK_RAW, 0)
+	if err != nil {
+		return o, err
+	}
+	tb.Cleanup(func() { unix.Close(fd) })
+	if err := coll.Maps["xsks"].Update(uint32(0), uint32(fd), ebpf.UpdateAny); err != nil {
+		return o, err
+	}
+	o.xdp, o.passOnly = coll.Programs["xdpingest"], coll.Programs["xdp_pass_only"]
+	if o.xdp == nil || o.passOnly == nil {
+		return o, errors.New("no xdpingest or xdp_pass_only program in it")
+	}
+	return o, nil
+}
+
+// trimmedMean is the mean of the middle half of x.
+func trimmedMean(x []float64) float64 {
+	y := slices.Sorted(slices.Values(x))
+	y = y[len(y)/4 : len(y)-len(y)/4]
+	var sum float64
+	for _, v := range y {
+		sum += v
+	}
+	return sum / float64(len(y))
+}
+
+func abs(x float64) float64 {
+	if x < 0 {
+		return -x
+	}
+	return x
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -31,10 +30,7 @@ func TestExampleProfile(t *testing.T) {
 
 	testutil.RequireRoot(t)
 	b := testutil.NewBed(t, testbed.Config{Queues: 2})
-	bin := filepath.Join(t.TempDir(), "nictune")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("can't build nictune: %v\n%s", err, out)
-	}
+	bin := filepath.Join(testutil.BuildT(t, "."), "nictune")
 	napi := func() string {
 		out, err := b.Rx.Command("cat", "/sys/class/net/"+b.Rx.Link+"/napi_defer_hard_irqs").Output()
 		if err != nil {

@@ -29,7 +29,7 @@ func (r *rig) pauseFirstSet() (paused, resume chan struct{}) {
 	return paused, resume
 }
 
-func waitFor(t *testing.T, ch chan struct{}, what string) {
+func waitClosed(t *testing.T, ch chan struct{}, what string) {
 	t.Helper()
 	select {
 	case <-ch:
@@ -58,7 +58,7 @@ func TestConcurrentApplyRefused(t *testing.T) {
 		a, err := tuning.Apply(ctx, "eth1", tuning.BuiltinProfile("latency"), r.opts)
 		first <- result{a, err}
 	}()
-	waitFor(t, paused, "the first apply to start changing settings")
+	waitClosed(t, paused, "the first apply to start changing settings")
 
 	a2, err := tuning.Apply(ctx, "eth1", tuning.BuiltinProfile("throughput"), r.opts)
 	close(resume)
@@ -105,7 +105,7 @@ func TestRevertDuringApplyRefused(t *testing.T) {
 		}
 		done <- err
 	}()
-	waitFor(t, paused, "the apply to start changing settings")
+	waitClosed(t, paused, "the apply to start changing settings")
 	calls := len(r.et.Calls)
 	_, err := tuning.Revert(ctx, "eth1", r.opts)
 	mid := len(r.et.Calls)

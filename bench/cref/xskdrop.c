@@ -12,10 +12,21 @@
 // first bytes of its payload, as any consumer must. pktbench runs it beside
 // the Go receiver to show how close Go comes to C in the same run.
 //
+// With WALK=2 (pktbench latency's afxdp-c path) it reads the clock
+// (CLOCK_MONOTONIC) once per batch it takes off the RX ring, and for each
+// frame the send time that pktbench's sender wrote after the sequence
+// number (bench.PutStamp: big-endian nanoseconds at payload offset 8), and
+// records the difference (but not for the sender's warm-up, stream 1) in
+// a log-linear histogram laid out as
+// bench.Histogram is (hist_index is bench.HistIndex).
+//
 // Usage: xskdrop IFACE QUEUE CPU SPIN [NAP_US [WALK [SLICE_US [NICE]]]], with fd 3 a unix
 // socket: once bound, the socket's fd is sent on it (SCM_RIGHTS) for the
 // caller to put into its XSKMAP. Every 100 ms it prints "packets N" on stdout; on SIGTERM or
-// SIGINT it prints the socket's XDP_STATISTICS and exits 0.
+// SIGINT it prints the socket's XDP_STATISTICS and exits 0; with WALK=2,
+// before them, "lat_count N", "lat_min NS", "lat_max NS", "lat_negative N",
+// "lat_unstamped N" and a line "lat_bucket INDEX COUNT" per bucket that
+// holds values.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <linux/if_xdp.h>
@@ -77,6 +88,77 @@ static uint64_t walk_frame(const uint8_t *f, uint32_t len) {
 	uint64_t seq;
 	memcpy(&seq, u + 8, sizeof(seq));
 	return ((uint64_t)u[0] << 8 | u[1]) ^ ((uint64_t)u[2] << 8 | u[3]) ^ seq;
+}
+
+// The latency histogram: bench.Histogram's layout. Values below 256 ns have
+// a bucket each; above, every power of two is split into 128 buckets; values
+// from 2^36 ns on share the last.
+enum {
+	HIST_SUB_BITS = 7,
+	HIST_SUB = 1 << HIST_SUB_BITS,
+	HIST_LINEAR = 2 * HIST_SUB,
+	HIST_MAX_MAG = 36 - HIST_SUB_BITS - 1,
+	HIST_BUCKETS = HIST_LINEAR + HIST_MAX_MAG * HIST_SUB,
+};
+static const int64_t hist_limit = (int64_t)1 << 36;
+
+static uint64_t hist[HIST_BUCKETS];
+static uint64_t lat_count, lat_negative, lat_unstamped;
+static int64_t lat_min, lat_max;
+
+static int hist_index(int64_t v) {
+	if (v < HIST_LINEAR)
+		return (int)v;
+	if (v >= hist_limit)
+		return HIST_BUCKETS - 1;
+	int m = 64 - __builtin_clzll((uint64_t)v) - HIST_SUB_BITS - 1;
+	return HIST_LINEAR + (m - 1) * HIST_SUB + (int)((uint64_t)v >> m) - HIST_SUB;
+}
+
+// stamp_of returns the send time in a frame's payload (after the 8-byte
+// sequence number), -1 when the frame is too short to hold one, and -2 for
+// the sender's warm-up (stream 1: the sequence number's top 16 bits), which
+// is not measured. Untagged IPv4 and IPv6 only.
+static int64_t stamp_of(const uint8_t *f, uint32_t len) {
+	if (len < 14)
+		return -1;
+	uint16_t type = (uint16_t)(f[12] << 8 | f[13]);
+	uint32_t off;
+	if (type == 0x0800 && len >= 34)
+		off = 14 + (uint32_t)(f[14] & 0x0f) * 4 + 8;
+	else if (type == 0x86dd && len >= 54)
+		off = 14 + 40 + 8;
+	else
+		return -1;
+	if (len < off + 16)
+		return -1;
+	uint64_t be;
+	memcpy(&be, f + off, sizeof(be));
+	if (__builtin_bswap64(be) >> 48 == 1)
+		return -2;
+	memcpy(&be, f + off + 8, sizeof(be));
+	return (int64_t)__builtin_bswap64(be);
+}
+
+static void record_latency(int64_t now, const uint8_t *f, uint32_t len) {
+	int64_t sent = stamp_of(f, len);
+	if (sent == -2)
+		return;
+	if (sent < 0) {
+		lat_unstamped++;
+		return;
+	}
+	int64_t v = now - sent;
+	if (v < 0) {
+		lat_negative++;
+		return;
+	}
+	if (lat_count == 0 || v < lat_min)
+		lat_min = v;
+	if (v > lat_max)
+		lat_max = v;
+	lat_count++;
+	hist[hist_index(v)]++;
 }
 
 // set_slice gives the calling thread a scheduler slice of us microseconds
@@ -160,7 +242,11 @@ int main(int argc, char **argv) {
 		return 2;
 	}
 	long nap_us = argc >= 6 ? atol(argv[5]) : 0;
-	int walk = argc >= 7 && atoi(argv[6]) != 0;
+	int walk = argc >= 7 ? atoi(argv[6]) : 0;
+	if (walk < 0 || walk > 2) {
+		fprintf(stderr, "xskdrop: WALK %d: want 0 (read nothing), 1 (read headers) or 2 (latency)\n", walk);
+		return 2;
+	}
 	long slice_us = argc >= 8 ? atol(argv[7]) : 0;
 	int nice_val = argc == 9 ? atoi(argv[8]) : 0;
 	unsigned ifindex = if_nametoindex(argv[1]);
@@ -275,10 +361,20 @@ int main(int argc, char **argv) {
 		uint32_t n = rx.peer - rx.cached;
 		if (n > BATCH)
 			n = BATCH;
+		// The batch is handed over now: one clock reading for all of it,
+		// as the Go receivers of pktbench latency take.
+		int64_t batch_time = 0;
+		if (walk == 2) {
+			struct timespec now;
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			batch_time = now.tv_sec * 1000000000LL + now.tv_nsec;
+		}
 		for (uint32_t i = 0; i < n; i++) {
 			struct xdp_desc *d = &descs[(rx.cached + i) & rx.mask];
-			if (walk)
+			if (walk == 1)
 				walked += walk_frame((const uint8_t *)umem + d->addr, d->len);
+			else if (walk == 2)
+				record_latency(batch_time, (const uint8_t *)umem + d->addr, d->len);
 			fill[(fq.cached + i) & fq.mask] = d->addr & ~(uint64_t)(FRAME_SIZE - 1);
 		}
 		fq.cached += n;
@@ -296,8 +392,16 @@ int main(int argc, char **argv) {
 	if (getsockopt(fd, SOL_XDP, XDP_STATISTICS, &st, &optlen))
 		die("XDP_STATISTICS");
 	printf("packets %llu\n", (unsigned long long)count);
-	if (walk)
+	if (walk == 1)
 		printf("walked %llu\n", (unsigned long long)walked);
+	if (walk == 2) {
+		printf("lat_count %llu\nlat_min %lld\nlat_max %lld\nlat_negative %llu\nlat_unstamped %llu\n",
+		       (unsigned long long)lat_count, (long long)lat_min, (long long)lat_max,
+		       (unsigned long long)lat_negative, (unsigned long long)lat_unstamped);
+		for (int i = 0; i < HIST_BUCKETS; i++)
+			if (hist[i])
+				printf("lat_bucket %d %llu\n", i, (unsigned long long)hist[i]);
+	}
 	printf("rx_dropped %llu\nrx_invalid_descs %llu\nrx_ring_full %llu\nrx_fill_ring_empty_descs %llu\n",
 	       (unsigned long long)st.rx_dropped, (unsigned long long)st.rx_invalid_descs,
 	       (unsigned long long)st.rx_ring_full, (unsigned long long)st.rx_fill_ring_empty_descs);

@@ -40,16 +40,33 @@ type crefProc struct {
 	packets atomic.Uint64
 	mu      sync.Mutex
 	stats   map[string]uint64 // XDP_STATISTICS, printed at exit
+	// The latency mode's histogram and counters, printed at exit.
+	lat    bench.Histogram
+	latErr error
 }
+
+// xskdrop's modes (its WALK argument).
+const (
+	crefDrop    = 0 // reads no frame
+	crefWalk    = 1 // reads each frame's headers and sequence number
+	crefLatency = 2 // reads each frame's send time into a histogram
+)
 
 type crefRx struct {
 	a     *attached
 	procs []*crefProc
 	spin  int
-	walk  bool
+	mode  int
 }
 
-func startCref(o PathOptions, walk bool) (_ Receiver, err error) {
+func startCref(o PathOptions, walk bool) (Receiver, error) {
+	if walk {
+		return startCrefMode(o, crefWalk)
+	}
+	return startCrefMode(o, crefDrop)
+}
+
+func startCrefMode(o PathOptions, mode int) (_ *crefRx, err error) {
 	bin := o.Xskdrop
 	if bin == "" {
 		return nil, errors.New("the afxdp-c path needs the xskdrop binary (`make build` compiles it from bench/cref/xskdrop.c): set PathOptions.Xskdrop")
@@ -61,7 +78,7 @@ func startCref(o PathOptions, walk bool) (_ Receiver, err error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &crefRx{a: a, spin: cmp.Or(o.Spin, crefSpin), walk: walk}
+	r := &crefRx{a: a, spin: cmp.Or(o.Spin, crefSpin), mode: mode}
 	defer func() {
 		if err != nil {
 			r.Stop()
@@ -72,7 +89,7 @@ func startCref(o PathOptions, walk bool) (_ Receiver, err error) {
 		if len(o.CPUs) > 0 {
 			cpu = o.CPUs[i%len(o.CPUs)]
 		}
-		p, err := startXskdrop(bin, o, a.prog, q, cpu, walk)
+		p, err := startXskdrop(bin, o, a.prog, q, cpu, mode)
 		if p != nil {
 			r.procs = append(r.procs, p)
 		}
@@ -85,7 +102,7 @@ func startCref(o PathOptions, walk bool) (_ Receiver, err error) {
 
 // startXskdrop runs one xskdrop for queue and puts the socket it sends back
 // into the program's XSKMAP.
-func startXskdrop(bin string, o PathOptions, prog *xdp.Program, queue, cpu int, walk bool) (*crefProc, error) {
+func startXskdrop(bin string, o PathOptions, prog *xdp.Program, queue, cpu, mode int) (*crefProc, error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("can't make a socket pair for xskdrop: %w", err)
@@ -96,11 +113,7 @@ func startXskdrop(bin string, o PathOptions, prog *xdp.Program, queue, cpu int, 
 	// The same nap as the Go receiver's: datapath/afxdp's default unless
 	// --nap says otherwise (negative: none).
 	args = append(args, strconv.Itoa(int(max(cmp.Or(o.Nap, afxdp.DefaultNap), 0)/time.Microsecond)))
-	walkArg := "0"
-	if walk {
-		walkArg = "1"
-	}
-	args = append(args, walkArg, strconv.Itoa(int(o.SchedSlice/time.Microsecond)), strconv.Itoa(o.WorkerNice))
+	args = append(args, strconv.Itoa(mode), strconv.Itoa(int(o.SchedSlice/time.Microsecond)), strconv.Itoa(o.WorkerNice))
 	p := &crefProc{queue: queue, stderr: &tailBuffer{}, done: make(chan struct{}), stats: map[string]uint64{}}
 	p.cmd = nsCommand(o.Side, bin, args...)
 	p.cmd.ExtraFiles = []*os.File{theirs}
@@ -128,13 +141,18 @@ func startXskdrop(bin string, o PathOptions, prog *xdp.Program, queue, cpu int, 
 	return p, nil
 }
 
-// read parses xskdrop's stdout: "packets N" lines, and the statistics at
-// exit.
+// read parses xskdrop's stdout: "packets N" lines, and the statistics
+// (and in the latency mode the histogram) at exit.
 func (p *crefProc) read(out io.Reader) {
 	sc := bufio.NewScanner(out)
+	var latMin, latMax int64
 	for sc.Scan() {
 		k, v, ok := strings.Cut(sc.Text(), " ")
 		if !ok {
+			continue
+		}
+		if k == "lat_bucket" {
+			p.readBucket(v, latMin, latMax)
 			continue
 		}
 		n, err := strconv.ParseUint(v, 10, 64)
@@ -144,13 +162,39 @@ func (p *crefProc) read(out io.Reader) {
 		if k == "walked" {
 			continue
 		}
-		if k == "packets" {
+		switch k {
+		case "packets":
 			p.packets.Store(n)
 			continue
+		case "lat_min":
+			latMin = int64(n)
+		case "lat_max":
+			latMax = int64(n)
+		case "lat_negative":
+			p.mu.Lock()
+			p.lat.Negative = n
+			p.mu.Unlock()
 		}
 		p.mu.Lock()
 		p.stats[k] = n
 		p.mu.Unlock()
+	}
+}
+
+// readBucket adds xskdrop's "lat_bucket INDEX COUNT" line (v is what
+// follows the key) to the histogram; min and max came before the buckets.
+func (p *crefProc) readBucket(v string, latMin, latMax int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	is, cs, _ := strings.Cut(v, " ")
+	i, err1 := strconv.Atoi(is)
+	c, err2 := strconv.ParseUint(cs, 10, 64)
+	err := errors.Join(err1, err2)
+	if err == nil {
+		err = p.lat.AddBucket(i, c, latMin, latMax)
+	}
+	if err != nil && p.latErr == nil {
+		p.latErr = fmt.Errorf("xskdrop on queue %d printed a bad histogram line %q: %w", p.queue, v, err)
 	}
 }
 
@@ -187,8 +231,11 @@ func recvFD(f *os.File, timeout time.Duration) (int, error) {
 
 func (r *crefRx) Describe() string {
 	what := "reads no frame"
-	if r.walk {
+	switch r.mode {
+	case crefWalk:
 		what = "reads headers and payload"
+	case crefLatency:
+		what = "reads each frame's send time"
 	}
 	return fmt.Sprintf("bench/cref/xskdrop (C, %s), %d process(es), spin %d, XDP %s mode", what, len(r.procs), r.spin, r.a.att.Mode)
 }

@@ -96,14 +96,16 @@ type serverRx struct {
 	waitErr error
 	client  *http.Client
 	url     string
+	sink    string // the --sink URL
 
 	mu      sync.Mutex
 	last    Snapshot
 	lastCPU time.Duration
 }
 
-// startServer runs xdpingest with the discard sink, or with sink "pcap"
-// the pcap sink into a temporary directory that Stop removes.
+// startServer runs xdpingest with the discard sink, with sink "pcap" the
+// pcap sink into a temporary directory that Stop removes, or with a sink
+// URL (udp://...: pktbench latency's relay to its collector) that sink.
 func startServer(o PathOptions, sinkKind string) (rcv Receiver, err error) {
 	if o.Xdpingest == "" {
 		return nil, errors.New("the server path needs the xdpingest binary (`make build` puts it in bin/): set PathOptions.Xdpingest")
@@ -122,6 +124,9 @@ func startServer(o PathOptions, sinkKind string) (rcv Receiver, err error) {
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	sinkURL, dir := "discard", ""
+	if strings.HasPrefix(sinkKind, "udp://") {
+		sinkURL = sinkKind
+	}
 	if sinkKind == "pcap" {
 		base := o.PcapDir
 		if base == "" {
@@ -174,7 +179,7 @@ func startServer(o PathOptions, sinkKind string) (rcv Receiver, err error) {
 	if o.RingSize > 0 {
 		args = append(args, "--ring-size", strconv.Itoa(o.RingSize))
 	}
-	r := &serverRx{o: o, out: &tailBuffer{}, done: make(chan struct{}), url: "http://" + addr, dir: dir}
+	r := &serverRx{o: o, out: &tailBuffer{}, done: make(chan struct{}), url: "http://" + addr, dir: dir, sink: sinkURL}
 	r.cmd = nsCommand(o.Side, o.Xdpingest, args...)
 	r.cmd.Stdout, r.cmd.Stderr = r.out, r.out
 	// The server dies with pktbench, even on SIGKILL: the bed can then go.
@@ -218,7 +223,7 @@ func (r *serverRx) kill() {
 }
 
 func (r *serverRx) Describe() string {
-	return fmt.Sprintf("xdpingest run --path afxdp --sink discard (%s)", r.o.Xdpingest)
+	return fmt.Sprintf("xdpingest run --path afxdp --sink %s (%s)", r.sink, r.o.Xdpingest)
 }
 
 // Snapshot scrapes the metrics; when that fails (the server is gone) it

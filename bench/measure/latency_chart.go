@@ -34,7 +34,7 @@ func latencyCurve(g *LatencyResult) plotter.XYs {
 		seen += float64(c)
 		_, hi := bench.HistBucketRange(i)
 		y := math.Max(us(min(hi, h.Max())), 0.001) // the log scale needs > 0
-		x := math.Log10(n) // the maximum
+		x := math.Log10(n)                         // the maximum
 		if seen < n {
 			x = -math.Log10(1 - seen/n)
 		}

@@ -4,9 +4,15 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -59,7 +65,13 @@ type notifySocket struct {
 
 func listenNotify(t *testing.T, onReady func()) *notifySocket {
 	t.Helper()
-	n := &notifySocket{path: filepath.Join(t.TempDir(), "notify"), onReady: onReady, done: make(chan struct{})}
+	return listenNotifyAt(t, filepath.Join(t.TempDir(), "notify"), onReady)
+}
+
+// listenNotifyAt is listenNotify on the socket path.
+func listenNotifyAt(t *testing.T, path string, onReady func()) *notifySocket {
+	t.Helper()
+	n := &notifySocket{path: path, onReady: onReady, done: make(chan struct{})}
 	var err error
 	n.conn, err = net.ListenUnixgram("unixgram", &net.UnixAddr{Name: n.path, Net: "unixgram"})
 	if err != nil {
@@ -143,11 +155,7 @@ func count(msgs []notifyMsg, line string) int {
 func TestSystemdNotify(t *testing.T) {
 	testutil.RequireBPF(t)
 	b := testutil.NewBed(t, testbed.Config{MTU: 1600})
-	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (c net.Conn, err error) {
-			err = b.Rx.Do(func() error { c, err = (&net.Dialer{}).DialContext(ctx, network, addr); return err })
-			return c, err
-		}}}
+	client := rxClient(b)
 	get := func(path string) (int, string) {
 		resp, err := client.Get("http://127.0.0.1:9109" + path)
 		if err != nil {
@@ -266,4 +274,340 @@ func TestSystemdNotify(t *testing.T) {
 	if n := count(notify.since(stopping.at.Add(time.Nanosecond)), "WATCHDOG=1"); n != 0 {
 		t.Errorf("%d WATCHDOG=1 after STOPPING=1", n)
 	}
+}
+
+// unitSettings reads deploy/xdpingest.service: each key's values, in
+// order (a key given twice keeps both, as systemd does for lists).
+func unitSettings(t *testing.T) map[string][]string {
+	t.Helper()
+	b, err := os.ReadFile("../../deploy/xdpingest.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]string{}
+	for _, l := range strings.Split(string(b), "\n") {
+		l = strings.TrimSpace(l)
+		if l == "" || strings.HasPrefix(l, "#") || strings.HasPrefix(l, "[") {
+			continue
+		}
+		k, v, ok := strings.Cut(l, "=")
+		if !ok {
+			t.Fatalf("deploy/xdpingest.service: %q is not KEY=VALUE", l)
+		}
+		out[k] = append(out[k], v)
+	}
+	return out
+}
+
+// syscallSet expands a SystemCallFilter= list with systemd-analyze
+// syscall-filter, groups within groups included.
+func syscallSet(t *testing.T, entries []string) map[string]bool {
+	t.Helper()
+	set := map[string]bool{}
+	var add func(string)
+	add = func(e string) {
+		if !strings.HasPrefix(e, "@") {
+			set[e] = true
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, "systemd-analyze", "syscall-filter", e).Output()
+		if err != nil {
+			t.Fatalf("systemd-analyze syscall-filter %s: %v", e, err)
+		}
+		for _, l := range strings.Split(string(out), "\n")[1:] { // the first line is the group's name
+			l = strings.TrimSpace(l)
+			if l != "" && !strings.HasPrefix(l, "#") && l != e {
+				add(l)
+			}
+		}
+	}
+	for _, e := range entries {
+		if strings.HasPrefix(e, "~") || strings.Contains(e, ":") {
+			t.Fatalf("SystemCallFilter=%s: this test reads only allow lists without errno", e)
+		}
+		add(e)
+	}
+	return set
+}
+
+// Issue 13, point 1: the server runs as deploy/xdpingest.service runs it,
+// on the bed, and inside the unit's limits. systemd can't run here (it is
+// not PID 1, and booting one would take over the machine's /tmp, /dev and
+// sysctls), so its settings are applied or checked one by one, read from
+// the unit file: user nobody with exactly the unit's capabilities
+// (ambient, bounding) and no_new_privs (setpriv), its environment, a
+// NOTIFY_SOCKET with the unit's watchdog; then, from an strace of the
+// whole run (traffic to a pcap and a source=original UDP sink, a SIGHUP
+// reload, SIGTERM), every system call is in SystemCallFilter=, every
+// socket family in RestrictAddressFamilies=, no memory is made writable
+// and executable (MemoryDenyWriteExecute=), nothing is opened for writing
+// but the sink's directory (ProtectSystem=strict, ProtectKernelTunables=),
+// no device (PrivateDevices=), no real-time policy (RestrictRealtime=), no
+// namespace (RestrictNamespaces=). The server must run AF_XDP in native
+// mode, with no warning but the one about not being root. LimitMEMLOCK=
+// is not applied (raising a hard limit needs CAP_SYS_RESOURCE, which the
+// test may lack): the server keeps the test's, no higher than infinity.
+func TestSystemdUnitSandbox(t *testing.T) {
+	testutil.RequireBPF(t)
+	strace := testutil.RequireProgram(t, "strace")
+	setpriv := testutil.RequireProgram(t, "setpriv")
+	testutil.RequireProgram(t, "systemd-analyze")
+	pgrep := testutil.RequireProgram(t, "pgrep")
+	unit := unitSettings(t)
+	setting := func(key string) string { return strings.Join(unit[key], " ") }
+	var caps []string
+	for _, c := range strings.Fields(setting("AmbientCapabilities")) {
+		caps = append(caps, "+"+strings.ToLower(strings.TrimPrefix(c, "CAP_")))
+	}
+	if setting("AmbientCapabilities") != setting("CapabilityBoundingSet") || len(caps) == 0 {
+		t.Fatalf("AmbientCapabilities %q and CapabilityBoundingSet %q differ", setting("AmbientCapabilities"), setting("CapabilityBoundingSet"))
+	}
+	capList := "-all," + strings.Join(caps, ",")
+	allowed := syscallSet(t, strings.Fields(setting("SystemCallFilter")))
+	families := map[string]bool{}
+	for _, f := range strings.Fields(setting("RestrictAddressFamilies")) {
+		families[f] = true
+	}
+	if setting("NoNewPrivileges") != "yes" || setting("Type") != "notify" {
+		t.Fatalf("NoNewPrivileges=%q, Type=%q: this test runs the server as NoNewPrivileges=yes and Type=notify", setting("NoNewPrivileges"), setting("Type"))
+	}
+	watchdog, err := time.ParseDuration(setting("WatchdogSec"))
+	if err != nil {
+		t.Fatalf("WatchdogSec=%q: %v", setting("WatchdogSec"), err)
+	}
+
+	// A directory user nobody can read (the binary, the config, the
+	// notify socket) and write (the captures).
+	dir, err := os.MkdirTemp("", "xdpingest-sandbox")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	capDir := filepath.Join(dir, "cap")
+	bin := filepath.Join(dir, "xdpingest")
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(capDir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(capDir, 0o777); err != nil { // whatever the umask
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("cp", binary, bin).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v: %s", err, out)
+	}
+	notify := listenNotifyAt(t, filepath.Join(dir, "notify"), nil)
+	if err := os.Chmod(notify.path, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"GOTRACEBACK=crash"}
+	for _, e := range unit["Environment"] {
+		if e != "GOTRACEBACK=crash" {
+			t.Fatalf("Environment=%s: the test passes only GOTRACEBACK=crash", e)
+		}
+	}
+	env = append(env, "NOTIFY_SOCKET="+notify.path, fmt.Sprintf("WATCHDOG_USEC=%d", watchdog.Microseconds()))
+
+	b := testutil.NewBed(t, testbed.Config{MTU: 1600})
+	cfg := filepath.Join(dir, "xdpingest.yaml")
+	writeCfg := func(ports string) {
+		// The sender's datagrams come from both families: the relay needs
+		// a collector address in each to keep their sources.
+		c := fmt.Sprintf("iface: %s\nports: %q\nsinks: [\"pcap:%s\", \"udp://%s,%s?source=original\"]\nmetrics_addr: 127.0.0.1:9109\nlog_format: json\n",
+			b.Rx.Link, ports, capDir, netip.AddrPortFrom(b.Gen.IPv4, 9999), netip.AddrPortFrom(b.Gen.IPv6, 9999))
+		if err := os.WriteFile(cfg, []byte(c), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeCfg("9000")
+	trace := filepath.Join(t.TempDir(), "trace")
+	log := &testutil.SyncBuffer{}
+	args := []string{"-f", "-qq", "-o", trace, "--",
+		setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=" + capList, "--ambient-caps=" + capList,
+		"--bounding-set=" + capList, "--no-new-privs", "--", "env", "-i"}
+	args = append(append(args, env...), bin, "run", "--config", cfg)
+	cmd := b.Rx.Command(strace, args...)
+	cmd.Stdout, cmd.Stderr = log, log
+	// Killing strace alone would detach the server, which would go on
+	// running with the output pipes open, and Wait would wait for them
+	// forever: the cleanup kills the whole group (strace, the server),
+	// and WaitDelay bounds the wait for the pipes anyway.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.WaitDelay = 5 * time.Second
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	srv := &srvProc{t: t, bed: b, cmd: cmd, log: log, metrics: "127.0.0.1:9109", done: done, client: rxClient(b)}
+	go func() {
+		cmd.Wait()
+		srv.exit = cmd.ProcessState.ExitCode()
+		close(done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-done:
+		default:
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				t.Errorf("strace and the server (process group %d) still running 10 s after SIGKILL", cmd.Process.Pid)
+			}
+		}
+		if t.Failed() {
+			t.Logf("xdpingest output:\n%s", log.String())
+		}
+	})
+	waitReady(t, srv)
+	notify.wait(t, "READY=1", start, 10*time.Second)
+	// The server itself, for signals: cmd.Process is strace (ip netns
+	// exec execs it), and its child became setpriv, env, then the server.
+	var pid int
+	if out, err := exec.Command(pgrep, "-P", fmt.Sprint(cmd.Process.Pid), "-f", "^"+regexp.QuoteMeta(bin)+" ").Output(); err == nil {
+		fmt.Sscan(string(out), &pid)
+	}
+	if pid == 0 {
+		t.Fatalf("no process %s under strace (pid %d)", bin, cmd.Process.Pid)
+	}
+
+	snd := newSender(t, b, 9000)
+	const n = 1000
+	if err := paced(0, n, 256, snd.send, func() uint64 { return uint64(sum(srv.scrape(), "xdpingest_sink_written_total")) / 2 }); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for sum(srv.scrape(), "xdpingest_sink_written_total") < 2*n {
+		if time.Now().After(deadline) {
+			var drops []string
+			for k, v := range srv.scrape() {
+				if strings.HasPrefix(k, "xdpingest_sink_dropped_total") && v > 0 {
+					drops = append(drops, fmt.Sprintf("%s %v", k, v))
+				}
+			}
+			slices.Sort(drops)
+			t.Fatalf("after 10 s the two sinks wrote %v of %d; drops: %v", sum(srv.scrape(), "xdpingest_sink_written_total"), 2*n, drops)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	writeCfg("9000,9001")
+	if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
+		t.Fatalf("SIGHUP to %d: %v", pid, err)
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for !strings.Contains(log.String(), "SIGHUP: reloaded") {
+		if time.Now().After(deadline) {
+			t.Fatal("no \"SIGHUP: reloaded\" in the log 10 s after SIGHUP")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	stopping := time.Now()
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		t.Fatalf("SIGTERM to %d: %v", pid, err)
+	}
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("still running 15 s after SIGTERM")
+	}
+	if code := srv.exit; code != 0 {
+		t.Errorf("exit status %d", code)
+	}
+	notify.wait(t, "STOPPING=1", stopping, time.Second)
+
+	// What it did with the capabilities it had.
+	started := false
+	for _, l := range strings.Split(log.String(), "\n") {
+		switch {
+		case strings.Contains(l, `"msg":"xdpingest started"`):
+			started = true
+			if !strings.Contains(l, `"path":"afxdp+kernel"`) || !strings.Contains(l, `"xdp_mode":"native"`) {
+				t.Errorf("with the unit's capabilities the server started without AF_XDP or native XDP: %s", l)
+			}
+		case strings.Contains(l, `"level":"WARN"`) && !strings.Contains(l, "not running as root"), strings.Contains(l, `"level":"ERROR"`):
+			t.Errorf("with the unit's capabilities: %s", l)
+		}
+	}
+	if !started {
+		t.Error("no \"xdpingest started\" line in the log")
+	}
+	// The captures, written by the service's user.
+	caps2, _ := filepath.Glob(filepath.Join(capDir, "*.pcap*"))
+	if len(caps2) == 0 {
+		t.Errorf("no capture in %s", capDir)
+	}
+	for _, f := range caps2 {
+		if fi, err := os.Stat(f); err != nil || fi.Sys().(*syscall.Stat_t).Uid != 65534 || fi.Size() == 0 {
+			t.Errorf("capture %s: want a non-empty file of user 65534: %v %v", f, fi, err)
+		}
+	}
+
+	// What it asked of the kernel, from its exec on.
+	raw, err := os.ReadFile(trace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after, ok := strings.Cut(string(raw), "execve(\""+bin+"\"")
+	if !ok {
+		t.Fatalf("the trace has no execve of %s", bin)
+	}
+	call := regexp.MustCompile(`(?m)^\d+ +([a-z_0-9]+)\((.*)$`)
+	used, badFamily := map[string]bool{}, map[string]bool{}
+	for _, m := range call.FindAllStringSubmatch(after, -1) {
+		name, args := m[1], m[2]
+		used[name] = true
+		switch name {
+		case "socket":
+			fam, _, _ := strings.Cut(args, ",")
+			if !families[fam] && !badFamily[fam] {
+				badFamily[fam] = true
+				t.Errorf("socket(%s) is not in RestrictAddressFamilies=%s", fam, setting("RestrictAddressFamilies"))
+			}
+		case "mmap", "mprotect", "pkey_mprotect":
+			if strings.Contains(args, "PROT_EXEC") && (name != "mmap" || strings.Contains(args, "PROT_WRITE")) {
+				t.Errorf("MemoryDenyWriteExecute=yes forbids %s(%s", name, args)
+			}
+		case "openat":
+			if strings.Contains(args, "\"/dev/") {
+				t.Errorf("PrivateDevices=yes: opens a device: openat(%s", args)
+			}
+			write := strings.Contains(args, "O_WRONLY") || strings.Contains(args, "O_RDWR") || strings.Contains(args, "O_CREAT")
+			if write && !strings.Contains(args, "\""+capDir) && !strings.Contains(args, "= -1 ") {
+				t.Errorf("ProtectSystem=strict: opens for writing outside the sink's directory: openat(%s", args)
+			}
+		case "sched_setattr", "sched_setscheduler":
+			if !strings.Contains(args, "SCHED_OTHER") {
+				t.Errorf("RestrictRealtime=yes: %s(%s", name, args)
+			}
+		case "setns", "unshare":
+			t.Errorf("RestrictNamespaces=yes: %s(%s", name, args)
+		}
+	}
+	var outside []string
+	for name := range used {
+		if !allowed[name] {
+			outside = append(outside, name)
+		}
+	}
+	slices.Sort(outside)
+	if len(outside) > 0 {
+		t.Errorf("system calls outside SystemCallFilter=%s: %s", setting("SystemCallFilter"), strings.Join(outside, " "))
+	}
+	if !used["bpf"] || !used["sched_setattr"] || !used["sendmmsg"] {
+		t.Errorf("the trace misses calls the run must make (bpf, sched_setattr, sendmmsg): %v", slices.Sorted(maps.Keys(used)))
+	}
+	t.Logf("%d distinct system calls; the run took %v", len(used), time.Since(start).Round(time.Millisecond))
+}
+
+// rxClient is an HTTP client that dials from the bed's receiving namespace.
+func rxClient(b *testbed.Bed) *http.Client {
+	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (c net.Conn, err error) {
+			err = b.Rx.Do(func() error { c, err = (&net.Dialer{}).DialContext(ctx, network, addr); return err })
+			return c, err
+		}}}
 }

@@ -7,14 +7,15 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"strings"
 
 	"github.com/xdpingest/xdpingest/bench/measure"
 	"github.com/xdpingest/xdpingest/internal/completion"
 )
 
-// subFlags reads the flags of a subcommand from its -h output: gen, rx and
-// compare make their flag sets where they run, and -h returns before
+// subFlags reads the flags of a subcommand from its -h output: gen, rx,
+// compare and latency make their flag sets where they run, and -h returns before
 // anything else happens.
 func subFlags(cmd func(context.Context, []string, io.Writer, io.Writer) int, hints map[string]completion.Value) []completion.Flag {
 	var help bytes.Buffer
@@ -38,10 +39,14 @@ func completionSpec() completion.Command {
 		"png":       file,
 		"pcap-dir":  {Kind: completion.Dir},
 	}
+	latHints := maps.Clone(hints)
+	latHints["paths"] = completion.OneOf(measure.LatencyPaths()...)
+	latHints["gen"] = completion.OneOf(measure.GenAFXDP, measure.GenSendmmsg)
 	return completion.Command{Name: "pktbench", Subs: []completion.Sub{
 		{Name: "gen", Help: "send sequence-numbered UDP", Flags: subFlags(cmdGen, hints)},
 		{Name: "rx", Help: "count what arrives on one receive path", Flags: subFlags(cmdRx, hints)},
 		{Name: "compare", Help: "every path side by side on a test bed of its own", Flags: subFlags(cmdCompare, hints)},
+		{Name: "latency", Help: "one-way latency percentiles per path and rate", Flags: subFlags(cmdLatency, latHints)},
 		{Name: "version", Help: "print the version"},
 		{Name: "completion", Help: "print a shell completion script", Args: completion.OneOf(completion.Shells...)},
 		{Name: "help", Help: "print the usage"},

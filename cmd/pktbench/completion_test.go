@@ -50,9 +50,11 @@ func TestCompletion(t *testing.T) {
 		}
 	}
 	for line, want := range map[string][]string{
-		"pktbench ":             {"gen", "rx", "compare", "version", "completion", "help"},
-		"pktbench rx --path se": {"server", "server-pcap"},
-		"pktbench gen --gen ":   {"live", "afxdp", "sendmmsg"},
+		"pktbench ":                    {"gen", "rx", "compare", "latency", "version", "completion", "help"},
+		"pktbench rx --path se":        {"server", "server-pcap"},
+		"pktbench gen --gen ":          {"live", "afxdp", "sendmmsg"},
+		"pktbench latency --paths afx": {"afxdp", "afxdp-poll", "afxdp-busy", "afxdp-c", "afxdp-c-poll"},
+		"pktbench latency --gen ":      {"afxdp", "sendmmsg"},
 	} {
 		got, err := completion.BashComplete(script.String(), strings.Split(line, " "))
 		if err != nil {

@@ -7,11 +7,15 @@
 //	pktbench gen --iface IFACE --dst IP:PORT [--dst-mac MAC] [flags]
 //	pktbench rx --path PATH --iface IFACE [flags]
 //	pktbench compare [--sizes 64,512,1472] [--queues 1,2] [--json F --svg F --png F]
+//	pktbench latency [--paths afxdp,afxdp-c,kernel,stdnet,server] [--rates 1k,10k,100k,1M] [--json F --svg F --png F]
 //	pktbench completion bash|zsh|fish
 //
 // gen and rx work as a pair on two hosts (or two namespaces); compare builds
 // two network namespaces joined by a veth pair, runs every path against the
-// generator in alternating repetitions, and removes them on every exit.
+// generator in alternating repetitions, and removes them on every exit;
+// latency does the same with a paced sender that stamps the time into every
+// payload, and prints the percentiles of the one-way latency per path and
+// rate.
 //
 // Exit status: 0 on success, 2 for bad flags, 1 for a failure while running,
 // 130 when interrupted (SIGINT or SIGTERM) after cleaning up.
@@ -42,6 +46,8 @@ const usage = `usage:
   pktbench gen --iface IFACE --dst IP:PORT [flags]     send sequence-numbered UDP (pktbench gen -h)
   pktbench rx --path PATH --iface IFACE [flags]        count what arrives on one receive path (pktbench rx -h)
   pktbench compare [flags]                             every path side by side on a test bed of its own (pktbench compare -h)
+  pktbench latency [flags]                             one-way latency percentiles per path and rate, on a bed of its own (pktbench latency -h,
+                                                       which lists its paths)
   pktbench version                                     print the version
   pktbench completion bash|zsh|fish                    print a shell completion script (source <(pktbench completion bash))
 
@@ -77,6 +83,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		code = cmdRx(ctx, args[1:], stdout, stderr)
 	case "compare":
 		code = cmdCompare(ctx, args[1:], stdout, stderr)
+	case "latency":
+		code = cmdLatency(ctx, args[1:], stdout, stderr)
 	case "completion":
 		return cmdCompletion(args[1:], stdout, stderr)
 	case "version", "--version", "-version":

@@ -36,7 +36,7 @@ import (
 const (
 	LatAFXDP     = "afxdp"        // datapath/afxdp, its default nap (PathOptions.Nap)
 	LatAFXDPPoll = "afxdp-poll"   // datapath/afxdp, no nap: poll() as soon as the ring is empty
-	LatAFXDPBusy = "afxdp-busy"   // datapath/afxdp with Config.BusyPoll
+	LatAFXDPBusy = "afxdp-busy"   // datapath/afxdp with Config.BusyPoll: no nap, a recvfrom per empty check
 	LatCref      = "afxdp-c"      // bench/cref/xskdrop with the Go receiver's nap
 	LatCrefPoll  = "afxdp-c-poll" // xskdrop without a nap
 	LatKernel    = "kernel"       // datapath/kernel, recvmmsg
@@ -540,7 +540,7 @@ func (r *latAFXDP) Describe() string {
 	case r.name == LatAFXDPPoll || r.nap < 0:
 		wait = "poll() when empty, no nap"
 	case r.name == LatAFXDPBusy:
-		wait = "busy poll (SO_PREFER_BUSY_POLL; veth copy mode gives the socket no NAPI)"
+		wait = "busy poll: no nap, a recvfrom per empty check, then poll() (veth copy mode gives the socket no NAPI to poll)"
 	}
 	return fmt.Sprintf("AF_XDP %s mode, %s, XDP %s mode", r.p.Mode(), wait, r.a.att.Mode)
 }

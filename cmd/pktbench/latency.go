@@ -23,8 +23,9 @@ import (
 const latencyPathsHelp = `paths (--paths; all by default, in this order):
   afxdp         datapath/afxdp as the server runs it: naps while traffic is recent (--nap)
   afxdp-poll    datapath/afxdp sleeping in poll() as soon as its ring is empty (the server's --nap 0)
-  afxdp-busy    datapath/afxdp with busy polling (the server's --busy-poll; on a veth in copy
-                mode the socket has no NAPI to poll, so it waits as afxdp does)
+  afxdp-busy    datapath/afxdp with busy polling (the server's --busy-poll): never naps, a
+                recvfrom per empty check, then poll(); on a veth in copy mode the socket has no
+                NAPI to poll, so it waits much as afxdp-poll does
   afxdp-c       bench/cref/xskdrop, the C reference receiver, with afxdp's nap
   afxdp-c-poll  xskdrop without a nap
   kernel        datapath/kernel, SO_REUSEPORT + recvmmsg

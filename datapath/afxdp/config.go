@@ -67,29 +67,47 @@ type Config struct {
 	SpinChecks int
 
 	// Nap is the longest Receive sleeps on a timer, after SpinChecks empty
-	// checks, before it looks at the ring again, as long as the last
-	// datagram came less than 64 x Nap ago; after that it sleeps in poll()
-	// (default 100µs; negative: never nap, poll() at once). Within it the
-	// nap adapts to the traffic: it shrinks by a quarter whenever the RX
-	// ring was more than three quarters full at the end of one (down to
-	// 5µs), and grows back by an eighth while the ring stayed under half full;
-	// it starts again from Nap after a sleep in poll().
+	// checks, before it looks at the ring again, while the traffic is
+	// dense; otherwise it sleeps in poll() (default 100µs; negative: never
+	// nap, poll() at once). Dense means fast enough that a nap of Nap
+	// collects at least 256 datagrams (2.56 Mpps with the default), or an
+	// eighth of a smaller RX ring: the rate is measured over each sleep,
+	// from the backlog found after it, and a nap that finds nothing ends
+	// the napping at once. Within it the nap adapts to the backlog: it
+	// shrinks by a quarter whenever the RX ring was more than three
+	// quarters full at the end of one (down to 5µs), and grows back by an
+	// eighth while the ring stayed under half full; it starts again from
+	// Nap after a sleep in poll().
 	//
 	// Why: a receiver in poll() is woken by the kernel once per batch the
 	// kernel hands over, from the core that processes the packets. Across
 	// cores that wakeup costs the kernel's core more than the receiver's
 	// own timer costs it (on the veth bed, a quarter of the generator's
-	// core); on the same core, the kernel's wakeup is a "sync" one that
-	// lets the receiver wait until the waker's time slice ends, while
-	// the ring overflows. Napping keeps the receiver off the socket's
-	// wait queue while traffic flows, and longer naps mean fewer wakeups
-	// (each a pair of context switches and, in a VM, a timer reprogrammed
-	// through the hypervisor). The price: up to one Nap (plus the timer
-	// slack, 50µs by default) of added latency for a datagram that
-	// arrives during a nap, and a timer wakeup per Nap while traffic is
-	// sparse. Busy polling never naps; latency-bound consumers use it, or
-	// a short Nap.
+	// core at full rate); on the same core, the kernel's wakeup is a
+	// "sync" one that lets the receiver wait until the waker's time slice
+	// ends, while the ring overflows. Napping keeps the receiver off the
+	// socket's wait queue while traffic floods in, and longer naps mean
+	// fewer wakeups (each a pair of context switches and, in a VM, a timer
+	// reprogrammed through the hypervisor). The price is latency: up to
+	// one Nap (plus the timer slack, 50µs by default) for a datagram that
+	// arrives during a nap. Below the dense rate a nap would collect few
+	// datagrams, so it would save few wakeups and only add that latency:
+	// there poll(), which wakes the receiver as soon as a datagram comes,
+	// costs the kernel's core little. SpinFor gives lower latency still.
 	Nap time.Duration
+
+	// SpinFor is the low-latency setting: Receive keeps checking the RX
+	// ring, without sleeping, until SpinFor has passed since the last
+	// datagram, and sleeps in poll() after that (it never naps). No
+	// datagram then waits for a wakeup while traffic flows: on the test
+	// bed a sleeping receiver, in poll() or a nap, takes 35-100µs to run
+	// again, a spinning one takes none. The price is a core per queue, all
+	// of it, while traffic is recent (LowLatencySpin covers gaps of up to
+	// 10ms, so a stream of 100 datagrams/s or more keeps it spinning); and
+	// in copy mode the receiver must not share its core with the kernel's
+	// work for the queue, or it takes that core from the kernel (see
+	// SpinChecks). 0 (default): off.
+	SpinFor time.Duration
 }
 
 // Defaults.
@@ -102,9 +120,12 @@ const (
 	defaultSpinChecks = 8
 	// DefaultNap is Config.Nap's default.
 	DefaultNap = 100 * time.Microsecond
-	// napWindow: the receiver naps while the last batch came less than
-	// napWindow naps ago, and sleeps in poll() after that.
-	napWindow    = 64
+	// LowLatencySpin is the Config.SpinFor of the low-latency setting
+	// (xdpingest run --latency low).
+	LowLatencySpin = 10 * time.Millisecond
+	// maxSpinFor bounds Config.SpinFor: beyond a second, spinning is
+	// spinning forever.
+	maxSpinFor   = time.Second
 	maxRingSize  = 1 << 20
 	maxNumFrames = 1 << 22
 )
@@ -171,6 +192,8 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("%w: ForceCopy and ForceZeroCopy both set", ErrConfig)
 	case c.BusyPollTimeout < 0 || c.BusyPollBudget < 0 || c.SpinChecks < 0:
 		return c, fmt.Errorf("%w: negative busy-poll timeout, budget or spin count", ErrConfig)
+	case c.SpinFor < 0 || c.SpinFor > maxSpinFor:
+		return c, fmt.Errorf("%w: SpinFor %v: want 0 (off) up to %v (%v, say)", ErrConfig, c.SpinFor, maxSpinFor, LowLatencySpin)
 	case c.Nap > time.Millisecond:
 		return c, fmt.Errorf("%w: nap %v: at most 1ms (a longer nap only adds latency: poll() takes over after it)", ErrConfig, c.Nap)
 	}

@@ -53,13 +53,15 @@ func TestConfigErrors(t *testing.T) {
 		{Config{SpinChecks: -1}, "negative"},
 		{Config{Nap: 2 * time.Millisecond}, "nap 2ms: at most 1ms"},
 		{Config{Queues: []int{0, -1}}, "negative queue"},
+		{Config{SpinFor: -time.Millisecond}, "SpinFor -1ms"},
+		{Config{SpinFor: 2 * time.Second}, "SpinFor 2s: want 0 (off) up to 1s"},
 	} {
 		_, err := c.cfg.withDefaults()
 		if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%+v: %v, want an ErrConfig saying %q", c.cfg, err, c.want)
 		}
 	}
-	for _, ok := range []Config{{FrameSize: 4096}, {NumFrames: 1}, {NumFrames: 1 << 16}, {RxRingSize: 1, FillRingSize: 1, CompletionRingSize: 1}} {
+	for _, ok := range []Config{{FrameSize: 4096}, {NumFrames: 1}, {NumFrames: 1 << 16}, {RxRingSize: 1, FillRingSize: 1, CompletionRingSize: 1}, {SpinFor: LowLatencySpin}, {SpinFor: time.Second}} {
 		if _, err := ok.withDefaults(); err != nil {
 			t.Errorf("%+v: %v", ok, err)
 		}

@@ -22,15 +22,26 @@ import (
 const conformanceFrames = 256
 
 // An AF_XDP socket on the bed keeps the Receiver contract, over both
-// families.
+// families, and in the low-latency setting (SpinFor), which waits without
+// sleeping.
 func TestConformance(t *testing.T) {
 	b := bedT(t, 1)
 	prog := programT(t, b)
-	for _, dst := range []netip.AddrPort{netip.AddrPortFrom(testbed.RxIPv4, testPort), netip.AddrPortFrom(testbed.RxIPv6, testPort)} {
-		t.Run(map[bool]string{true: "ipv4", false: "ipv6"}[dst.Addr().Is4()], func(t *testing.T) {
+	v4, v6 := netip.AddrPortFrom(testbed.RxIPv4, testPort), netip.AddrPortFrom(testbed.RxIPv6, testPort)
+	for _, c := range []struct {
+		name    string
+		dst     netip.AddrPort
+		spinFor time.Duration
+	}{
+		{"ipv4", v4, 0},
+		{"ipv6", v6, 0},
+		{"ipv4-spin", v4, LowLatencySpin},
+	} {
+		dst := c.dst
+		t.Run(c.name, func(t *testing.T) {
 			receivertest.Run(t, func(t *testing.T) receivertest.Harness {
 				fds := testutil.OpenFDs(t)
-				p := openT(t, b, Config{Queues: []int{0}, NumFrames: conformanceFrames, FillRingSize: conformanceFrames, RxRingSize: conformanceFrames}, prog)
+				p := openT(t, b, Config{Queues: []int{0}, NumFrames: conformanceFrames, FillRingSize: conformanceFrames, RxRingSize: conformanceFrames, SpinFor: c.spinFor}, prog)
 				opened := testutil.OpenFDs(t) - fds
 				s := p.Sockets()[0]
 				f := dialT(t, b, dst)

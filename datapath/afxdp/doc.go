@@ -50,18 +50,27 @@
 // # Waiting
 //
 // When the RX ring is empty Receive checks again a few times
-// ([Config.SpinChecks]). Then, while the last batch came recently (less
-// than 64 x [Config.Nap] ago), it naps on a timer and looks again: a receiver
-// waiting in poll() is woken by the kernel once per batch it hands over,
-// from the core that processes the packets, and that wakeup costs that
-// core more than the receiver's timer does. The nap is at most
-// [Config.Nap] (100µs) and adapts to the traffic: it shrinks by a quarter
-// when the RX ring was more than three quarters full at the end of one and
-// grows back while the ring stays under half full. Otherwise it sleeps
-// in poll() on the socket and an eventfd that Close signals. It sleeps
-// whatever the ring's wakeup flag says: in
-// copy mode the kernel never sets XDP_RING_NEED_WAKEUP on the fill ring,
-// and a receiver that spins takes the core the kernel needs to copy frames.
+// ([Config.SpinChecks]). Then it sleeps, in one of two ways chosen by the
+// arrival rate it measured over its last sleep (the backlog it found after
+// it, over the time it slept). While the traffic is dense (a nap of
+// [Config.Nap] would collect 256 datagrams or more: 2.56 Mpps with the
+// default 100µs), it naps on a timer and looks again: a receiver waiting in
+// poll() would be woken by the kernel once per batch it hands over, from
+// the core that processes the packets, and that wakeup costs that core
+// more than the receiver's timer does. The nap adapts to the backlog: it
+// shrinks by a quarter when the RX ring was more than three quarters full
+// at the end of one and grows back while the ring stays under half full;
+// naps that find nothing for a whole [Config.Nap] end the napping.
+// Otherwise, sparse traffic or none, it sleeps in poll() on the socket and
+// an eventfd that Close signals: the kernel wakes it as soon as a datagram
+// comes, where a nap would add up to its length to the datagram's latency
+// and save few wakeups. With [Config.SpinFor] (xdpingest's --latency low)
+// it does not sleep at all until SpinFor has passed since the last
+// datagram: no wakeup to wait for, a core per queue while traffic flows.
+// It sleeps whatever the ring's wakeup flag says: in copy mode the kernel
+// never sets XDP_RING_NEED_WAKEUP on the fill ring, and a receiver that
+// spins takes the core the kernel needs to copy frames (so SpinFor wants
+// the receiver on a core of its own).
 // Sockets are bound with XDP_USE_NEED_WAKEUP, and the kernel is woken with
 // a syscall only when a ring's flag asks (or, with [Config.BusyPoll], on
 // every empty check).

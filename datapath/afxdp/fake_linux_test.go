@@ -41,11 +41,11 @@ func newFakeKernel(t testing.TB, cfg Config, start uint32) *fakeKernel {
 	}
 	comp := newFakeShared[uint64](cfg.CompletionRingSize, start)
 	res := &resources{fd: -1, efd: -1, umem: alignedBytes(cfg.NumFrames*cfg.FrameSize, 4096)}
-	s := &Socket{ifname: "fake", frameSize: uint64(cfg.FrameSize), spin: cfg.SpinChecks, nap: cfg.Nap, res: res, umem: res.umem}
+	s := &Socket{ifname: "fake", frameSize: uint64(cfg.FrameSize), spin: cfg.SpinChecks, nap: cfg.Nap, spinFor: int64(cfg.SpinFor), res: res, umem: res.umem}
 	for 1<<s.shift < cfg.FrameSize {
 		s.shift++
 	}
-	s.napNow.Store(int64(cfg.Nap))
+	s.initWait(cfg)
 	s.fill = newProdRing(&k.fill.prod, &k.fill.cons, &k.fill.flags, k.fill.entries)
 	s.comp = newConsRing(&comp.prod, &comp.cons, &comp.flags, comp.entries)
 	s.rx = newConsRing(&k.rx.prod, &k.rx.cons, &k.rx.flags, k.rx.entries)
@@ -81,6 +81,30 @@ func (k *fakeKernel) deliver(frames [][]byte) int {
 	atomic.StoreUint32(&k.fill.cons, fc+n)
 	atomic.StoreUint32(&k.rx.prod, rp+n)
 	return int(n)
+}
+
+// wake plays the kernel waking a receiver asleep in poll(): it makes the
+// eventfd readable; unwake reads it back, so that the next poll() sleeps.
+func (k *fakeKernel) wake() {
+	one := [8]byte{1}
+	unix.Write(k.s.res.efd, one[:])
+}
+
+func (k *fakeKernel) unwake() {
+	var b [8]byte
+	unix.Read(k.s.res.efd, b[:])
+}
+
+// waitFor waits until counter moves past from, failing after 5 s.
+func waitFor(t testing.TB, counter *atomic.Uint64, from uint64, what string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for counter.Load() == from {
+		if time.Now().After(deadline) {
+			t.Fatalf("Receive did not %s", what)
+		}
+		time.Sleep(5 * time.Microsecond)
+	}
 }
 
 // deliverInPlace is deliver without the copy and without writing
@@ -188,12 +212,13 @@ func TestReceiveOnFakeKernel(t *testing.T) {
 // from Config.Nap after a sleep in poll(). The batch is smaller than the
 // backlogs, so that the backlog counts what stays in the ring too.
 func TestNapAdaptsToBacklog(t *testing.T) {
-	// The longest nap there is: Receive naps until 64 ms after the last
-	// frame, so the test's goroutine can lose the CPU for a while between
-	// steps without Receive going to poll().
 	const nap = time.Millisecond
 	k := newFakeKernel(t, Config{NumFrames: 256, RxRingSize: 64, FillRingSize: 128, SpinChecks: 1, Nap: nap}, 0)
 	s := k.s
+	// A test goroutine can lose the CPU for a while on a loaded machine:
+	// naps go on for 64 ms without a frame, and any backlog makes the
+	// traffic dense, so that Receive does not go to poll() between steps.
+	s.napQuiet, s.denseWant = int64(64*nap), 1
 	buf := make([]byte, bench.SizedSpan)
 	seq := uint64(0)
 	burst := func(n int) [][]byte {
@@ -205,9 +230,35 @@ func TestNapAdaptsToBacklog(t *testing.T) {
 		return fs
 	}
 	batch := make([]datapath.Datagram, 16)
+	takeAll := func(got, n int) {
+		t.Helper()
+		for got < n {
+			m, err := s.Receive(batch)
+			if err != nil || m == 0 {
+				t.Fatalf("Receive: %d, %v with %d of %d taken", m, err, got, n)
+			}
+			got += m
+		}
+	}
 	k.deliver(burst(1))
 	if n, err := s.Receive(batch); n != 1 || err != nil {
 		t.Fatalf("Receive: %d, %v", n, err)
+	}
+	// Sparse so far: Receive sleeps in poll(); a burst woken from there
+	// makes the traffic dense and leaves the nap at Config.Nap.
+	polls := s.polls.Load()
+	done := make(chan int, 1)
+	go func() {
+		got, _ := s.Receive(batch)
+		done <- got
+	}()
+	waitFor(t, &s.polls, polls, "sleep in poll()")
+	k.deliver(burst(50))
+	k.wake()
+	takeAll(<-done, 50)
+	k.unwake()
+	if got := s.LoopStats().Nap; got != nap || s.naps.Load() != 0 {
+		t.Fatalf("after a poll() the nap is %v with %d naps, want Config.Nap %v and none", got, s.naps.Load(), nap)
 	}
 	// afterNap waits until Receive naps, delivers n frames, takes them all
 	// and returns the next nap's length.
@@ -219,13 +270,7 @@ func TestNapAdaptsToBacklog(t *testing.T) {
 			got, _ := s.Receive(batch)
 			done <- got
 		}()
-		deadline := time.Now().Add(5 * time.Second)
-		for s.naps.Load() == naps {
-			if time.Now().After(deadline) {
-				t.Fatal("Receive did not nap")
-			}
-			time.Sleep(5 * time.Microsecond)
-		}
+		waitFor(t, &s.naps, naps, "nap")
 		k.deliver(burst(n))
 		var got int
 		select {
@@ -234,19 +279,12 @@ func TestNapAdaptsToBacklog(t *testing.T) {
 			t.Fatal("a burst that arrived during a nap was not picked up")
 		}
 		if s.polls.Load() != polls {
-			t.Fatalf("Receive went to poll() between two steps (64 ms without a frame)")
+			t.Fatalf("Receive went to poll() between two steps")
 		}
-		want := min(n, len(batch))
-		if got != want {
+		if want := min(n, len(batch)); got != want {
 			t.Fatalf("Receive after a nap took %d frames, want %d", got, want)
 		}
-		for got < n {
-			m, err := s.Receive(batch)
-			if err != nil || m == 0 {
-				t.Fatalf("Receive: %d, %v with %d of %d taken", m, err, got, n)
-			}
-			got += m
-		}
+		takeAll(got, n)
 		return s.LoopStats().Nap
 	}
 	want := nap
@@ -265,10 +303,10 @@ func TestNapAdaptsToBacklog(t *testing.T) {
 		}
 	}
 	for range 10 {
-		afterNap(1)
+		afterNap(20)
 	}
 	if got := s.LoopStats().Nap; got != nap {
-		t.Errorf("after ten quiet naps the nap is %v, want back at Config.Nap %v", got, nap)
+		t.Errorf("after ten light naps the nap is %v, want back at Config.Nap %v", got, nap)
 	}
 	for range 30 {
 		afterNap(60)
@@ -277,17 +315,14 @@ func TestNapAdaptsToBacklog(t *testing.T) {
 		t.Errorf("after thirty floods the nap is %v, want minNap %v", got, minNap)
 	}
 	// Idle until poll(): the nap starts again from Config.Nap.
-	done := make(chan struct{})
+	polls = s.polls.Load()
 	go func() {
 		s.Receive(batch)
 		close(done)
 	}()
-	deadline := time.Now().Add(5 * time.Second)
-	for s.polls.Load() == 0 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
-	if got := s.LoopStats().Nap; s.polls.Load() == 0 || got != nap {
-		t.Errorf("after going to poll() (%d polls) the nap is %v, want Config.Nap %v", s.polls.Load(), got, nap)
+	waitFor(t, &s.polls, polls, "sleep in poll() when idle")
+	if got := s.LoopStats().Nap; got != nap {
+		t.Errorf("after going to poll() the nap is %v, want Config.Nap %v", got, nap)
 	}
 	// The fake kernel wakes no poll(); Close does.
 	s.Close()
@@ -298,73 +333,168 @@ func TestNapAdaptsToBacklog(t *testing.T) {
 	}
 }
 
-// While traffic is recent, an empty ring makes Receive nap on a timer and
+// While traffic is dense, an empty ring makes Receive nap on a timer and
 // look again, so a frame that arrives meanwhile is picked up without any
-// wakeup from the kernel (the fake kernel gives none); some 64 naps after
-// the last frame it sleeps in poll(). The longest nap makes that window
-// 64 ms, which a test goroutine descheduled on a loaded machine still
-// meets.
-func TestReceiveNapsWhileTrafficIsRecent(t *testing.T) {
+// wakeup from the kernel (the fake kernel gives none); once naps have found
+// nothing for napQuiet it sleeps in poll(). napQuiet is 64 naps of 1 ms
+// here, which a test goroutine descheduled on a loaded machine still meets.
+func TestReceiveNapsWhileTrafficIsDense(t *testing.T) {
 	const nap = time.Millisecond
-	k := newFakeKernel(t, Config{NumFrames: 64, SpinChecks: 1, Nap: nap}, 0)
+	k := newFakeKernel(t, Config{NumFrames: 256, RxRingSize: 64, SpinChecks: 1, Nap: nap}, 0)
+	s := k.s
+	s.napQuiet, s.denseWant = int64(64*nap), 1
+	buf := make([]byte, bench.SizedSpan)
+	seq := uint64(0)
+	burst := func(n int) [][]byte {
+		var fs [][]byte
+		for range n {
+			fs = append(fs, frames.Build(frames.Spec{Src: fsrc, Dst: fdst, Payload: bench.PutSized(buf, seq)}))
+			seq++
+		}
+		return fs
+	}
+	batch := make([]datapath.Datagram, 64)
+	type result struct {
+		n   int
+		err error
+	}
+	res := make(chan result)
+	receive := func() {
+		n, err := s.Receive(batch)
+		res <- result{n, err}
+	}
+	// Dense: a burst found after a sleep in poll().
+	go receive()
+	waitFor(t, &s.polls, 0, "sleep in poll() before any traffic")
+	k.deliver(burst(32))
+	k.wake()
+	if r := <-res; r.n != 32 || r.err != nil {
+		t.Fatalf("Receive: %d, %v", r.n, r.err)
+	}
+	k.unwake()
+	go receive()
+	waitFor(t, &s.naps, 0, "nap while traffic is dense")
+	if p := s.polls.Load(); p != 1 {
+		t.Fatalf("%d polls, want the first one only: Receive should nap while traffic is dense", p)
+	}
+	k.deliver(burst(32))
+	select {
+	case r := <-res:
+		if r.n != 32 || r.err != nil {
+			t.Fatalf("Receive after a nap: %d, %v", r.n, r.err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("frames that arrived during a nap were not picked up")
+	}
+	if p := s.polls.Load(); p != 1 {
+		t.Errorf("%d polls while traffic was dense, want the first one only", p)
+	}
+	// Now idle: naps for a while, then poll() until Close.
+	naps0 := s.naps.Load()
+	go receive()
+	waitFor(t, &s.polls, 1, "sleep in poll() when idle")
+	naps := s.naps.Load() - naps0
+	// napQuiet is 64 naps; a nap that oversleeps (timer slack, a busy
+	// machine) makes fewer.
+	if naps < 2 || naps > 66 {
+		t.Errorf("%d naps before poll(), want up to 64", naps)
+	}
+	time.Sleep(20 * time.Millisecond)
+	if n := s.naps.Load() - naps0; n != naps {
+		t.Errorf("%d naps while in poll(), want none", n-naps)
+	}
+	s.Close()
+	if r := <-res; !errors.Is(r.err, net.ErrClosed) {
+		t.Fatalf("Receive: %v, want net.ErrClosed", r.err)
+	}
+}
+
+// Sparse traffic, one frame per sleep, is waited for in poll(), where the
+// kernel's wakeup comes as soon as a frame does: Receive never naps on it,
+// with the default nap and ring.
+func TestReceivePollsWhileTrafficIsSparse(t *testing.T) {
+	k := newFakeKernel(t, Config{NumFrames: 4096}, 0)
 	s := k.s
 	buf := make([]byte, bench.SizedSpan)
+	batch := make([]datapath.Datagram, 64)
+	type result struct {
+		n   int
+		err error
+	}
+	res := make(chan result)
+	for i := range 20 {
+		polls := s.polls.Load()
+		go func() {
+			n, err := s.Receive(batch)
+			res <- result{n, err}
+		}()
+		waitFor(t, &s.polls, polls, "sleep in poll()")
+		time.Sleep(200 * time.Microsecond) // one frame per 200µs or more: 5k/s at most
+		k.deliver([][]byte{frames.Build(frames.Spec{Src: fsrc, Dst: fdst, Payload: bench.PutSized(buf, uint64(i))})})
+		k.wake()
+		if r := <-res; r.n != 1 || r.err != nil {
+			t.Fatalf("Receive: %d, %v", r.n, r.err)
+		}
+		k.unwake()
+	}
+	if n := s.naps.Load(); n != 0 {
+		t.Errorf("%d naps on sparse traffic, want none", n)
+	}
+}
+
+// With SpinFor, Receive neither naps nor polls while traffic is recent: a
+// frame delivered while it checks is taken with no wakeup; SpinFor after
+// the last frame it sleeps in poll().
+func TestReceiveSpinsForLowLatency(t *testing.T) {
+	const spinFor = 50 * time.Millisecond
+	k := newFakeKernel(t, Config{NumFrames: 256, SpinFor: spinFor}, 0)
+	s := k.s
+	buf := make([]byte, bench.SizedSpan)
+	batch := make([]datapath.Datagram, 64)
 	frame := func(seq uint64) [][]byte {
 		return [][]byte{frames.Build(frames.Spec{Src: fsrc, Dst: fdst, Payload: bench.PutSized(buf, seq)})}
-	}
-	batch := make([]datapath.Datagram, 4)
-	k.deliver(frame(0))
-	if n, err := s.Receive(batch); n != 1 || err != nil {
-		t.Fatalf("Receive: %d, %v", n, err)
 	}
 	type result struct {
 		n   int
 		err error
 	}
 	res := make(chan result)
-	go func() {
+	receive := func() {
 		n, err := s.Receive(batch)
 		res <- result{n, err}
-	}()
-	for s.naps.Load() == 0 {
-		if s.polls.Load() > 0 {
-			t.Fatal("Receive went to poll() right after a frame, without napping")
+	}
+	go receive()
+	waitFor(t, &s.polls, 0, "sleep in poll() before any traffic")
+	k.deliver(frame(0))
+	k.wake()
+	if r := <-res; r.n != 1 || r.err != nil {
+		t.Fatalf("Receive: %d, %v", r.n, r.err)
+	}
+	k.unwake()
+	for i := range 5 {
+		go receive()
+		time.Sleep(2 * time.Millisecond)
+		k.deliver(frame(uint64(i + 1)))
+		select {
+		case r := <-res:
+			if r.n != 1 || r.err != nil {
+				t.Fatalf("Receive: %d, %v", r.n, r.err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("a frame that arrived while Receive spun was not picked up")
 		}
-		time.Sleep(10 * time.Microsecond)
 	}
-	k.deliver(frame(1))
-	select {
-	case r := <-res:
-		if r.n != 1 || r.err != nil {
-			t.Fatalf("Receive after a nap: %d, %v", r.n, r.err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("a frame that arrived during a nap was not picked up")
+	if p, n := s.polls.Load(), s.naps.Load(); p != 1 || n != 0 {
+		t.Errorf("%d polls and %d naps while traffic was recent, want the first poll only", p, n)
 	}
-	if p := s.polls.Load(); p != 0 {
-		t.Errorf("%d polls while traffic was recent, want none", p)
+	start := time.Now()
+	go receive()
+	waitFor(t, &s.polls, 1, "sleep in poll() when idle")
+	if d := time.Since(start); d > 5*spinFor {
+		t.Logf("went to poll() %v after the last frame (SpinFor %v): a loaded machine", d, spinFor)
 	}
-	// Now idle: naps for a while, then poll() until Close.
-	go func() {
-		n, err := s.Receive(batch)
-		res <- result{n, err}
-	}()
-	deadline := time.Now().Add(5 * time.Second)
-	for s.polls.Load() == 0 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
-	naps := s.naps.Load()
-	if s.polls.Load() != 1 {
-		t.Fatalf("no poll() after %d naps on an idle ring", naps)
-	}
-	// The window is 64 naps; a nap that oversleeps (timer slack, a busy
-	// machine) makes fewer.
-	if naps < 2 || naps > napWindow+2 {
-		t.Errorf("%d naps before poll(), want up to the window (%d)", naps, napWindow)
-	}
-	time.Sleep(20 * time.Millisecond)
-	if n := s.naps.Load(); n != naps {
-		t.Errorf("%d naps while in poll(), want none", n-naps)
+	if n := s.naps.Load(); n != 0 {
+		t.Errorf("%d naps with SpinFor, want none", n)
 	}
 	s.Close()
 	if r := <-res; !errors.Is(r.err, net.ErrClosed) {

@@ -35,6 +35,7 @@ type Socket struct {
 	shift     uint // log2(frameSize)
 	spin      int
 	nap       time.Duration // the longest nap; <= 0: no naps
+	spinFor   int64         // Config.SpinFor in ns; 0: off
 	busyPoll  bool
 	res       *resources
 	cleanup   runtime.Cleanup
@@ -70,10 +71,21 @@ type Socket struct {
 	clock   wallClock
 	lastRx  int64 // clock time of the last batch drained
 	// napNow is the next nap's length in nanoseconds (see adaptNap;
-	// written under mu, atomic for LoopStats), napped says the receiver
-	// napped since it last found frames (under mu).
+	// written under mu, atomic for LoopStats). Under mu: napped says the
+	// receiver napped since it last found frames; slept is when it first
+	// slept (napped or polled) since then, 0 if it has not; dense says the
+	// traffic comes fast enough to nap through (see Config.Nap).
 	napNow atomic.Int64
 	napped bool
+	slept  int64
+	dense  bool
+	// denseWant is the backlog per Nap that makes traffic dense (see
+	// measureRate); napQuiet how long naps may find nothing before the
+	// receiver goes to poll() (Nap: at the dense rate a nap that long
+	// collects denseWant datagrams). Fixed at open; tests on a loaded
+	// machine lengthen napQuiet and lower denseWant.
+	denseWant uint32
+	napQuiet  int64
 
 	txResIdx, txResN uint32 // the pending ReserveTx
 	txInFlight       int    // submitted, not yet completed
@@ -225,13 +237,14 @@ func openBound(cfg Config, ifindex int, ifname string, queue int, mode uint16) (
 		frameSize: uint64(cfg.FrameSize),
 		spin:      cfg.SpinChecks,
 		nap:       cfg.Nap,
+		spinFor:   int64(cfg.SpinFor),
 		busyPoll:  cfg.BusyPoll,
 		res:       res,
 		umem:      res.umem,
 	}
 	for s.shift = 0; 1<<s.shift < cfg.FrameSize; s.shift++ {
 	}
-	s.napNow.Store(int64(cfg.Nap))
+	s.initWait(cfg)
 	descSize := uint64(unsafe.Sizeof(unix.XDPDesc{}))
 	mapOne := func(pgoff uint64, ro unix.XDPRingOffset, n int, entSize uint64, name string) ([]byte, error) {
 		m, err := unix.Mmap(fd, int64(pgoff), int(ro.Desc+uint64(n)*entSize),
@@ -509,18 +522,36 @@ func (s *Socket) Receive(batch []datapath.Datagram) (int, error) {
 			continue
 		}
 		empty = 0
-		// While traffic flows, sleep on a timer: off the socket's wait
-		// queue, the kernel has no one to wake (see Config.Nap).
-		if s.nap > 0 && !s.busyPoll && s.clock.now()-s.lastRx < int64(s.nap)*napWindow {
-			s.sleepFor(time.Duration(s.napNow.Load()))
-			s.napped = true
-			continue
-		}
-		// Idle: the next burst starts with the longest nap again, and
-		// what piles up during poll() says nothing about the nap.
-		s.napped = false
-		if s.nap > 0 {
+		switch {
+		case s.spinFor > 0:
+			// Low latency: no sleep at all while traffic is recent.
+			if s.clock.now()-s.lastRx < s.spinFor {
+				continue
+			}
+		case s.nap > 0 && !s.busyPoll:
+			// Naps that found nothing for napQuiet: the traffic is
+			// sparse, or over.
+			if s.napped && s.clock.now()-s.slept >= s.napQuiet {
+				s.dense = false
+			}
+			// While traffic is dense, sleep on a timer: off the socket's
+			// wait queue, the kernel has no one to wake (see Config.Nap).
+			if s.dense {
+				if s.slept == 0 {
+					s.slept = s.clock.now()
+				}
+				s.sleepFor(time.Duration(s.napNow.Load()))
+				s.napped = true
+				continue
+			}
+			// Sparse: the next dense burst starts with the longest nap
+			// again, and what piles up during poll() says nothing about
+			// the nap.
+			s.napped = false
 			s.napNow.Store(int64(s.nap))
+		}
+		if s.slept == 0 {
+			s.slept = s.clock.now()
 		}
 		if err := s.sleep(); err != nil {
 			return 0, err
@@ -538,11 +569,16 @@ func (s *Socket) drain(batch []datapath.Datagram) int {
 	}
 	now := s.clock.now()
 	s.lastRx = now
-	if s.napped {
-		// n plus what is left: the backlog the nap let pile up (the
-		// producer index was loaded afresh, the ring having been empty).
-		s.napped = false
-		s.adaptNap(n + s.rx.cachedProd - s.rx.cachedCons)
+	if s.slept != 0 {
+		// n plus what is left: the backlog that piled up while the
+		// receiver slept (the producer index was loaded afresh, the ring
+		// having been empty).
+		backlog := n + s.rx.cachedProd - s.rx.cachedCons
+		s.measureRate(backlog, now-s.slept)
+		if s.napped {
+			s.adaptNap(backlog)
+		}
+		s.slept, s.napped = 0, false
 	}
 	// Locals: every store into the batch would otherwise make the compiler
 	// reload these from s.
@@ -657,6 +693,33 @@ func (s *Socket) drain(batch []datapath.Datagram) int {
 
 // minNap is the shortest nap adaptNap comes down to.
 const minNap = 5 * time.Microsecond
+
+// denseBacklog is how many datagrams a nap of Config.Nap must collect, at
+// the rate the last sleep measured, for the traffic to be dense enough to
+// nap through: 256 (2.56 Mpps with the default 100µs nap), or an eighth of
+// a smaller RX ring.
+const denseBacklog = 256
+
+// initWait sets what the wait between batches depends on.
+func (s *Socket) initWait(cfg Config) {
+	s.napNow.Store(int64(cfg.Nap))
+	s.denseWant = max(1, min(denseBacklog, uint32(cfg.RxRingSize)/8))
+	s.napQuiet = int64(cfg.Nap)
+}
+
+// measureRate sets whether the traffic is dense from the backlog that
+// piled up during the last sleep, of elapsed nanoseconds from its start to
+// the drain that found the backlog. Below the dense rate a nap
+// collects few datagrams and poll() wakes the receiver about as often,
+// each wakeup as soon as a datagram comes; above it, poll() would wake the
+// receiver for every few datagrams, each wakeup paid for by the core that
+// processes the packets (see Config.Nap).
+func (s *Socket) measureRate(backlog uint32, elapsed int64) {
+	if s.nap <= 0 || elapsed <= 0 {
+		return
+	}
+	s.dense = uint64(backlog)*uint64(s.nap) >= uint64(s.denseWant)*uint64(elapsed)
+}
 
 // adaptNap sets the next nap's length from the backlog the last one let
 // pile up in the RX ring. A long nap costs fewer wakeups (each a pair of

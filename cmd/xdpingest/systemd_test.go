@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -354,7 +355,6 @@ func TestSystemdUnitSandbox(t *testing.T) {
 	strace := testutil.RequireProgram(t, "strace")
 	setpriv := testutil.RequireProgram(t, "setpriv")
 	testutil.RequireProgram(t, "systemd-analyze")
-	pgrep := testutil.RequireProgram(t, "pgrep")
 	unit := unitSettings(t)
 	setting := func(key string) string { return strings.Join(unit[key], " ") }
 	var caps []string
@@ -467,10 +467,7 @@ func TestSystemdUnitSandbox(t *testing.T) {
 	notify.wait(t, "READY=1", start, 10*time.Second)
 	// The server itself, for signals: cmd.Process is strace (ip netns
 	// exec execs it), and its child became setpriv, env, then the server.
-	var pid int
-	if out, err := exec.Command(pgrep, "-P", fmt.Sprint(cmd.Process.Pid), "-f", "^"+regexp.QuoteMeta(bin)+" ").Output(); err == nil {
-		fmt.Sscan(string(out), &pid)
-	}
+	pid := childRunning(cmd.Process.Pid, bin)
 	if pid == 0 {
 		t.Fatalf("no process %s under strace (pid %d)", bin, cmd.Process.Pid)
 	}
@@ -601,6 +598,32 @@ func TestSystemdUnitSandbox(t *testing.T) {
 		t.Errorf("the trace misses calls the run must make (bpf, sched_setattr, sendmmsg): %v", slices.Sorted(maps.Keys(used)))
 	}
 	t.Logf("%d distinct system calls; the run took %v", len(used), time.Since(start).Round(time.Millisecond))
+}
+
+// childRunning returns the pid of a child of parent that runs program
+// (its argv[0]), or 0.
+func childRunning(parent int, program string) int {
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces and parentheses.
+		i := strings.LastIndex(string(stat), ") ")
+		if f := strings.Fields(string(stat[i+1:])); i < 0 || len(f) < 2 || f[1] != strconv.Itoa(parent) {
+			continue
+		}
+		argv, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if arg0, _, _ := strings.Cut(string(argv), "\x00"); arg0 == program {
+			return pid
+		}
+	}
+	return 0
 }
 
 // rxClient is an HTTP client that dials from the bed's receiving namespace.

@@ -53,6 +53,12 @@ type Config struct {
 	// kernel to wake it, adapting below it to the traffic; "0s" never naps
 	// (default 100µs, at most 1ms).
 	Nap time.Duration `yaml:"nap"`
+	// Latency: "default" naps only while traffic is dense (millions of
+	// datagrams a second) and waits in poll() otherwise; "low" keeps each
+	// AF_XDP worker checking its ring, without sleeping, until 10ms after
+	// the last datagram (no wakeup to wait for; a core per queue while
+	// traffic flows). See docs/OPERATIONS.md.
+	Latency string `yaml:"latency"`
 	// SchedSlice: the scheduler slice of each worker thread (EEVDF custom
 	// slice, Linux 6.12+), so that a worker waking from a nap preempts
 	// what shares its core without waiting out that task's slice; "0s"
@@ -91,6 +97,7 @@ func Defaults() Config {
 		RcvBufMB:     8,
 		DrainTimeout: 4 * time.Second,
 		Nap:          afxdp.DefaultNap,
+		Latency:      "default",
 		SchedSlice:   tuning.DefaultWorkerSlice,
 		WorkerNice:   tuning.DefaultWorkerNice,
 	}
@@ -239,6 +246,7 @@ type Resolved struct {
 	RingSize     int
 	BusyPoll     bool
 	Nap          time.Duration // 0: never
+	LowLatency   bool          // --latency low: AF_XDP workers spin while traffic is recent
 	SchedSlice   time.Duration // 0: the kernel's
 	WorkerNice   int           // 0: the process's
 	Workers      int           // kernel path; 0: one per queue, at most one per CPU
@@ -352,6 +360,13 @@ func (c Config) Validate() (*Resolved, error) {
 	}
 	if c.Nap < 0 || c.Nap > time.Millisecond {
 		return nil, fmt.Errorf("nap %v out of range [0, 1ms]", c.Nap)
+	}
+	switch c.Latency {
+	case "default":
+	case "low":
+		r.LowLatency = true
+	default:
+		return nil, fmt.Errorf("unknown --latency %q: want default or low", c.Latency)
 	}
 	if err := tuning.CheckSlice(c.SchedSlice); err != nil {
 		return nil, fmt.Errorf("sched_slice: %w", err)

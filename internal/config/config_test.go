@@ -53,6 +53,12 @@ func TestFlagsValid(t *testing.T) {
 	if r, err = parse(t, "--iface", "x0", "--ports", "1", "--sched-slice", "0", "--nap", "0"); err != nil || r.SchedSlice != 0 || r.Nap != 0 {
 		t.Errorf("--sched-slice 0 --nap 0: %v, %v, %v", r.SchedSlice, r.Nap, err)
 	}
+	if r.LowLatency || r.Raw.Latency != "default" {
+		t.Errorf("default latency: low %v, %q", r.LowLatency, r.Raw.Latency)
+	}
+	if r, err = parse(t, "--iface", "x0", "--ports", "1", "--latency", "low"); err != nil || !r.LowLatency {
+		t.Errorf("--latency low: %+v, %v", r, err)
+	}
 }
 
 func TestFlagsRefused(t *testing.T) {
@@ -77,6 +83,8 @@ func TestFlagsRefused(t *testing.T) {
 		"bad xdp mode":       {"--iface", "x0", "--ports", "9000", "--xdp-mode", "offload"},
 		"nap too long":       {"--iface", "x0", "--ports", "9000", "--nap", "5ms"},
 		"negative nap":       {"--iface", "x0", "--ports", "9000", "--nap", "-1us"},
+		"unknown latency":    {"--iface", "x0", "--ports", "9000", "--latency", "lowest"},
+		"empty latency":      {"--iface", "x0", "--ports", "9000", "--latency", ""},
 		"slice too short":    {"--iface", "x0", "--ports", "9000", "--sched-slice", "50us"},
 		"slice too long":     {"--iface", "x0", "--ports", "9000", "--sched-slice", "1s"},
 		"nice too low":       {"--iface", "x0", "--ports", "9000", "--worker-nice", "-21"},
@@ -94,13 +102,16 @@ func TestFlagsRefused(t *testing.T) {
 func TestConfigFileAndOverride(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "x.yaml")
-	os.WriteFile(p, []byte("iface: x0\nports: \"9000-9001\"\nsinks: [discard]\nallow: [198.18.0.0/15]\ndrain_timeout: 2s\n"), 0o644)
+	os.WriteFile(p, []byte("iface: x0\nports: \"9000-9001\"\nsinks: [discard]\nallow: [198.18.0.0/15]\ndrain_timeout: 2s\nlatency: low\n"), 0o644)
 	r, err := parse(t, "--config", p, "--ports", "7000")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Iface != "x0" || FormatPorts(r.Ports) != "7000" || r.Raw.Sinks[0] != "discard" || len(r.Allow) != 1 || r.DrainTimeout != 2*time.Second {
+	if r.Iface != "x0" || FormatPorts(r.Ports) != "7000" || r.Raw.Sinks[0] != "discard" || len(r.Allow) != 1 || r.DrainTimeout != 2*time.Second || !r.LowLatency {
 		t.Fatalf("%+v", r.Raw)
+	}
+	if r, err := parse(t, "--config", p, "--latency", "default"); err != nil || r.LowLatency {
+		t.Fatalf("--latency default over latency: low in the file: %+v, %v", r, err)
 	}
 	os.WriteFile(p, []byte("iface: x0\nports: \"9000\"\ncolour: blue\n"), 0o644)
 	if _, err := parse(t, "--config", p); err == nil || !strings.Contains(err.Error(), "colour") {

@@ -65,6 +65,7 @@ func NewFlagSet(name string, out io.Writer) *FlagSet {
 	fs.IntVar(&c.Workers, "workers", 0, "kernel path: workers (sockets per port and family); 0 means one per queue, at most one per CPU")
 	fs.IntVar(&c.RcvBufMB, "rcvbuf-mb", d.RcvBufMB, "kernel path: SO_RCVBUF per socket, in `MiB`")
 	fs.DurationVar(&c.Nap, "nap", d.Nap, "AF_XDP: sleep this long on a timer when a ring is empty while traffic is recent, instead of in poll() (0: never; lower latency, more CPU with sparse traffic)")
+	fs.StringVar(&c.Latency, "latency", d.Latency, "AF_XDP wait between datagrams: default (nap only under millions of datagrams/s, else poll()) or low (check the ring without sleeping until 10ms after the last datagram: lowest latency, a core per queue while traffic flows)")
 	fs.DurationVar(&c.SchedSlice, "sched-slice", d.SchedSlice, "scheduler slice of each worker thread (Linux 6.12+), so that a worker waking from a nap preempts what shares its core at once (0: the kernel's; 100µs to 100ms)")
 	fs.IntVar(&c.WorkerNice, "worker-nice", d.WorkerNice, "nice value of each worker thread, so that a worker waking from a nap gets its core back at once (0: the process's; below it needs CAP_SYS_NICE)")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", d.DrainTimeout, "how long shutdown may spend draining rings, queues and sinks")
@@ -131,6 +132,7 @@ func (fs *FlagSet) Config() (Config, error) {
 	over("rcvbuf-mb", func() { cfg.RcvBufMB = c.RcvBufMB })
 	over("drain-timeout", func() { cfg.DrainTimeout = c.DrainTimeout })
 	over("nap", func() { cfg.Nap = c.Nap })
+	over("latency", func() { cfg.Latency = c.Latency })
 	over("sched-slice", func() { cfg.SchedSlice = c.SchedSlice })
 	over("worker-nice", func() { cfg.WorkerNice = c.WorkerNice })
 	if fs.NArg() > 0 {

@@ -258,9 +258,10 @@ func (s *server) start(ctx context.Context) error {
 		return err
 	}
 	s.pipe = pipe
-	if ax := s.afxdpPart(); ax != nil && c.Nap > 0 && os.Getenv("GOMAXPROCS") == "" {
-		// AF_XDP workers keep their P while they nap (afxdp.Config.Nap):
-		// the sink writers and the rest get Ps of their own.
+	if ax := s.afxdpPart(); ax != nil && (c.Nap > 0 || c.LowLatency) && os.Getenv("GOMAXPROCS") == "" {
+		// AF_XDP workers keep their P while they nap (afxdp.Config.Nap)
+		// or spin (--latency low): the sink writers and the rest get Ps
+		// of their own.
 		n := runtime.GOMAXPROCS(0) + len(ax.Receivers())
 		runtime.GOMAXPROCS(n)
 		s.log.Info("GOMAXPROCS raised by the AF_XDP workers, which keep theirs while they nap (set GOMAXPROCS to choose)", "gomaxprocs", n)
@@ -371,7 +372,7 @@ func (s *server) openPath() error {
 	if c.Path != config.PathKernel && s.att != nil {
 		s.planWorkers(c.Queues)
 		p, err := afxdp.Open(afxdp.Config{Iface: c.Iface, Queues: c.Queues, FrameSize: c.FrameSize, NumFrames: c.Frames,
-			FillRingSize: c.RingSize, RxRingSize: c.RingSize, CompletionRingSize: 64, BusyPoll: c.BusyPoll, Nap: napConfig(c.Nap)}, s.prog)
+			FillRingSize: c.RingSize, RxRingSize: c.RingSize, CompletionRingSize: 64, BusyPoll: c.BusyPoll, Nap: napConfig(c.Nap), SpinFor: spinConfig(c.LowLatency)}, s.prog)
 		if err == nil {
 			s.path, s.rxs = p, p.Receivers()
 			s.alignWorkers()
@@ -728,6 +729,14 @@ func (s *server) logFinal() {
 		args = append(args, "sink."+sk.Name(), fmt.Sprintf("written=%d dropped=%d queue_full=%d shutdown=%d in_flight=%d", st.Written, st.DroppedTotal(), qf, sd, st.InFlight+uint64(max(queued, 0))))
 	}
 	s.log.Info("xdpingest stopped", args...)
+}
+
+// spinConfig maps --latency low to afxdp.Config.SpinFor.
+func spinConfig(low bool) time.Duration {
+	if low {
+		return afxdp.LowLatencySpin
+	}
+	return 0
 }
 
 // napConfig maps the config's nap (0: never) to afxdp.Config.Nap (0:

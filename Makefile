@@ -11,7 +11,7 @@ FUZZTIME  ?=
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X github.com/xdpingest/xdpingest/internal/version.Version=$(VERSION)
 
-APT_TEST     := tcpdump tshark ethtool iproute2 kcat systemd prometheus strace util-linux tmux
+APT_TEST     := tcpdump tshark ethtool iproute2 kcat systemd prometheus strace util-linux tmux procps
 APT_GENERATE := clang-16 llvm-16 libbpf-dev
 
 .PHONY: all build generate check-generate test test-unit test-fuzz fuzz bench soak lint demo deps-test deps-generate clean

@@ -30,9 +30,11 @@ func completionSpec() completion.Command {
 	flags := func(name string) []completion.Flag {
 		return completion.FlagsOf(config.NewFlagSet(name, io.Discard).FlagSet, hints)
 	}
+	topFlags, _ := topFlagSet(io.Discard)
 	return completion.Command{Name: "xdpingest", Subs: []completion.Sub{
 		{Name: "run", Help: "take UDP off an interface", Flags: flags("run")},
 		{Name: "check", Help: "validate a configuration without touching the interface", Flags: flags("check")},
+		{Name: "top", Help: "a live view of a running server's rates and drops", Flags: completion.FlagsOf(topFlags, nil)},
 		{Name: "version", Help: "print the version"},
 		{Name: "completion", Help: "print a shell completion script", Args: completion.OneOf(completion.Shells...)},
 		{Name: "help", Help: "print the usage"},

@@ -32,7 +32,7 @@ func TestCompletion(t *testing.T) {
 		}
 	}
 	for line, want := range map[string][]string{
-		"xdpingest ":                         {"run", "check", "version", "completion", "help"},
+		"xdpingest ":                         {"run", "check", "top", "version", "completion", "help"},
 		"xdpingest run --path ":              {"auto", "afxdp", "kernel"},
 		"xdpingest check --on-full b":        {"block"},
 		"xdpingest run --sink k":             {"kafka://"},

@@ -6,6 +6,7 @@
 //
 //	xdpingest run --iface IFACE --ports 9000,9100-9199 [flags]
 //	xdpingest check --config FILE
+//	xdpingest top [--metrics ADDR|URL]
 //	xdpingest version
 //	xdpingest completion bash|zsh|fish
 //
@@ -35,6 +36,7 @@ func main() {
 const usage = `usage:
   xdpingest run --iface IFACE --ports PORTS [flags]   take UDP off IFACE (xdpingest run -h lists the flags)
   xdpingest check --config FILE [flags]               validate a configuration without touching the interface
+  xdpingest top [--metrics ADDR|URL] [flags]          a live view of a running server's rates and drops
   xdpingest version                                   print the version
   xdpingest completion bash|zsh|fish                  print a shell completion script (source <(xdpingest completion bash))
 `
@@ -49,6 +51,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return cmdRun(ctx, args[1:], stdout, stderr)
 	case "check":
 		return cmdCheck(args[1:], stdout, stderr)
+	case "top":
+		return cmdTop(ctx, args[1:], stdout, stderr)
 	case "completion":
 		return cmdCompletion(args[1:], stdout, stderr)
 	case "version", "--version", "-version":

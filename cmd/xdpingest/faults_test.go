@@ -40,6 +40,7 @@ import (
 // sinkAccount is one sink's counters in a scrape.
 type sinkAccount struct {
 	written, inFlight float64
+	otherPorts        float64            // routed to other sinks (?ports=)
 	dropped           map[string]float64 // by reason
 }
 
@@ -92,6 +93,10 @@ func sinkAccounts(m promtext.Samples) map[string]sinkAccount {
 			a := get(s)
 			a.dropped[label(k, "reason")] += v
 			out[s] = a
+		case "xdpingest_sink_other_ports_total":
+			a := get(s)
+			a.otherPorts = v
+			out[s] = a
 		}
 	}
 	return out
@@ -108,9 +113,9 @@ func sinkIdentityErr(m promtext.Samples, quiet bool) error {
 	}
 	var errs []error
 	for name, a := range accts {
-		if rx != a.written+a.droppedTotal()+a.inFlight {
-			errs = append(errs, fmt.Errorf("sink %s: received %v != written %v + dropped %v %v + in flight %v",
-				name, rx, a.written, a.droppedTotal(), a.dropped, a.inFlight))
+		if rx != a.written+a.droppedTotal()+a.otherPorts+a.inFlight {
+			errs = append(errs, fmt.Errorf("sink %s: received %v != written %v + dropped %v %v + other ports %v + in flight %v",
+				name, rx, a.written, a.droppedTotal(), a.dropped, a.otherPorts, a.inFlight))
 		}
 		if quiet && a.inFlight != 0 {
 			errs = append(errs, fmt.Errorf("sink %s: %v in flight with no traffic", name, a.inFlight))

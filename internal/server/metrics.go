@@ -75,7 +75,7 @@ var (
 	dXSKRxInvalid  = desc("afxdp_rx_invalid_descs_total", "Invalid descriptors on the socket's fill ring (rx_invalid_descs).", "queue")
 	dXSKTxInvalid  = desc("afxdp_tx_invalid_descs_total", "Invalid descriptors on the socket's TX ring (tx_invalid_descs).", "queue")
 	dXSKTxEmpty    = desc("afxdp_tx_ring_empty_total", "Times the kernel found the socket's TX ring empty (tx_ring_empty_descs).", "queue")
-	dOverflows     = desc("kernel_socket_overflows_total", "Datagrams the kernel dropped at the kernel sockets (SO_RXQ_OVFL, SO_MEMINFO): full receive buffers, and buffers the socket filter refused.", "queue")
+	dOverflows     = desc("kernel_socket_overflows_total", "Datagrams the kernel dropped at the kernel sockets (SO_RXQ_OVFL, SO_MEMINFO): full receive buffers and bad UDP checksums (not what the socket filter refused: socket_filter_datagrams_total).", "queue")
 	dCopies        = desc("kernel_socket_copies_total", "Copies of broadcast and multicast datagrams the kernel gave every kernel socket of a port, which the workers other than the first recognise and skip: not losses.", "queue")
 	dSockFilter    = desc("socket_filter_datagrams_total", "Datagrams the socket filter on the kernel sockets saw, by outcome (accepted; denied, not_allowed, unreadable: refused by --deny/--allow).", "outcome")
 	dSockBuffers   = desc("socket_filter_buffers_total", "Socket buffers the socket filter saw, by outcome (a buffer UDP GRO merged holds several datagrams).", "outcome")

@@ -203,6 +203,8 @@ func loadAB(tb testing.TB, path string) (o abBuild, err error) {
 	tb.Cleanup(coll.Close)
 	const port = 9000
 	switch {
+	case coll.Variables["port_slots"] != nil:
+		err = coll.Variables["port_slots"].Set(func() (w [65536 / 4]uint64) { w[port>>2] = uint64(1+1) << ((port & 3) * 16); return }())
 	case coll.Maps["port_slots"] != nil:
 		err = coll.Maps["port_slots"].Update(uint32(port>>2), uint64(1+1)<<((port&3)*16), ebpf.UpdateAny)
 	case coll.Maps["ports"] != nil:

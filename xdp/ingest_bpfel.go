@@ -57,12 +57,10 @@ type ingestSockCounter struct {
 const (
 	ingestMapAllow4         = "allow4"
 	ingestMapAllow6         = "allow6"
-	ingestMapConfig         = "config"
 	ingestMapCounters       = "counters"
 	ingestMapDeny4          = "deny4"
 	ingestMapDeny6          = "deny6"
 	ingestMapPortCounters   = "port_counters"
-	ingestMapPortSlots      = "port_slots"
 	ingestMapSockCounters   = "sock_counters"
 	ingestMapSockRefused    = "sock_refused"
 	ingestMapXsks           = "xsks"
@@ -70,6 +68,8 @@ const (
 	ingestProgXdpingest     = "xdpingest"
 	ingestProgXdpingestSb   = "xdpingest_sb"
 	ingestProgXdpingestSock = "xdpingest_sock"
+	ingestVarConfig         = "config"
+	ingestVarPortSlots      = "port_slots"
 )
 
 // loadIngest returns the embedded CollectionSpec for ingest.
@@ -126,12 +126,10 @@ type ingestProgramSpecs struct {
 type ingestMapSpecs struct {
 	Allow4       *ebpf.MapSpec `ebpf:"allow4"`
 	Allow6       *ebpf.MapSpec `ebpf:"allow6"`
-	Config       *ebpf.MapSpec `ebpf:"config"`
 	Counters     *ebpf.MapSpec `ebpf:"counters"`
 	Deny4        *ebpf.MapSpec `ebpf:"deny4"`
 	Deny6        *ebpf.MapSpec `ebpf:"deny6"`
 	PortCounters *ebpf.MapSpec `ebpf:"port_counters"`
-	PortSlots    *ebpf.MapSpec `ebpf:"port_slots"`
 	SockCounters *ebpf.MapSpec `ebpf:"sock_counters"`
 	SockRefused  *ebpf.MapSpec `ebpf:"sock_refused"`
 	Xsks         *ebpf.MapSpec `ebpf:"xsks"`
@@ -141,6 +139,8 @@ type ingestMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type ingestVariableSpecs struct {
+	Config    *ebpf.VariableSpec `ebpf:"config"`
+	PortSlots *ebpf.VariableSpec `ebpf:"port_slots"`
 }
 
 // ingestObjects contains all objects after they have been loaded into the kernel.
@@ -165,12 +165,10 @@ func (o *ingestObjects) Close() error {
 type ingestMaps struct {
 	Allow4       *ebpf.Map `ebpf:"allow4"`
 	Allow6       *ebpf.Map `ebpf:"allow6"`
-	Config       *ebpf.Map `ebpf:"config"`
 	Counters     *ebpf.Map `ebpf:"counters"`
 	Deny4        *ebpf.Map `ebpf:"deny4"`
 	Deny6        *ebpf.Map `ebpf:"deny6"`
 	PortCounters *ebpf.Map `ebpf:"port_counters"`
-	PortSlots    *ebpf.Map `ebpf:"port_slots"`
 	SockCounters *ebpf.Map `ebpf:"sock_counters"`
 	SockRefused  *ebpf.Map `ebpf:"sock_refused"`
 	Xsks         *ebpf.Map `ebpf:"xsks"`
@@ -180,12 +178,10 @@ func (m *ingestMaps) Close() error {
 	return _IngestClose(
 		m.Allow4,
 		m.Allow6,
-		m.Config,
 		m.Counters,
 		m.Deny4,
 		m.Deny6,
 		m.PortCounters,
-		m.PortSlots,
 		m.SockCounters,
 		m.SockRefused,
 		m.Xsks,
@@ -196,6 +192,8 @@ func (m *ingestMaps) Close() error {
 //
 // It can be passed to loadIngestObjects or ebpf.CollectionSpec.LoadAndAssign.
 type ingestVariables struct {
+	Config    *ebpf.Variable `ebpf:"config"`
+	PortSlots *ebpf.Variable `ebpf:"port_slots"`
 }
 
 // ingestPrograms contains all programs after they have been loaded into the kernel.

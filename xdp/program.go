@@ -9,11 +9,13 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/rlimit"
+	"golang.org/x/sys/unix"
 )
 
 // Action is what the program does with a matched datagram from an allowed
@@ -224,6 +226,10 @@ func Load(cfg Config, opts LoadOptions) (*Program, error) {
 	if p.objs, err = loadObjects(spec, p.mb); err != nil {
 		return nil, loadError(err)
 	}
+	if p.objs.ports, err = mapPortTable(p.objs.Bss, spec.Variables[ingestVarPortSlots]); err != nil {
+		p.objs.Close()
+		return nil, err
+	}
 	if err := p.Update(cfg); err != nil {
 		p.objs.Close()
 		return nil, err
@@ -235,13 +241,28 @@ func Load(cfg Config, opts LoadOptions) (*Program, error) {
 // program, the baseline program of the benchmarks and the socket filter.
 type objects struct {
 	ingestMaps
+	// Config holds the global config (section .data.config, a map of
+	// its own): one entry, an ingestConfig.
+	Config *ebpf.Map
+	// Bss holds the global port_slots, which ports maps into memory.
+	Bss           *ebpf.Map
+	ports         *portTable
 	Xdpingest     *ebpf.Program
 	XdpPassOnly   *ebpf.Program
 	XdpingestSock *ebpf.Program
 }
 
 func (o *objects) Close() error {
-	errs := []error{o.ingestMaps.Close()}
+	var errs []error
+	if o.ports != nil {
+		errs = append(errs, o.ports.close())
+	}
+	errs = append(errs, o.ingestMaps.Close())
+	for _, m := range []*ebpf.Map{o.Config, o.Bss} {
+		if m != nil {
+			errs = append(errs, m.Close())
+		}
+	}
 	for _, p := range []*ebpf.Program{o.Xdpingest, o.XdpPassOnly, o.XdpingestSock} {
 		if p != nil {
 			errs = append(errs, p.Close())
@@ -258,21 +279,25 @@ func loadObjects(spec *ebpf.CollectionSpec, mb bool) (objects, error) {
 	if mb {
 		var o struct {
 			ingestMaps
+			Config   *ebpf.Map     `ebpf:".data.config"`
+			Bss      *ebpf.Map     `ebpf:".bss"`
 			Xdp      *ebpf.Program `ebpf:"xdpingest"`
 			PassOnly *ebpf.Program `ebpf:"xdp_pass_only"`
 			Sock     *ebpf.Program `ebpf:"xdpingest_sock"`
 		}
 		err := spec.LoadAndAssign(&o, nil)
-		return objects{o.ingestMaps, o.Xdp, o.PassOnly, o.Sock}, err
+		return objects{ingestMaps: o.ingestMaps, Config: o.Config, Bss: o.Bss, Xdpingest: o.Xdp, XdpPassOnly: o.PassOnly, XdpingestSock: o.Sock}, err
 	}
 	var o struct {
 		ingestMaps
+		Config   *ebpf.Map     `ebpf:".data.config"`
+		Bss      *ebpf.Map     `ebpf:".bss"`
 		Xdp      *ebpf.Program `ebpf:"xdpingest_sb"`
 		PassOnly *ebpf.Program `ebpf:"xdp_pass_only"`
 		Sock     *ebpf.Program `ebpf:"xdpingest_sock"`
 	}
 	err := spec.LoadAndAssign(&o, nil)
-	return objects{o.ingestMaps, o.Xdp, o.PassOnly, o.Sock}, err
+	return objects{ingestMaps: o.ingestMaps, Config: o.Config, Bss: o.Bss, Xdpingest: o.Xdp, XdpPassOnly: o.PassOnly, XdpingestSock: o.Sock}, err
 }
 
 // MultiBuffer reports whether the XDP program was loaded with multi-buffer
@@ -443,12 +468,12 @@ func (p *Program) Update(cfg Config) error {
 			if bm[w] == p.ports[w] {
 				continue
 			}
-			if err := p.write(p.objs.PortSlots, uint32(w), bm[w]); err != nil {
+			if err := p.writePorts(w, bm[w]); err != nil {
 				return fmt.Errorf("can't update the port set: %w", err)
 			}
 			old := p.ports[w]
 			undo = append(undo, func() error {
-				if err := p.write(p.objs.PortSlots, uint32(w), old); err != nil {
+				if err := p.writePorts(w, old); err != nil {
 					return fmt.Errorf("can't restore the port set: %w", err)
 				}
 				return nil
@@ -493,10 +518,7 @@ func (p *Program) Update(cfg Config) error {
 // readBack rebuilds the mirrors of the port set, the prefix lists and the
 // configuration from the maps themselves, after a rollback failed.
 func (p *Program) readBack() error {
-	ports, err := p.readPortWords()
-	if err != nil {
-		return fmt.Errorf("can't read the port set back: %w", err)
-	}
+	ports := p.objs.ports.read()
 	var conf ingestConfig
 	if err := p.objs.Config.Lookup(uint32(0), &conf); err != nil {
 		return fmt.Errorf("can't read the program's configuration back: %w", err)
@@ -530,7 +552,8 @@ func (p *Program) readBack() error {
 }
 
 // write updates one map entry. Every map write of Update and of its
-// rollback goes through it, so that tests can make any of them fail.
+// rollback goes through it or writePorts, so that tests can make any of
+// them fail.
 func (p *Program) write(m *ebpf.Map, key, value any) error {
 	if p.fault != nil {
 		if err := p.fault(); err != nil {
@@ -538,6 +561,18 @@ func (p *Program) write(m *ebpf.Map, key, value any) error {
 		}
 	}
 	return m.Update(key, value, ebpf.UpdateAny)
+}
+
+// writePorts stores word w of the port table. The store itself can't
+// fail; a test's fault stands for a failed write.
+func (p *Program) writePorts(w int, v uint64) error {
+	if p.fault != nil {
+		if err := p.fault(); err != nil {
+			return err
+		}
+	}
+	p.objs.ports.store(w, v)
+	return nil
 }
 
 func sortedSet(set map[netip.Prefix]bool) []netip.Prefix {
@@ -613,9 +648,11 @@ func (p *Program) deletePrefix(name string, pfx netip.Prefix) error {
 	return nil
 }
 
-// portWords is what the port_slots map holds: for each port, 0 if it is
-// not in the set, else its counter slot + 1, four 16-bit entries to a
-// word.
+// portWords is what the port table (the program's global port_slots)
+// holds: for each port, 0 if it is not in the set, else its counter slot
+// + 1, four 16-bit entries to a word, entry p in bits (p%4)*16 of word p/4
+// (the program reads the entries as 16-bit halves, little-endian, as bpf2go
+// builds it).
 type portWords [65536 / 4]uint64
 
 func (w *portWords) set(port, v uint16) {
@@ -625,6 +662,46 @@ func (w *portWords) set(port, v uint16) {
 
 func (w *portWords) get(port uint16) uint16 {
 	return uint16(w[port>>2] >> ((port & 3) * 16))
+}
+
+// portTable is the program's port table in memory: the map of its section
+// (.bss), memory-mapped. The program reads an entry with one load, so a
+// store of a word must be one store: atomic, which a map update (a copy
+// of the whole section) is not.
+type portTable struct {
+	mem   []byte
+	words *portWords // mem, as words
+}
+
+// mapPortTable maps the port table, the variable v of the section m holds.
+func mapPortTable(m *ebpf.Map, v *ebpf.VariableSpec) (*portTable, error) {
+	size := uint32(unsafe.Sizeof(portWords{}))
+	if v == nil || v.SectionName != ".bss" || v.Offset != 0 || v.Size() != size || m.ValueSize() < size {
+		return nil, fmt.Errorf("can't load the XDP program: its port table is not the first %d bytes of .bss: the object and the loader disagree, rebuild it with go generate", size)
+	}
+	mem, err := unix.Mmap(m.FD(), 0, int(m.ValueSize()), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		return nil, fmt.Errorf("can't map the XDP program's port table into memory (BPF_F_MMAPABLE, Linux 5.5): %w", err)
+	}
+	return &portTable{mem: mem, words: (*portWords)(unsafe.Pointer(&mem[0]))}, nil
+}
+
+func (t *portTable) store(w int, v uint64) { atomic.StoreUint64(&t.words[w], v) }
+
+// read copies the table.
+func (t *portTable) read() *portWords {
+	w := new(portWords)
+	for i := range w {
+		w[i] = atomic.LoadUint64(&t.words[i])
+	}
+	return w
+}
+
+func (t *portTable) close() error {
+	if err := unix.Munmap(t.mem); err != nil {
+		return fmt.Errorf("can't unmap the XDP program's port table: %w", err)
+	}
+	return nil
 }
 
 // portSlot is a configured port and its counter slot.
@@ -645,32 +722,6 @@ func (p *Program) assignSlots(ports []uint16) {
 		p.slots[port] = uint16(next)
 		p.usedSlots.Store(next + 1)
 	}
-}
-
-// readPortWords reads the port_slots map, in one batch where the kernel
-// can (5.6 on), else entry by entry.
-func (p *Program) readPortWords() (*portWords, error) {
-	w := new(portWords)
-	keys := make([]uint32, len(w))
-	vals := make([]uint64, len(w))
-	var cursor ebpf.MapBatchCursor
-	n, err := p.objs.PortSlots.BatchLookup(&cursor, keys, vals, nil)
-	if err == nil || errors.Is(err, ebpf.ErrKeyNotExist) {
-		for i := range n {
-			w[keys[i]] = vals[i]
-		}
-		if n == len(w) {
-			return w, nil
-		}
-	} else if !errors.Is(err, ebpf.ErrNotSupported) {
-		return nil, err
-	}
-	for i := range w {
-		if err := p.objs.PortSlots.Lookup(uint32(i), &w[i]); err != nil {
-			return nil, err
-		}
-	}
-	return w, nil
 }
 
 func sortedPrefixes(in []netip.Prefix) []netip.Prefix {

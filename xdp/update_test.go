@@ -22,10 +22,7 @@ type mapState struct {
 func dumpMaps(t *testing.T, p *Program) mapState {
 	t.Helper()
 	var s mapState
-	words, err := p.readPortWords()
-	if err != nil {
-		t.Fatal(err)
-	}
+	words := p.objs.ports.read()
 	for port := range 65536 {
 		v := words.get(uint16(port))
 		if v == 0 {

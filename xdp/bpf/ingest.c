@@ -118,24 +118,24 @@ struct lpm6_key {
 // Queues addressable in the XSKMAP. The loader sets it from the device.
 #define MAX_QUEUES 256
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct config);
-} config SEC(".maps");
+// The configuration and the port set are globals, not map entries: the
+// program reads a global with one load from an address the verifier fills
+// in, where a map lookup passes its key through the stack and checks its
+// bounds and its result, on every frame (together about 2 ns of a matched
+// frame's 15 with BPF_PROG_RUN here). The kernel still keeps each in an
+// array map of one entry, which the loader writes.
 
-// The port set and each port's counter slot in one lookup: a 16-bit entry
-// per port, four to a word (an array entry takes 8 bytes whatever its
-// value's size: 128 KiB, shared by all CPUs). 0: not ours; n: ours,
-// counted in slot n-1 of port_counters. The loader changes single words
-// at run time and never gives a slot to another port.
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 65536 / 4);
-	__type(key, __u32);
-	__type(value, __u64);
-} port_slots SEC(".maps");
+// The configuration, in a section of its own so that it is a map of its
+// own (.data.config): the loader writes it whole.
+struct config config SEC(".data.config");
+
+// The port set and each port's counter slot: a 16-bit entry per port, read
+// as port_slots' 16-bit halves (little-endian: entry p is bits (p%4)*16 of
+// word p/4). 0: not ours; n: ours, counted in slot n-1 of port_counters.
+// It is the only variable in .bss, whose map the loader memory-maps
+// (BPF_F_MMAPABLE) to store single words atomically at run time; it never
+// gives a slot to another port.
+__u64 port_slots[65536 / 4];
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
@@ -234,25 +234,14 @@ static __always_inline int count(__u32 len, __u32 outcome, int action)
 	return action;
 }
 
-// count_port counts one matched frame in its port's slot (see port_slot).
-static __always_inline int count_port(__u32 len, __u32 slot, __u32 po, int action)
-{
-	__u32 key = slot - 1;
-	struct port_counter *c = bpf_map_lookup_elem(&port_counters, &key);
-	if (c) {
-		c->o[po].packets++;
-		c->o[po].bytes += len;
-	}
-	return action;
-}
-
 // port_slot is 0 for a port not in the set, else its slot + 1.
 static __always_inline __u32 port_slot(__u16 port)
 {
-	__u32 word = port >> 2;
-	__u64 *w = bpf_map_lookup_elem(&port_slots, &word);
-	return w ? (*w >> ((port & 3) * 16)) & 0xffff : 0;
+	return ((__u16 *)port_slots)[port];
 }
+
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
 
 // The IPv6 next-header values that are extension headers (RFC 8200 and the
 // IANA registry). A UDP datagram behind one of them goes to the kernel.
@@ -293,34 +282,88 @@ static __always_inline int l4_outcome(__u8 proto)
 // headroom). A shorter first buffer is the whole frame.
 #define MB_FIRST_MIN 1523
 
-// matched decides what happens to a UDP datagram for one of our ports once
-// the source has been checked. len is the frame's length as far as the
-// program knows it: its first buffer, or the whole frame once whole_len ran.
-// slot is what port_slot returned for its port.
-static __always_inline int matched(struct xdp_md *ctx, struct config *cfg, __u32 len, const int mb, __u32 slot)
+// matched counts and steers a UDP datagram for one of our ports, once the
+// headers have been checked. len is the frame's length as far as the
+// program knows it: its first buffer, or the whole frame once whole_len
+// ran. slot is what port_slot returned for its port; saddr and family say
+// where the source address is, for the lists.
+static __always_inline int matched(struct xdp_md *ctx, __u32 len, const int mb, __u32 slot, void *saddr, const int v6)
 {
-	if (cfg->mode == MODE_PASS)
-		return count_port(len, slot, P_PASS_MATCH, XDP_PASS);
-	if (cfg->mode == MODE_DROP)
-		return count_port(len, slot, P_DROP_MODE, XDP_DROP);
+	// Every matched outcome counts in the same element, so the program
+	// looks it up once, first: the lookup's loads overlap with what
+	// follows instead of waiting for the outcome.
+	__u32 key = slot - 1;
+	struct port_counter *pc = bpf_map_lookup_elem(&port_counters, &key);
+	__u32 flags = config.flags;
+	__u32 po;
+	int act;
+
+	if (unlikely(flags & (v6 ? CFG_DENY6 | CFG_ALLOW6 : CFG_DENY4 | CFG_ALLOW4))) {
+		int denied, allowed = 1;
+		if (v6) {
+			struct lpm6_key k = {.prefixlen = 128};
+			__builtin_memcpy(k.addr, saddr, 16);
+			denied = (flags & CFG_DENY6) && bpf_map_lookup_elem(&deny6, &k);
+			if (!denied && (flags & CFG_ALLOW6))
+				allowed = bpf_map_lookup_elem(&allow6, &k) != 0;
+		} else {
+			struct lpm4_key k = {.prefixlen = 32};
+			__builtin_memcpy(k.addr, saddr, 4);
+			denied = (flags & CFG_DENY4) && bpf_map_lookup_elem(&deny4, &k);
+			if (!denied && (flags & CFG_ALLOW4))
+				allowed = bpf_map_lookup_elem(&allow4, &k) != 0;
+		}
+		if (denied) {
+			po = P_DENY;
+			act = XDP_DROP;
+			goto out;
+		}
+		if (!allowed) {
+			po = P_NOT_ALLOWED;
+			act = XDP_DROP;
+			goto out;
+		}
+	}
+
+	__u32 mode = config.mode;
+	if (unlikely(mode != MODE_REDIRECT)) {
+		if (mode == MODE_PASS) {
+			po = P_PASS_MATCH;
+			act = XDP_PASS;
+			goto out;
+		}
+		if (mode == MODE_DROP) {
+			po = P_DROP_MODE;
+			act = XDP_DROP;
+			goto out;
+		}
+	}
 	// The kernel drops a frame larger than the socket's frame after the
 	// redirect (xsk_rcv_check: rx_dropped); the kernel sockets take it.
 	// A frame whose IP datagram ends in its first buffer may still go on
 	// in more (a trailer after the datagram): the size check needs the
 	// whole length, which costs a helper call (about 1 ns, 7% of a small
 	// matched frame), paid only where a frame can go on.
-	if (cfg->max_redirect) {
+	__u32 max = config.max_redirect;
+	if (max) {
 		if (mb && len >= MB_FIRST_MIN)
 			len = bpf_xdp_get_buff_len(ctx);
-		if (len > cfg->max_redirect)
-			return count_port(len, slot, P_OVERSIZE, XDP_PASS);
+		if (unlikely(len > max)) {
+			po = P_OVERSIZE;
+			act = XDP_PASS;
+			goto out;
+		}
 	}
 	// With XDP_PASS in the flags, a queue without a socket makes the
 	// helper return XDP_PASS instead of XDP_ABORTED: no second lookup.
-	int act = bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
-	if (act == XDP_REDIRECT)
-		return count_port(len, slot, P_REDIRECT, XDP_REDIRECT);
-	return count_port(len, slot, P_NO_SOCKET, XDP_PASS);
+	act = bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
+	po = act == XDP_REDIRECT ? P_REDIRECT : P_NO_SOCKET;
+out:
+	if (pc) {
+		pc->o[po].packets++;
+		pc->o[po].bytes += len;
+	}
+	return act;
 }
 
 // whole_len is the slow path for an IP datagram that runs past the first
@@ -337,132 +380,155 @@ static __always_inline __u32 whole_len(struct xdp_md *ctx, const int mb, __u32 l
 // (BPF_F_XDP_HAS_FRAGS, Linux 5.18) and may see multi-buffer frames. The
 // two programs below are the same code, the second without the helper
 // older kernels lack.
+//
+// Each check below decides the outcome of the frames it catches, in this
+// order; the ones a UDP datagram for our ports passes are marked unlikely,
+// so that the compiler lays that path out straight and the rest aside.
+// Every frame that is not for our ports leaves through one counting site.
 static __always_inline int ingest(struct xdp_md *ctx, const int mb)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	__u32 zero = 0;
 	// The frame's length: its first buffer, until the slow path learns
 	// the whole.
 	__u32 len = data_end - data;
+	__u32 outcome;
+	struct udphdr *udp;
+	__u32 slot;
 
-	struct config *cfg = bpf_map_lookup_elem(&config, &zero);
-	if (!cfg)
-		return XDP_PASS; // cannot happen: array maps always have the entry
-
-	struct ethhdr *eth = data;
-	if ((void *)(eth + 1) > data_end)
-		return count(len, O_TRUNCATED, XDP_PASS);
-
-	void *cur = eth + 1;
-	__u16 proto = eth->h_proto;
+	void *cur = data + sizeof(struct ethhdr);
+	if (unlikely(cur > data_end)) {
+		outcome = O_TRUNCATED;
+		goto pass;
+	}
+	// Not through struct ethhdr, which is packed: that would take two
+	// byte loads.
+	__u16 proto = *(__u16 *)(data + __builtin_offsetof(struct ethhdr, h_proto));
 
 	// Up to two VLAN tags, 802.1ad (QinQ outer) or 802.1Q, in any order.
+	if (unlikely(proto == bpf_htons(ETH_P_8021Q_) || proto == bpf_htons(ETH_P_8021AD_))) {
 #pragma unroll
-	for (int i = 0; i < 2; i++) {
-		if (proto != bpf_htons(ETH_P_8021Q_) && proto != bpf_htons(ETH_P_8021AD_))
-			break;
-		if (cur + 4 > data_end)
-			return count(len, O_TRUNCATED, XDP_PASS);
-		proto = *(__u16 *)(cur + 2);
-		cur += 4;
+		for (int i = 0; i < 2; i++) {
+			if (proto != bpf_htons(ETH_P_8021Q_) && proto != bpf_htons(ETH_P_8021AD_))
+				break;
+			if (cur + 4 > data_end) {
+				outcome = O_TRUNCATED;
+				goto pass;
+			}
+			proto = *(__u16 *)(cur + 2);
+			cur += 4;
+		}
+		if (proto == bpf_htons(ETH_P_8021Q_) || proto == bpf_htons(ETH_P_8021AD_)) {
+			outcome = O_VLAN_DEPTH;
+			goto pass;
+		}
 	}
-	if (proto == bpf_htons(ETH_P_8021Q_) || proto == bpf_htons(ETH_P_8021AD_))
-		return count(len, O_VLAN_DEPTH, XDP_PASS);
 
-	struct udphdr *udp;
-	__u32 ip_left; // bytes of the IP datagram after the IP header(s)
-
-	if (proto == bpf_htons(ETH_P_IP)) {
+	if (likely(proto == bpf_htons(ETH_P_IP))) {
 		struct iphdr *ip = cur;
-		if ((void *)(ip + 1) > data_end)
-			return count(len, O_TRUNCATED, XDP_PASS);
-		__u32 ihl = ip->ihl * 4;
-		if (ip->version != 4 || ihl < sizeof(*ip))
-			return count(len, O_MALFORMED, XDP_PASS);
+		if (unlikely((void *)(ip + 1) > data_end)) {
+			outcome = O_TRUNCATED;
+			goto pass;
+		}
+		__u8 vihl = *(__u8 *)ip;
+		__u32 ihl = (vihl & 0xf) * 4;
 		__u32 tot = bpf_ntohs(ip->tot_len);
-		if (tot < ihl)
-			return count(len, O_MALFORMED, XDP_PASS);
-		if (cur + ihl > data_end)
-			return count(len, O_TRUNCATED, XDP_PASS);
-		if (cur + tot > data_end) {
+		if (unlikely((vihl >> 4) != 4 || ihl < sizeof(*ip) || tot < ihl)) {
+			outcome = O_MALFORMED;
+			goto pass;
+		}
+		// With tot >= ihl, a header that runs past the first buffer
+		// implies a datagram that does: one check on the fast path.
+		if (unlikely(cur + tot > data_end)) {
+			if (cur + ihl > data_end) {
+				outcome = O_TRUNCATED;
+				goto pass;
+			}
 			len = whole_len(ctx, mb, len);
-			if (len < (cur - data) + tot)
-				return count(len, O_TRUNCATED, XDP_PASS);
+			if (len < (cur - data) + tot) {
+				outcome = O_TRUNCATED;
+				goto pass;
+			}
 		}
-		if (ip->frag_off & bpf_htons(IP_MF_ | IP_OFFMASK_))
-			return count(len, O_FRAGMENT, XDP_PASS);
-		if (ip->protocol != IPPROTO_UDP)
-			return count(len, l4_outcome(ip->protocol), XDP_PASS);
+		if (unlikely(ip->frag_off & bpf_htons(IP_MF_ | IP_OFFMASK_))) {
+			outcome = O_FRAGMENT;
+			goto pass;
+		}
+		if (unlikely(ip->protocol != IPPROTO_UDP)) {
+			outcome = l4_outcome(ip->protocol);
+			goto pass;
+		}
 		udp = cur + ihl;
-		if ((void *)(udp + 1) > data_end)
-			return count(len, O_TRUNCATED, XDP_PASS);
-		ip_left = tot - ihl;
-		if (ip_left < sizeof(*udp))
-			return count(len, O_MALFORMED, XDP_PASS);
-		__u32 ulen = bpf_ntohs(udp->len);
-		if (ulen < sizeof(*udp) || ulen > ip_left)
-			return count(len, O_MALFORMED, XDP_PASS);
-		__u32 slot = port_slot(bpf_ntohs(udp->dest));
-		if (!slot)
-			return count(len, O_OTHER_PORT, XDP_PASS);
-
-		if (cfg->flags & (CFG_DENY4 | CFG_ALLOW4)) {
-			struct lpm4_key key = {.prefixlen = 32};
-			__builtin_memcpy(key.addr, &ip->saddr, 4);
-			if ((cfg->flags & CFG_DENY4) && bpf_map_lookup_elem(&deny4, &key))
-				return count_port(len, slot, P_DENY, XDP_DROP);
-			if ((cfg->flags & CFG_ALLOW4) && !bpf_map_lookup_elem(&allow4, &key))
-				return count_port(len, slot, P_NOT_ALLOWED, XDP_DROP);
+		if (unlikely((void *)(udp + 1) > data_end)) {
+			outcome = O_TRUNCATED;
+			goto pass;
 		}
-		return matched(ctx, cfg, len, mb, slot);
+		__u32 ip_left = tot - ihl; // bytes of the IP datagram after its header
+		__u32 ulen = bpf_ntohs(udp->len);
+		if (unlikely(ip_left < sizeof(*udp) || ulen < sizeof(*udp) || ulen > ip_left)) {
+			outcome = O_MALFORMED;
+			goto pass;
+		}
+		slot = port_slot(bpf_ntohs(udp->dest));
+		if (!slot) {
+			outcome = O_OTHER_PORT;
+			goto pass;
+		}
+		return matched(ctx, len, mb, slot, &ip->saddr, 0);
 	}
 
 	if (proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = cur;
-		if ((void *)(ip6 + 1) > data_end)
-			return count(len, O_TRUNCATED, XDP_PASS);
-		if (ip6->version != 6)
-			return count(len, O_MALFORMED, XDP_PASS);
-		__u32 plen = bpf_ntohs(ip6->payload_len);
-		if ((void *)(ip6 + 1) + plen > data_end) {
-			len = whole_len(ctx, mb, len);
-			if (len < ((void *)(ip6 + 1) - data) + plen)
-				return count(len, O_TRUNCATED, XDP_PASS);
+		if (unlikely((void *)(ip6 + 1) > data_end)) {
+			outcome = O_TRUNCATED;
+			goto pass;
 		}
-		if (ip6->nexthdr == 44)
-			return count(len, O_FRAGMENT, XDP_PASS);
-		if (ipv6_ext(ip6->nexthdr))
-			return count(len, O_IPV6_EXT, XDP_PASS);
-		if (ip6->nexthdr != IPPROTO_UDP)
-			return count(len, l4_outcome(ip6->nexthdr), XDP_PASS);
+		if (unlikely(ip6->version != 6)) {
+			outcome = O_MALFORMED;
+			goto pass;
+		}
+		__u32 plen = bpf_ntohs(ip6->payload_len);
+		if (unlikely((void *)(ip6 + 1) + plen > data_end)) {
+			len = whole_len(ctx, mb, len);
+			if (len < ((void *)(ip6 + 1) - data) + plen) {
+				outcome = O_TRUNCATED;
+				goto pass;
+			}
+		}
+		__u8 nh = ip6->nexthdr;
+		if (unlikely(nh != IPPROTO_UDP)) {
+			if (nh == 44)
+				outcome = O_FRAGMENT;
+			else if (ipv6_ext(nh))
+				outcome = O_IPV6_EXT;
+			else
+				outcome = l4_outcome(nh);
+			goto pass;
+		}
 		udp = (void *)(ip6 + 1);
-		if ((void *)(udp + 1) > data_end)
-			return count(len, O_TRUNCATED, XDP_PASS);
+		if (unlikely((void *)(udp + 1) > data_end)) {
+			outcome = O_TRUNCATED;
+			goto pass;
+		}
 		// A zero payload length is a jumbogram, which needs a hop-by-hop
 		// header we did not see: malformed, like any UDP length that
 		// disagrees with the IP length.
 		__u32 ulen = bpf_ntohs(udp->len);
-		if (plen < sizeof(*udp) || ulen < sizeof(*udp) || ulen > plen)
-			return count(len, O_MALFORMED, XDP_PASS);
-		__u32 slot = port_slot(bpf_ntohs(udp->dest));
-		if (!slot)
-			return count(len, O_OTHER_PORT, XDP_PASS);
-
-		if (cfg->flags & (CFG_DENY6 | CFG_ALLOW6)) {
-			struct lpm6_key key = {.prefixlen = 128};
-			__builtin_memcpy(key.addr, &ip6->saddr, 16);
-			if ((cfg->flags & CFG_DENY6) && bpf_map_lookup_elem(&deny6, &key))
-				return count_port(len, slot, P_DENY, XDP_DROP);
-			if ((cfg->flags & CFG_ALLOW6) && !bpf_map_lookup_elem(&allow6, &key))
-				return count_port(len, slot, P_NOT_ALLOWED, XDP_DROP);
+		if (unlikely(plen < sizeof(*udp) || ulen < sizeof(*udp) || ulen > plen)) {
+			outcome = O_MALFORMED;
+			goto pass;
 		}
-		return matched(ctx, cfg, len, mb, slot);
+		slot = port_slot(bpf_ntohs(udp->dest));
+		if (!slot) {
+			outcome = O_OTHER_PORT;
+			goto pass;
+		}
+		return matched(ctx, len, mb, slot, &ip6->saddr, 1);
 	}
 
-	if (proto == bpf_htons(ETH_P_ARP))
-		return count(len, O_ARP, XDP_PASS);
-	return count(len, O_OTHER_L3, XDP_PASS);
+	outcome = proto == bpf_htons(ETH_P_ARP) ? O_ARP : O_OTHER_L3;
+pass:
+	return count(len, outcome, XDP_PASS);
 }
 
 // The program, aware of multi-buffer frames: it can be attached where
@@ -529,11 +595,8 @@ static __always_inline int sock_count(struct __sk_buff *skb, __u32 outcome, int 
 SEC("socket")
 int xdpingest_sock(struct __sk_buff *skb)
 {
-	__u32 zero = 0;
-	struct config *cfg = bpf_map_lookup_elem(&config, &zero);
-	if (!cfg)
-		return sock_count(skb, S_UNREADABLE, 0); // cannot happen
-	__u32 flags = cfg->flags;
+	__u32 flags = config.flags;
+	__u32 ifindex = config.ifindex;
 
 	// SO_BINDTODEVICE lets through what a local process sends to the
 	// interface's own address (routed over loopback, it is given the
@@ -543,7 +606,7 @@ int xdpingest_sock(struct __sk_buff *skb)
 	// fragment and skb->dev from the one that completed it, and the
 	// kernel's fragment queues don't care which interface a fragment came
 	// in over.
-	if (cfg->ifindex && (skb->ifindex != cfg->ifindex || skb->ingress_ifindex != cfg->ifindex))
+	if (ifindex && (skb->ifindex != ifindex || skb->ingress_ifindex != ifindex))
 		return sock_count(skb, S_OTHER_IFACE, 0);
 
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {

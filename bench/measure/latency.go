@@ -355,6 +355,13 @@ func Latency(ctx context.Context, o LatencyOptions) (rep *LatencyReport, err err
 // latencyOnce starts a path, runs the sender against it, waits for what is
 // in flight and stops the path.
 func latencyOnce(ctx context.Context, path string, po PathOptions, snd latSender) (*LatencyRun, string, error) {
+	// The interface's counters count from the bed's start: the run's
+	// drops are their growth.
+	eth0 := map[string]uint64{}
+	if eth := newEthStats(po.Side, po.Iface); eth != nil {
+		eth.add(eth0)
+		eth.close()
+	}
 	rx, err := startLatencyPath(path, po)
 	if err != nil {
 		return nil, "", err
@@ -365,21 +372,30 @@ func latencyOnce(ctx context.Context, path string, po PathOptions, snd latSender
 		serr = ctx.Err()
 	}
 	if serr == nil {
-		// What is in rings and buffers arrives within microseconds; a
-		// receiver that lags gets up to a second.
-		last := rx.Measured()
-		for t0 := time.Now(); time.Since(t0) < time.Second && last < sent+latWarm; {
-			time.Sleep(20 * time.Millisecond)
-			n := rx.Measured()
-			if n == last {
-				break
+		// What is in rings and buffers arrives within microseconds, but a
+		// receiver descheduled on a busy machine can stall for tens of
+		// milliseconds: wait for everything, or for 250 ms without
+		// progress (what is missing then was dropped), 2 s at most.
+		last, moved := rx.Measured(), time.Now()
+		for t0 := time.Now(); time.Since(t0) < 2*time.Second && last < sent+latWarm && time.Since(moved) < 250*time.Millisecond; {
+			time.Sleep(10 * time.Millisecond)
+			if n := rx.Measured(); n != last {
+				last, moved = n, time.Now()
 			}
-			last = n
 		}
 	}
 	out, err := rx.Stop()
 	if err = errors.Join(serr, err); err != nil {
 		return nil, desc, err
+	}
+	for k, v := range out.drops {
+		if strings.HasPrefix(k, "if_") {
+			if v -= min(v, eth0[k]); v == 0 {
+				delete(out.drops, k)
+			} else {
+				out.drops[k] = v
+			}
+		}
 	}
 	run := &LatencyRun{Sent: sent, Measured: out.hist.Count() + out.hist.Negative, hist: &out.hist,
 		unstamped: out.unstamped, negative: out.hist.Negative, drops: out.drops}

@@ -228,7 +228,8 @@ func writeLatencyTable(w io.Writer, r *measure.LatencyReport) {
 	fmt.Fprintf(w, "\nLatency: from the sender's stamp (CLOCK_MONOTONIC, just before AF_XDP TX or sendmmsg) to the\n"+
 		"receiver's hand-over (its receive call returning; server: the relayed datagram's arrival at a\n"+
 		"collector on the server's loopback); percentiles exact to %.1f%% of the value. sent/s: the rate the\n"+
-		"sender kept (below the asked rate when it could not); lost: sent and never measured.\n", 100*r.Resolution)
+		"sender kept (below the asked rate when it could not); lost: sent and never measured (--json says\n"+
+		"where: the kernel's drop counters by reason).\n", 100*r.Resolution)
 	if !r.Complete {
 		fmt.Fprintf(w, "INCOMPLETE: the sweep stopped early (%s)\n", r.Error)
 	}

@@ -2,9 +2,10 @@
 // /metrics page, keeps what the live view shows (per receive queue, per
 // sink, the XDP program's outcomes) in a Snapshot, turns two snapshots into
 // rates, and lays them out in lines that fit a terminal of a given size
-// (80x24 at least). It owns the scrape loop and the drawing: full-screen
-// redraws with ANSI cursor-home and erase sequences on a terminal, plain
-// blocks of lines otherwise. The command only parses flags and signals.
+// (laid out for 80x24). It owns the scrape loop and the drawing: redraws
+// in place on the terminal's second screen with ANSI sequences, plain
+// blocks of lines otherwise, and the terminal's cbreak mode for the quit
+// key. The command only parses flags and signals.
 package top
 
 import (

@@ -37,8 +37,10 @@ const (
 	LatAFXDP     = "afxdp"        // datapath/afxdp, its default nap (PathOptions.Nap)
 	LatAFXDPPoll = "afxdp-poll"   // datapath/afxdp, no nap: poll() as soon as the ring is empty
 	LatAFXDPBusy = "afxdp-busy"   // datapath/afxdp with Config.BusyPoll: no nap, a recvfrom per empty check
-	LatCref      = "afxdp-c"      // bench/cref/xskdrop with the Go receiver's nap
+	LatAFXDPSpin = "afxdp-spin"   // datapath/afxdp's low-latency setting: Config.SpinFor = LowLatencySpin
+	LatCref      = "afxdp-c"      // bench/cref/xskdrop with its nap (of PathOptions.Nap, while the last frame came less than 64 naps ago)
 	LatCrefPoll  = "afxdp-c-poll" // xskdrop without a nap
+	LatCrefSpin  = "afxdp-c-spin" // xskdrop checking its ring without ever sleeping
 	LatKernel    = "kernel"       // datapath/kernel, recvmmsg
 	LatStdnet    = "stdnet"       // net.UDPConn.ReadFromUDP
 	// LatServer is xdpingest run with a UDP relay sink to a collector in
@@ -46,11 +48,13 @@ const (
 	// datagram arriving there, which includes the relay's send and the
 	// loopback, a few µs beyond the sink's write.
 	LatServer = "server"
+	// LatServerLow is the same with xdpingest run --latency low.
+	LatServerLow = "server-low"
 )
 
 // LatencyPaths are every path Latency takes, in the default order.
 func LatencyPaths() []string {
-	return []string{LatAFXDP, LatAFXDPPoll, LatAFXDPBusy, LatCref, LatCrefPoll, LatKernel, LatStdnet, LatServer}
+	return []string{LatAFXDP, LatAFXDPPoll, LatAFXDPBusy, LatAFXDPSpin, LatCref, LatCrefPoll, LatCrefSpin, LatKernel, LatStdnet, LatServer, LatServerLow}
 }
 
 // LatencyOptions are a latency sweep's settings.
@@ -256,15 +260,25 @@ func (o *LatencyOptions) check() error {
 		if !slices.Contains(LatencyPaths(), p) {
 			return fmt.Errorf("unknown latency path %q: want some of %s", p, strings.Join(LatencyPaths(), ", "))
 		}
-		if p == LatServer && o.Rx.Xdpingest == "" {
+		if IsLatServer(p) && o.Rx.Xdpingest == "" {
 			return fmt.Errorf("the %s path needs the xdpingest binary: set Rx.Xdpingest", p)
 		}
-		if (p == LatCref || p == LatCrefPoll) && o.Rx.Xskdrop == "" {
+		if IsLatCref(p) && o.Rx.Xskdrop == "" {
 			return fmt.Errorf("the %s path needs the xskdrop binary: set Rx.Xskdrop", p)
 		}
 	}
 	return nil
 }
+
+// IsLatServer says the latency path runs the xdpingest binary.
+func IsLatServer(p string) bool { return p == LatServer || p == LatServerLow }
+
+// IsLatCref says the latency path runs bench/cref/xskdrop.
+func IsLatCref(p string) bool { return p == LatCref || p == LatCrefPoll || p == LatCrefSpin }
+
+// crefSpinForever is xskdrop's run of empty checks in afxdp-c-spin: it
+// never sleeps within a run.
+const crefSpinForever = 1 << 40
 
 // latencyPort is the first run's UDP port; each run takes the next, so
 // that nothing of one run reaches the next one's receiver.
@@ -431,20 +445,24 @@ type latRx interface {
 
 func startLatencyPath(name string, o PathOptions) (latRx, error) {
 	switch name {
-	case LatAFXDP, LatAFXDPPoll, LatAFXDPBusy:
+	case LatAFXDP, LatAFXDPPoll, LatAFXDPBusy, LatAFXDPSpin:
 		return startLatAFXDP(name, o)
 	case LatKernel, LatStdnet:
 		return startLatKernel(name, o)
-	case LatCref, LatCrefPoll:
-		if name == LatCrefPoll {
+	case LatCref, LatCrefPoll, LatCrefSpin:
+		switch name {
+		case LatCrefPoll:
 			o.Nap = -1
+		case LatCrefSpin:
+			o.Spin = crefSpinForever
 		}
 		r, err := startCrefMode(o, crefLatency)
 		if err != nil {
 			return nil, err
 		}
 		return latCref{r: r, nap: max(cmp.Or(o.Nap, afxdp.DefaultNap), 0)}, nil
-	case LatServer:
+	case LatServer, LatServerLow:
+		o.LowLatency = name == LatServerLow
 		return startLatServer(o)
 	}
 	return nil, fmt.Errorf("unknown latency path %q: want one of %s", name, strings.Join(LatencyPaths(), ", "))
@@ -538,6 +556,8 @@ func startLatAFXDP(name string, o PathOptions) (latRx, error) {
 		cfg.Nap = -1
 	case LatAFXDPBusy:
 		cfg.BusyPoll = true
+	case LatAFXDPSpin:
+		cfg.SpinFor = afxdp.LowLatencySpin
 	}
 	var p *afxdp.Path
 	if err := nsDo(o.Side, func() (err error) { p, err = afxdp.Open(cfg, a.prog); return err }); err != nil {
@@ -551,8 +571,10 @@ func startLatAFXDP(name string, o PathOptions) (latRx, error) {
 }
 
 func (r *latAFXDP) Describe() string {
-	wait := fmt.Sprintf("naps up to %v", r.nap)
+	wait := fmt.Sprintf("naps of up to %v while traffic is dense, else poll()", r.nap)
 	switch {
+	case r.name == LatAFXDPSpin:
+		wait = fmt.Sprintf("spins until %v after the last datagram (the low-latency setting)", afxdp.LowLatencySpin)
 	case r.name == LatAFXDPPoll || r.nap < 0:
 		wait = "poll() when empty, no nap"
 	case r.name == LatAFXDPBusy:
@@ -658,10 +680,13 @@ type latCref struct {
 }
 
 func (c latCref) Describe() string {
+	if c.r.spin >= crefSpinForever {
+		return c.r.Describe() + ", never sleeps"
+	}
 	if c.nap == 0 {
 		return c.r.Describe() + ", poll() when empty, no nap"
 	}
-	return c.r.Describe() + fmt.Sprintf(", naps up to %v", c.nap)
+	return c.r.Describe() + fmt.Sprintf(", naps of %v while the last frame came less than 64 naps ago, else poll()", c.nap)
 }
 
 func (c latCref) Measured() uint64 {

@@ -22,7 +22,7 @@ func TestLatencyCounts(t *testing.T) {
 		gen   string
 		paths []string
 	}{
-		{GenAFXDP, []string{LatAFXDP, LatAFXDPPoll, LatKernel, LatStdnet, LatCref, LatServer}},
+		{GenAFXDP, []string{LatAFXDP, LatAFXDPPoll, LatAFXDPSpin, LatKernel, LatStdnet, LatCref, LatCrefSpin, LatServer, LatServerLow}},
 		{GenSendmmsg, []string{LatAFXDP, LatKernel}},
 	} {
 		t.Run(c.gen, func(t *testing.T) {

@@ -56,6 +56,9 @@ type PathOptions struct {
 	// Nap is how long the AF_XDP receivers nap while traffic is recent
 	// (0: datapath/afxdp's default; negative: never).
 	Nap time.Duration
+	// LowLatency runs the server with --latency low (its AF_XDP workers
+	// spin while traffic is recent).
+	LowLatency bool
 	// SchedSlice is the scheduler slice of every receiving thread (0: the
 	// kernel's); see tuning.SetThreadSlice.
 	SchedSlice time.Duration

@@ -172,6 +172,9 @@ func startServer(o PathOptions, sinkKind string) (rcv Receiver, err error) {
 	if o.Nap != 0 {
 		args = append(args, "--nap", max(o.Nap, 0).String())
 	}
+	if o.LowLatency {
+		args = append(args, "--latency", "low")
+	}
 	args = append(args, "--sched-slice", o.SchedSlice.String(), "--worker-nice", strconv.Itoa(o.WorkerNice))
 	if o.Frames > 0 {
 		args = append(args, "--frames", strconv.Itoa(o.Frames))
@@ -223,7 +226,11 @@ func (r *serverRx) kill() {
 }
 
 func (r *serverRx) Describe() string {
-	return fmt.Sprintf("xdpingest run --path afxdp --sink %s (%s)", r.sink, r.o.Xdpingest)
+	low := ""
+	if r.o.LowLatency {
+		low = " --latency low"
+	}
+	return fmt.Sprintf("xdpingest run --path afxdp%s --sink %s (%s)", low, r.sink, r.o.Xdpingest)
 }
 
 // Snapshot scrapes the metrics; when that fails (the server is gone) it

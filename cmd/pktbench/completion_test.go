@@ -53,7 +53,7 @@ func TestCompletion(t *testing.T) {
 		"pktbench ":                    {"gen", "rx", "compare", "latency", "version", "completion", "help"},
 		"pktbench rx --path se":        {"server", "server-pcap"},
 		"pktbench gen --gen ":          {"live", "afxdp", "sendmmsg"},
-		"pktbench latency --paths afx": {"afxdp", "afxdp-poll", "afxdp-busy", "afxdp-c", "afxdp-c-poll"},
+		"pktbench latency --paths afx": {"afxdp", "afxdp-poll", "afxdp-busy", "afxdp-spin", "afxdp-c", "afxdp-c-poll", "afxdp-c-spin"},
 		"pktbench latency --gen ":      {"afxdp", "sendmmsg"},
 	} {
 		got, err := completion.BashComplete(script.String(), strings.Split(line, " "))

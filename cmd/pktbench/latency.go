@@ -21,18 +21,24 @@ import (
 )
 
 const latencyPathsHelp = `paths (--paths; all by default, in this order):
-  afxdp         datapath/afxdp as the server runs it: naps while traffic is recent (--nap)
+  afxdp         datapath/afxdp as the server runs it by default: naps of up to --nap while traffic
+                is dense, poll() otherwise
   afxdp-poll    datapath/afxdp sleeping in poll() as soon as its ring is empty (the server's --nap 0)
   afxdp-busy    datapath/afxdp with busy polling (the server's --busy-poll): never naps, a
                 recvfrom per empty check, then poll(); on a veth in copy mode the socket has no
                 NAPI to poll, so it waits much as afxdp-poll does
-  afxdp-c       bench/cref/xskdrop, the C reference receiver, with afxdp's nap
+  afxdp-spin    datapath/afxdp's low-latency setting (the server's --latency low): checks its ring
+                without sleeping until 10ms after the last datagram
+  afxdp-c       bench/cref/xskdrop, the C reference receiver: naps of --nap while the last frame
+                came less than 64 naps ago, else poll()
   afxdp-c-poll  xskdrop without a nap
+  afxdp-c-spin  xskdrop checking its ring without ever sleeping
   kernel        datapath/kernel, SO_REUSEPORT + recvmmsg
   stdnet        one net.UDPConn.ReadFromUDP loop
   server        xdpingest run relaying (--sink udp://127.0.0.1:9499) to a recvmmsg collector in
                 the receiving namespace: latency to the relayed datagram's arrival there, which
                 adds the relay's send and the loopback (a few µs) to the sink's write
+  server-low    the same with xdpingest run --latency low
 `
 
 // cmdLatency is `pktbench latency`.
@@ -118,12 +124,12 @@ within one run, and repeat (--reps).
 	if err := rxf.apply(&o.Rx); err != nil {
 		return usageError(stderr, "latency", "%v", err)
 	}
-	if slices.Contains(o.Paths, measure.LatServer) {
+	if slices.ContainsFunc(o.Paths, measure.IsLatServer) {
 		if o.Rx.Xdpingest, err = findXdpingest(*server); err != nil {
 			return usageError(stderr, "latency", "%v", err)
 		}
 	}
-	if slices.Contains(o.Paths, measure.LatCref) || slices.Contains(o.Paths, measure.LatCrefPoll) {
+	if slices.ContainsFunc(o.Paths, measure.IsLatCref) {
 		if o.Rx.Xskdrop, err = findXskdrop(); err != nil {
 			return usageError(stderr, "latency", "%v", err)
 		}

@@ -224,7 +224,7 @@ struct {
 // count counts one frame of len bytes. len is the frame's first buffer
 // (data_end - data) unless the program learned the whole length (see
 // whole_len).
-static __always_inline int count(__u32 len, __u32 outcome, int action)
+static __always_inline int count(__u64 len, __u32 outcome, int action)
 {
 	struct counter *c = bpf_map_lookup_elem(&counters, &outcome);
 	if (c) {
@@ -285,9 +285,9 @@ static __always_inline int l4_outcome(__u8 proto)
 // matched counts and steers a UDP datagram for one of our ports, once the
 // headers have been checked. len is the frame's length as far as the
 // program knows it: its first buffer, or the whole frame once whole_len
-// ran. slot is what port_slot returned for its port; saddr and family say
+// ran. slot is what port_slot returned for its port; saddr and v6 say
 // where the source address is, for the lists.
-static __always_inline int matched(struct xdp_md *ctx, __u32 len, const int mb, __u32 slot, void *saddr, const int v6)
+static __always_inline int matched(struct xdp_md *ctx, __u64 len, const int mb, __u32 slot, void *saddr, const int v6)
 {
 	// Every matched outcome counts in the same element, so the program
 	// looks it up once, first: the lookup's loads overlap with what
@@ -302,13 +302,21 @@ static __always_inline int matched(struct xdp_md *ctx, __u32 len, const int mb, 
 		int denied, allowed = 1;
 		if (v6) {
 			struct lpm6_key k = {.prefixlen = 128};
-			__builtin_memcpy(k.addr, saddr, 16);
+			// Word by word: a memcpy copies byte by byte, the key's
+			// address being an array of bytes. The verifier takes
+			// the source as 4-aligned (NET_IP_ALIGN), and where it
+			// isn't, the CPU loads it unaligned.
+			__u32 *a = (__u32 *)k.addr, *b = saddr;
+			a[0] = b[0];
+			a[1] = b[1];
+			a[2] = b[2];
+			a[3] = b[3];
 			denied = (flags & CFG_DENY6) && bpf_map_lookup_elem(&deny6, &k);
 			if (!denied && (flags & CFG_ALLOW6))
 				allowed = bpf_map_lookup_elem(&allow6, &k) != 0;
 		} else {
 			struct lpm4_key k = {.prefixlen = 32};
-			__builtin_memcpy(k.addr, saddr, 4);
+			*(__u32 *)k.addr = *(__u32 *)saddr;
 			denied = (flags & CFG_DENY4) && bpf_map_lookup_elem(&deny4, &k);
 			if (!denied && (flags & CFG_ALLOW4))
 				allowed = bpf_map_lookup_elem(&allow4, &k) != 0;
@@ -371,7 +379,7 @@ out:
 // buffers, and bpf_xdp_get_buff_len says how long the whole frame is.
 // Without frags the first buffer is the frame. Only frames that reach past
 // their first buffer pay for the helper call.
-static __always_inline __u32 whole_len(struct xdp_md *ctx, const int mb, __u32 len)
+static __always_inline __u64 whole_len(struct xdp_md *ctx, const int mb, __u64 len)
 {
 	return mb ? bpf_xdp_get_buff_len(ctx) : len;
 }
@@ -391,7 +399,7 @@ static __always_inline int ingest(struct xdp_md *ctx, const int mb)
 	void *data_end = (void *)(long)ctx->data_end;
 	// The frame's length: its first buffer, until the slow path learns
 	// the whole.
-	__u32 len = data_end - data;
+	__u64 len = data_end - data;
 	__u32 outcome;
 	struct udphdr *udp;
 	__u32 slot;

@@ -70,10 +70,12 @@ type Config struct {
 	// checks, before it looks at the ring again, while the traffic is
 	// dense; otherwise it sleeps in poll() (default 100µs; negative: never
 	// nap, poll() at once). Dense means fast enough that a nap of Nap
-	// collects at least 256 datagrams (2.56 Mpps with the default), or an
-	// eighth of a smaller RX ring: the rate is measured over each sleep,
-	// from the backlog found after it, and a nap that finds nothing ends
-	// the napping at once. Within it the nap adapts to the backlog: it
+	// collects 128 datagrams (1.28 Mpps with the default), or a sixteenth
+	// of a smaller RX ring; once dense, traffic stays dense until its rate
+	// falls under a quarter of that. The rate is measured over each sleep,
+	// from the backlog found after it, and smoothed over four sleeps. Naps
+	// that find nothing for a whole Nap give way to poll() (a pause, or
+	// the end of the traffic). Within it the nap adapts to the backlog: it
 	// shrinks by a quarter whenever the RX ring was more than three
 	// quarters full at the end of one (down to 5µs), and grows back by an
 	// eighth while the ring stayed under half full; it starts again from

@@ -409,6 +409,44 @@ func TestReceiveNapsWhileTrafficIsDense(t *testing.T) {
 	}
 }
 
+// The rate measured over the sleeps decides between napping and poll():
+// traffic becomes dense at 1.28 Mpps (128 datagrams per 100µs nap, the
+// default ring), stays dense through a pause and down to a quarter of
+// that, and once sparse needs the dense rate again.
+func TestDenseTrafficHysteresis(t *testing.T) {
+	s := newFakeKernel(t, Config{}, 0).s
+	const nap = int64(DefaultNap)
+	// sample feeds n sleeps of one nap's length, each finding per datagrams.
+	sample := func(n int, per uint32) {
+		for range n {
+			s.measureRate(per, nap)
+		}
+	}
+	steps := []struct {
+		what  string
+		n     int
+		per   uint32
+		dense bool
+	}{
+		{"1 Mpps from the start", 20, 100, false},
+		{"2 Mpps", 6, 200, true},
+		{"one pause of 2 ms", 0, 0, true},
+		{"1 Mpps after 2", 20, 100, true},
+		{"400 kpps", 20, 40, true},
+		{"100 kpps", 20, 10, false},
+		{"1 Mpps after 100 kpps", 20, 100, false},
+	}
+	for _, c := range steps {
+		if c.what == "one pause of 2 ms" {
+			s.measureRate(10, 20*nap)
+		}
+		sample(c.n, c.per)
+		if s.dense != c.dense {
+			t.Errorf("%s: dense %v, want %v (rate %d per nap)", c.what, s.dense, c.dense, s.rate/rateOne)
+		}
+	}
+}
+
 // Sparse traffic, one frame per sleep, is waited for in poll(), where the
 // kernel's wakeup comes as soon as a frame does: Receive never naps on it,
 // with the default nap and ring.

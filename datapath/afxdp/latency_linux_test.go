@@ -37,7 +37,7 @@ var latencyModes = []struct {
 }
 
 // latencyWindow is how long each mode receives per op.
-var latencyWindow = 400 * time.Millisecond
+var latencyWindow = 200 * time.Millisecond
 
 // BenchmarkLatency measures what each way of waiting adds to a datagram's
 // delivery: the time from just before the sender's sendmmsg to the
@@ -54,7 +54,7 @@ var latencyWindow = 400 * time.Millisecond
 // about: default/best-p99 (the default against the best of the modes that
 // sleep: default, poll, busypoll), low/kernel-p99.
 //
-//	go test ./datapath/afxdp -run '^$' -bench Latency -benchtime 5x
+//	go test ./datapath/afxdp -run '^$' -bench Latency -benchtime 8x
 func BenchmarkLatency(b *testing.B) {
 	for _, rate := range []int{1_000, 10_000, 100_000, 1_000_000} {
 		b.Run("rate="+rateName(rate), func(b *testing.B) { benchLatency(b, rate) })

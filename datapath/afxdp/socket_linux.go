@@ -78,13 +78,18 @@ type Socket struct {
 	napNow atomic.Int64
 	napped bool
 	slept  int64
-	dense  bool
-	// denseWant is the backlog per Nap that makes traffic dense (see
-	// measureRate); napQuiet how long naps may find nothing before the
-	// receiver goes to poll() (Nap: at the dense rate a nap that long
-	// collects denseWant datagrams). Fixed at open; tests on a loaded
-	// machine lengthen napQuiet and lower denseWant.
-	denseWant uint32
+	// rate is the arrival rate measured over the sleeps, smoothed, in
+	// datagrams per Nap x rateOne; dense says the traffic comes fast
+	// enough to nap through (see measureRate). Under mu.
+	rate  int64
+	dense bool
+	// denseWant is the rate, in datagrams per Nap, at which traffic
+	// becomes dense (see measureRate); napQuiet how long naps may find
+	// nothing before the receiver sleeps in poll() instead (Nap: at the
+	// dense rate a nap that long collects denseWant datagrams). Fixed at
+	// open; tests on a loaded machine lengthen napQuiet and lower
+	// denseWant.
+	denseWant int64
 	napQuiet  int64
 
 	txResIdx, txResN uint32 // the pending ReserveTx
@@ -529,14 +534,11 @@ func (s *Socket) Receive(batch []datapath.Datagram) (int, error) {
 				continue
 			}
 		case s.nap > 0 && !s.busyPoll:
-			// Naps that found nothing for napQuiet: the traffic is
-			// sparse, or over.
-			if s.napped && s.clock.now()-s.slept >= s.napQuiet {
-				s.dense = false
-			}
 			// While traffic is dense, sleep on a timer: off the socket's
-			// wait queue, the kernel has no one to wake (see Config.Nap).
-			if s.dense {
+			// wait queue, the kernel has no one to wake (see Config.Nap);
+			// unless naps have found nothing for napQuiet: a pause, or
+			// the end of the traffic.
+			if s.dense && !(s.napped && s.clock.now()-s.slept >= s.napQuiet) {
 				if s.slept == 0 {
 					s.slept = s.clock.now()
 				}
@@ -544,9 +546,8 @@ func (s *Socket) Receive(batch []datapath.Datagram) (int, error) {
 				s.napped = true
 				continue
 			}
-			// Sparse: the next dense burst starts with the longest nap
-			// again, and what piles up during poll() says nothing about
-			// the nap.
+			// The next nap starts from the longest again, and what piles
+			// up during poll() says nothing about the nap.
 			s.napped = false
 			s.napNow.Store(int64(s.nap))
 		}
@@ -694,31 +695,44 @@ func (s *Socket) drain(batch []datapath.Datagram) int {
 // minNap is the shortest nap adaptNap comes down to.
 const minNap = 5 * time.Microsecond
 
-// denseBacklog is how many datagrams a nap of Config.Nap must collect, at
-// the rate the last sleep measured, for the traffic to be dense enough to
-// nap through: 256 (2.56 Mpps with the default 100µs nap), or an eighth of
-// a smaller RX ring.
-const denseBacklog = 256
+// denseBacklog is the rate, in datagrams per Config.Nap, at which traffic
+// becomes dense enough to nap through: 128 (1.28 Mpps with the default
+// 100µs nap), or a sixteenth of a smaller RX ring. It stays dense until
+// the rate falls under a quarter of that.
+const denseBacklog = 128
+
+// rateOne is 1 in the fixed point of Socket.rate.
+const rateOne = 16
 
 // initWait sets what the wait between batches depends on.
 func (s *Socket) initWait(cfg Config) {
 	s.napNow.Store(int64(cfg.Nap))
-	s.denseWant = max(1, min(denseBacklog, uint32(cfg.RxRingSize)/8))
+	s.denseWant = int64(max(1, min(denseBacklog, cfg.RxRingSize/16)))
 	s.napQuiet = int64(cfg.Nap)
 }
 
-// measureRate sets whether the traffic is dense from the backlog that
-// piled up during the last sleep, of elapsed nanoseconds from its start to
-// the drain that found the backlog. Below the dense rate a nap
-// collects few datagrams and poll() wakes the receiver about as often,
-// each wakeup as soon as a datagram comes; above it, poll() would wake the
-// receiver for every few datagrams, each wakeup paid for by the core that
-// processes the packets (see Config.Nap).
+// measureRate takes the backlog that piled up during the last sleep, of
+// elapsed nanoseconds from its start to the drain that found the backlog,
+// as a sample of the arrival rate, smoothed over four samples (a pause in
+// dense traffic makes one low sample). Traffic becomes dense at denseWant
+// datagrams per Nap and stays dense down to a quarter of that, so that it
+// does not flap between the two ways of waiting, and so that a rate that
+// poll()'s wakeups would slow down (they cost the core that processes the
+// packets) is not taken for sparse. Below the dense rate a nap collects
+// few datagrams: poll() wakes the receiver about as often, and each time
+// as soon as a datagram comes, where a nap adds up to its length to the
+// datagram's latency.
 func (s *Socket) measureRate(backlog uint32, elapsed int64) {
 	if s.nap <= 0 || elapsed <= 0 {
 		return
 	}
-	s.dense = uint64(backlog)*uint64(s.nap) >= uint64(s.denseWant)*uint64(elapsed)
+	sample := min(int64(backlog)*int64(s.nap)*rateOne/elapsed, 64*s.denseWant*rateOne)
+	s.rate += (sample - s.rate) / 4
+	if s.dense {
+		s.dense = s.rate*4 >= s.denseWant*rateOne
+	} else {
+		s.dense = s.rate >= s.denseWant*rateOne
+	}
 }
 
 // adaptNap sets the next nap's length from the backlog the last one let

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"flag"
 	"fmt"
 	"io"
@@ -142,24 +140,23 @@ func steadyTraffic(t *testing.T, b *testbed.Bed, port uint16, rate int) (stop fu
 type tmuxPane struct {
 	t    *testing.T
 	tmux string
-	sock string
+	sock string // the server's socket
 }
 
 func newTmuxPane(t *testing.T) *tmuxPane {
 	t.Helper()
-	p := &tmuxPane{t: t, tmux: testutil.RequireProgram(t, "tmux")}
-	var r [4]byte
-	rand.Read(r[:])
-	p.sock = fmt.Sprintf("xdpingest-top-%d-%s", os.Getpid(), hex.EncodeToString(r[:]))
+	// A socket of its own in the test's directory: tmux leaves its socket
+	// behind when its server is killed.
+	p := &tmuxPane{t: t, tmux: testutil.RequireProgram(t, "tmux"), sock: filepath.Join(t.TempDir(), "tmux")}
 	// No configuration file, a plain shell with a short prompt.
 	p.run("-f", "/dev/null", "new-session", "-d", "-x", "80", "-y", "24", "-s", "top", "env PS1='$ ' sh")
-	t.Cleanup(func() { exec.Command(p.tmux, "-L", p.sock, "kill-server").Run() })
+	t.Cleanup(func() { exec.Command(p.tmux, "-S", p.sock, "kill-server").Run() })
 	return p
 }
 
 func (p *tmuxPane) run(args ...string) string {
 	p.t.Helper()
-	out, err := exec.Command(p.tmux, append([]string{"-L", p.sock}, args...)...).CombinedOutput()
+	out, err := exec.Command(p.tmux, append([]string{"-S", p.sock}, args...)...).CombinedOutput()
 	if err != nil {
 		p.t.Fatalf("tmux %s: %v: %s", strings.Join(args, " "), err, out)
 	}

@@ -124,38 +124,53 @@ var abObject = flag.String("xdp.ab", "", "BenchmarkProgramAB: another build of i
 // because of the noise). It reports the trimmed means: ns/frame of this
 // build, base-ns/frame of the other, delta-ns, and load-ns, the mean gap
 // between two loads of the same build (where the JIT put the code): a
-// delta below it is no difference.
+// delta below it is no difference. Besides the plain configuration (port
+// 9000, nothing else), the server's (MaxRedirect for 4 KiB frames) and
+// one with deny lists in force that the source is not in.
 func BenchmarkProgramAB(b *testing.B) {
 	if *abObject == "" {
 		b.Skip("needs -xdp.ab=FILE, another build of ingest_bpfel.o")
 	}
-	var cur, base []abBuild
-	for range 2 {
-		p := loadT(b, Config{Ports: []uint16{9000}})
-		xskT(b, p)
-		cur = append(cur, abBuild{p.objs.Xdpingest, p.objs.XdpPassOnly})
-		o, err := loadAB(b, *abObject)
-		if err != nil {
-			b.Fatalf("load %s: %v", *abObject, err)
+	configs := map[string]Config{
+		"plain":  {Ports: []uint16{9000}},
+		"server": {Ports: []uint16{9000}, MaxRedirect: MaxRedirectFor(4096, 0)},
+		"deny":   {Ports: []uint16{9000}, Deny: []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24"), netip.MustParsePrefix("2001:db8:ffff::/48")}},
+	}
+	cur, base := map[string][]abBuild{}, map[string][]abBuild{}
+	for name, cfg := range configs {
+		for range 2 {
+			p := loadT(b, cfg)
+			xskT(b, p)
+			cur[name] = append(cur[name], abBuild{p.objs.Xdpingest, p.objs.XdpPassOnly})
+			o, err := loadAB(b, *abObject, cfg)
+			if err != nil {
+				b.Fatalf("load %s: %v", *abObject, err)
+			}
+			base[name] = append(base[name], o)
 		}
-		base = append(base, o)
 	}
 	cases := []struct {
-		name  string
-		pass  bool
-		frame []byte
-		want  uint32
+		name, config string
+		pass         bool
+		frame        []byte
+		want         uint32
 	}{
-		{"pass-only", true, frame64(src4, dst4), xdpPass},
-		{"matched-ipv4", false, frame64(src4, dst4), xdpRedirect},
-		{"matched-ipv6", false, frame64(src6, dst6), xdpRedirect},
-		{"unmatched-ipv4", false, frame64(src4, withPort(dst4, other)), xdpPass},
+		{"pass-only", "plain", true, frame64(src4, dst4), xdpPass},
+		{"matched-ipv4", "plain", false, frame64(src4, dst4), xdpRedirect},
+		{"matched-ipv6", "plain", false, frame64(src6, dst6), xdpRedirect},
+		{"unmatched-ipv4", "plain", false, frame64(src4, withPort(dst4, other)), xdpPass},
+		{"matched-ipv4-qinq", "plain", false, frame64(src4, dst4, ad, q), xdpRedirect},
+		{"matched-ipv4-max-redirect", "server", false, frame64(src4, dst4), xdpRedirect},
+		{"matched-ipv6-max-redirect", "server", false, frame64(src6, dst6), xdpRedirect},
+		{"matched-ipv4-deny-list", "deny", false, frame64(src4, dst4), xdpRedirect},
+		{"matched-ipv6-deny-list", "deny", false, frame64(src6, dst6), xdpRedirect},
 	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
-			progs := []*ebpf.Program{cur[0].xdp, cur[1].xdp, base[0].xdp, base[1].xdp}
+			cb, bb := cur[c.config], base[c.config]
+			progs := []*ebpf.Program{cb[0].xdp, cb[1].xdp, bb[0].xdp, bb[1].xdp}
 			if c.pass {
-				progs = []*ebpf.Program{cur[0].passOnly, cur[1].passOnly, base[0].passOnly, base[1].passOnly}
+				progs = []*ebpf.Program{cb[0].passOnly, cb[1].passOnly, bb[0].passOnly, bb[1].passOnly}
 			}
 			ns := make([][]float64, len(progs))
 			for round := range b.N {
@@ -188,10 +203,12 @@ func BenchmarkProgramAB(b *testing.B) {
 // abBuild is a build of the program: the XDP program and the baseline.
 type abBuild struct{ xdp, passOnly *ebpf.Program }
 
-// loadAB loads another build of the program with port 9000 in its port
-// set (the bitmap of the builds before per-port counters, or port_slots)
-// and an AF_XDP socket for queue 0.
-func loadAB(tb testing.TB, path string) (o abBuild, err error) {
+// loadAB loads another build of the program, configured with cfg's ports
+// (at most 3), deny list, action and MaxRedirect, and an AF_XDP socket for
+// queue 0. It knows the layouts of the builds since per-port counters: the
+// port table and the configuration as map entries (port_slots, config) or
+// as globals (the variables port_slots and config).
+func loadAB(tb testing.TB, path string, cfg Config) (o abBuild, err error) {
 	spec, err := ebpf.LoadCollectionSpec(path)
 	if err != nil {
 		return o, err
@@ -201,16 +218,36 @@ func loadAB(tb testing.TB, path string) (o abBuild, err error) {
 		return o, err
 	}
 	tb.Cleanup(coll.Close)
-	const port = 9000
+	var words [65536 / 4]uint64
+	for i, port := range cfg.Ports[:min(len(cfg.Ports), 3)] {
+		words[port>>2] |= uint64(i+1+1) << ((port & 3) * 16)
+	}
+	conf := ingestConfig{Mode: uint32(cfg.Action), MaxRedirect: uint32(cfg.MaxRedirect)}
+	for _, pfx := range cfg.Deny {
+		name := listName("deny", pfx)
+		if err := coll.Maps[name].Update(lpmKey(pfx), uint8(1), ebpf.UpdateAny); err != nil {
+			return o, err
+		}
+		conf.Flags |= map[string]uint32{"deny4": cfgDeny4, "deny6": cfgDeny6}[name]
+	}
 	switch {
-	case coll.Variables["port_slots"] != nil:
-		err = coll.Variables["port_slots"].Set(func() (w [65536 / 4]uint64) { w[port>>2] = uint64(1+1) << ((port & 3) * 16); return }())
-	case coll.Maps["port_slots"] != nil:
-		err = coll.Maps["port_slots"].Update(uint32(port>>2), uint64(1+1)<<((port&3)*16), ebpf.UpdateAny)
-	case coll.Maps["ports"] != nil:
-		err = coll.Maps["ports"].Update(uint32(port>>6), uint64(1)<<(port&63), ebpf.UpdateAny)
+	case coll.Variables["port_slots"] != nil && coll.Variables["config"] != nil:
+		if err := coll.Variables["port_slots"].Set(words); err != nil {
+			return o, err
+		}
+		err = coll.Variables["config"].Set(conf)
+	case coll.Maps["port_slots"] != nil && coll.Maps["config"] != nil:
+		for w, v := range words {
+			if v == 0 {
+				continue
+			}
+			if err := coll.Maps["port_slots"].Update(uint32(w), v, ebpf.UpdateAny); err != nil {
+				return o, err
+			}
+		}
+		err = coll.Maps["config"].Update(uint32(0), conf, ebpf.UpdateAny)
 	default:
-		err = errors.New("neither a port_slots nor a ports map: teach loadAB this build's port set")
+		err = errors.New("neither port_slots and config maps nor variables: teach loadAB this build's layout")
 	}
 	if err != nil {
 		return o, err

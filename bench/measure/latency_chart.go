@@ -20,6 +20,10 @@ import (
 // the percentile, spread by its nines (x = -log10(1 - q): 90% at 1, 99% at
 // 2, 99.9% at 3), ending at the maximum, drawn at 1 - 1/count.
 
+// curveStep is the least distance along x (in nines) between two points
+// of a curve.
+const curveStep = 0.005
+
 // latencyCurve returns the path's percentile curve: a point at the top of
 // every bucket that holds values, at the share of values up to it.
 func latencyCurve(g *LatencyResult) plotter.XYs {
@@ -37,6 +41,13 @@ func latencyCurve(g *LatencyResult) plotter.XYs {
 		x := math.Log10(n)                         // the maximum
 		if seen < n {
 			x = -math.Log10(1 - seen/n)
+		}
+		// Points closer than the line is wide add nothing but bytes (an
+		// SVG of every bucket of 40 curves is a megabyte): a run of them
+		// shorter than curveStep keeps its first and its last.
+		if k := len(pts); k >= 2 && x-pts[k-2].X < curveStep {
+			pts[k-1] = plotter.XY{X: x, Y: y}
+			return
 		}
 		pts = append(pts, plotter.XY{X: x, Y: y})
 	})

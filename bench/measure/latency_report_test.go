@@ -104,6 +104,31 @@ func TestLatencyReportOutputs(t *testing.T) {
 	}
 }
 
+// The curve keeps its ends (the minimum at the start, the maximum at
+// 1 - 1/count), rises, and has fewer points than a dense histogram has
+// buckets.
+func TestLatencyCurve(t *testing.T) {
+	g := &LatencyResult{}
+	for v := int64(1); v <= 100_000; v++ {
+		g.hist.Record(v * 37)
+	}
+	pts := latencyCurve(g)
+	buckets := 0
+	g.hist.Buckets(func(int, uint64) { buckets++ })
+	if len(pts) < 100 || len(pts) >= buckets/2 {
+		t.Fatalf("%d points for %d buckets", len(pts), buckets)
+	}
+	first, last := pts[0], pts[len(pts)-1]
+	if first.Y != us(37) || last.Y != us(3_700_000) || math.Abs(last.X-5) > 1e-9 {
+		t.Errorf("curve from %v to %v", first, last)
+	}
+	for i := 1; i < len(pts); i++ {
+		if pts[i].X <= pts[i-1].X || pts[i].Y < pts[i-1].Y {
+			t.Fatalf("points %d and %d: %v %v", i-1, i, pts[i-1], pts[i])
+		}
+	}
+}
+
 func TestFormatRate(t *testing.T) {
 	for r, want := range map[float64]string{1000: "1k", 1e6: "1M", 2.5e6: "2.5M", 10_000: "10k", 999: "999", 1500: "1.5k"} {
 		if got := FormatRate(r); got != want {

@@ -499,7 +499,9 @@ func (g *latLoops) recordOne(i int, l *loop, p []byte, now int64) {
 		return
 	}
 	g.hists[i].Record(now - sent)
-	l.meter.Add(p)
+	if l.meter != nil {
+		l.meter.Add(p)
+	}
 }
 
 // startLatLoops runs n receive loops: receive(i) returns loop i's next

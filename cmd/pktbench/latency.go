@@ -48,7 +48,7 @@ func cmdLatency(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	var (
 		paths    = fs.String("paths", strings.Join(measure.LatencyPaths(), ","), "receive `paths` to measure, in the order run (see below)")
 		rates    = fs.String("rates", "1k,10k,100k,1M", "send `rates` in datagrams per second (k and M suffixes)")
-		size     = fs.Int("size", 64, "frame size in `bytes`, Ethernet header included, FCS excluded")
+		size     = fs.Int("size", 0, "frame size in `bytes`, Ethernet header included, FCS excluded (default 64; with --ipv6 78, the least that holds a stamp)")
 		gen      = fs.String("gen", measure.GenAFXDP, "sender: afxdp (AF_XDP TX) or sendmmsg")
 		ipv6     = fs.Bool("ipv6", false, "send IPv6 instead of IPv4")
 		duration = fs.Duration("duration", 5*time.Second, "length of each run")
@@ -111,6 +111,9 @@ within one run, and repeat (--reps).
 	hl := 14 + 20 + 8
 	if o.IPv6 {
 		hl = 14 + 40 + 8
+	}
+	if o.Size == 0 {
+		o.Size = max(64, hl+bench.StampedLen)
 	}
 	if o.Size < hl+bench.StampedLen || o.Size > 1792 {
 		return usageError(stderr, "latency", "--size %d: want %d (headers, a sequence number and a stamp) to 1792", o.Size, hl+bench.StampedLen)

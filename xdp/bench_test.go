@@ -141,7 +141,7 @@ func BenchmarkProgramAB(b *testing.B) {
 		for range 2 {
 			p := loadT(b, cfg)
 			xskT(b, p)
-			cur[name] = append(cur[name], abBuild{p.objs.Xdpingest, p.objs.XdpPassOnly})
+			cur[name] = append(cur[name], abBuild{xdp: p.objs.Xdpingest, passOnly: p.objs.XdpPassOnly})
 			o, err := loadAB(b, *abObject, cfg)
 			if err != nil {
 				b.Fatalf("load %s: %v", *abObject, err)
@@ -200,12 +200,16 @@ func BenchmarkProgramAB(b *testing.B) {
 	}
 }
 
-// abBuild is a build of the program: the XDP program and the baseline.
-type abBuild struct{ xdp, passOnly *ebpf.Program }
+// abBuild is a build of the program: the XDP program and the baseline, and
+// the collection they came in.
+type abBuild struct {
+	xdp, passOnly *ebpf.Program
+	coll          *ebpf.Collection
+}
 
 // loadAB loads another build of the program, configured with cfg's ports
-// (at most 3), deny list, action and MaxRedirect, and an AF_XDP socket for
-// queue 0. It knows the layouts of the builds since per-port counters: the
+// (at most 3, in slots 1 to 3), lists, action and MaxRedirect, and an
+// AF_XDP socket for queue 0. It knows the layouts of the builds since per-port counters: the
 // port table and the configuration as map entries (port_slots, config) or
 // as globals (the variables port_slots and config).
 func loadAB(tb testing.TB, path string, cfg Config) (o abBuild, err error) {
@@ -223,12 +227,14 @@ func loadAB(tb testing.TB, path string, cfg Config) (o abBuild, err error) {
 		words[port>>2] |= uint64(i+1+1) << ((port & 3) * 16)
 	}
 	conf := ingestConfig{Mode: uint32(cfg.Action), MaxRedirect: uint32(cfg.MaxRedirect)}
-	for _, pfx := range cfg.Deny {
-		name := listName("deny", pfx)
-		if err := coll.Maps[name].Update(lpmKey(pfx), uint8(1), ebpf.UpdateAny); err != nil {
-			return o, err
+	for kind, list := range map[string][]netip.Prefix{"allow": cfg.Allow, "deny": cfg.Deny} {
+		for _, pfx := range list {
+			name := listName(kind, pfx)
+			if err := coll.Maps[name].Update(lpmKey(pfx), uint8(1), ebpf.UpdateAny); err != nil {
+				return o, err
+			}
+			conf.Flags |= map[string]uint32{"allow4": cfgAllow4, "allow6": cfgAllow6, "deny4": cfgDeny4, "deny6": cfgDeny6}[name]
 		}
-		conf.Flags |= map[string]uint32{"deny4": cfgDeny4, "deny6": cfgDeny6}[name]
 	}
 	switch {
 	case coll.Variables["port_slots"] != nil && coll.Variables["config"] != nil:
@@ -260,7 +266,7 @@ func loadAB(tb testing.TB, path string, cfg Config) (o abBuild, err error) {
 	if err := coll.Maps["xsks"].Update(uint32(0), uint32(fd), ebpf.UpdateAny); err != nil {
 		return o, err
 	}
-	o.xdp, o.passOnly = coll.Programs["xdpingest"], coll.Programs["xdp_pass_only"]
+	o.xdp, o.passOnly, o.coll = coll.Programs["xdpingest"], coll.Programs["xdp_pass_only"], coll
 	if o.xdp == nil || o.passOnly == nil {
 		return o, errors.New("no xdpingest or xdp_pass_only program in it")
 	}

@@ -6,7 +6,10 @@
 // afxdp, kernel, stdnet, the xdpingest server, and the C reference
 // bench/cref/xskdrop), the sets of pinned generators that drive them
 // (RunGenerators), the side-by-side sweep on a test bed of its own
-// (Compare), and its Report, with the summaries, JSON and charts.
+// (Compare), and its Report, with the summaries, JSON and charts; and the
+// latency sweep (Latency): a paced sender that stamps the send time, the
+// latency paths that read it (LatencyPaths), and the LatencyReport with
+// its JSON and percentile chart.
 // Flags, validation messages and printed tables are pktbench's.
 //
 // It sits above datapath, xdp and bench: bench stays a leaf that the

@@ -6,6 +6,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -34,16 +35,14 @@ import (
 //
 // Records go to the file with writev(2), each as its header and its frame.
 // Headers (and the headers of synthesized frames) are built in a 1 MiB
-// buffer. Frames are copied into it too, and the buffer is written when it
-// fills up or on Flush, except in one case: a Write that follows a Flush
-// (the caller's queue ran dry: the writer keeps up, and would write at the
-// next Flush anyway) writes frames of at least pcapInPlaceMin bytes from
-// where the datagram holds them (the pipeline's chunk, already one copy out
-// of the UMEM), without a copy, and so before it returns: in one writev of
-// up to IOV_MAX segments. Where Writes come back to back (the writer is
-// behind), a copy and a write per MiB cost less than a writev per Write,
-// and small frames cost less copied (see docs/BENCHMARKS.md, "pcap at large
-// frames").
+// buffer, and frames are copied into it, which is written when it fills up
+// or on Flush. A writer can also write frames of at least inPlaceMin bytes
+// from where the datagram holds them (the pipeline's chunk, already one
+// copy out of the UMEM), without a copy, and so before Write returns, in
+// one writev of up to IOV_MAX segments. It doesn't by default: measured on
+// the test bed, a writev per Write costs more than the copy and a write per
+// MiB at every frame size, with Writes back to back or a Flush after each
+// (see docs/BENCHMARKS.md, "pcap at large frames").
 //
 // A failed write (short; ENOSPC, EDQUOT, EFBIG, EIO) ends the file at once:
 // it is cut back (ftruncate) to the last whole record writev(2) took, then
@@ -59,8 +58,12 @@ const (
 	// pcapMaxSegs is the most segments one writev takes (IOV_MAX).
 	pcapMaxSegs = 1024
 	// pcapInPlaceMin is the least frame length written in place rather
-	// than copied into the buffer, by a Write that follows a Flush.
-	pcapInPlaceMin = 1024
+	// than copied into the buffer: none is. A system call costs 2-4 µs on
+	// the test bed's VM, and the kernel's write into tmpfs 80-90% of the
+	// sink's time, the copy a few percent; where a system call costs a
+	// tenth of a µs, BenchmarkPcapWriteWays may say to write large frames
+	// in place.
+	pcapInPlaceMin = math.MaxInt
 	// pcapRecsCap is room for the records of a buffer full of 64-byte
 	// frames; smaller ones (60 bytes is the least on the wire) grow the
 	// slice once.
@@ -90,14 +93,12 @@ type pcapSink struct {
 	closed  atomic.Bool
 
 	// create makes a new file (createPcapFile); retryAfter is
-	// pcapRetryAfter; inPlaceMin is pcapInPlaceMin, and inPlaceAlways
-	// writes frames in place also in Writes that don't follow a Flush.
-	// Tests change them, to fail writes on cue, to resume without waiting
-	// a second, and to take one way of writing frames or the other.
-	create        func(path string) (pcapFile, error)
-	retryAfter    time.Duration
-	inPlaceMin    int
-	inPlaceAlways bool
+	// pcapRetryAfter; inPlaceMin is pcapInPlaceMin. Tests change them, to
+	// fail writes on cue, to resume without waiting a second, and to take
+	// one way of writing frames or the other.
+	create     func(path string) (pcapFile, error)
+	retryAfter time.Duration
+	inPlaceMin int
 }
 
 // pcapFile is what a writer needs of its file: an osPcapFile, or in tests
@@ -202,8 +203,6 @@ type pcapWriter struct {
 	bufRun  int
 	inPlace bool
 	recs    []pcapRec // the pending records, all in flight
-	// flushed says Flush was called since the last Write.
-	flushed bool
 
 	retryAt     time.Time   // no new file before this, after a failure
 	failing     atomic.Bool // the last file failed and no new one opened since: see Connected
@@ -287,15 +286,13 @@ func (w *pcapWriter) Write(dgs []datapath.Datagram) error {
 		return fmt.Errorf("can't write to %s: %w", w.s.Name(), ErrClosed)
 	}
 	w.c.inFlight.Add(n)
-	inPlaceOK := w.flushed || w.s.inPlaceAlways
-	w.flushed = false
 	now := time.Now()
 	var err error
 	if w.f != nil && w.s.spec.MaxAge > 0 && now.Sub(w.opened) >= w.s.spec.MaxAge {
 		err = w.finish()
 	}
 	for i := range dgs {
-		if werr := w.append(&dgs[i], now, inPlaceOK); werr != nil {
+		if werr := w.append(&dgs[i], now); werr != nil {
 			// Every failure on the way set retryReason, and wrote or
 			// dropped what was pending.
 			left := n - uint64(i)
@@ -313,9 +310,8 @@ func (w *pcapWriter) Write(dgs []datapath.Datagram) error {
 	return err
 }
 
-// append adds one record, opening or rotating the file as needed, with
-// its frame in place when inPlaceOK and the frame is large enough.
-func (w *pcapWriter) append(d *datapath.Datagram, now time.Time, inPlaceOK bool) error {
+// append adds one record, opening or rotating the file as needed.
+func (w *pcapWriter) append(d *datapath.Datagram, now time.Time) error {
 	flen := FrameLen(d)
 	capLen := min(flen, pcapfile.MaxSnapLen)
 	recLen := int64(pcapfile.RecordHeaderLen + capLen)
@@ -331,7 +327,7 @@ func (w *pcapWriter) append(d *datapath.Datagram, now time.Time, inPlaceOK bool)
 	}
 	// A frame cut at the snapshot length (none is, at MaxSnapLen) is
 	// copied.
-	inPlace := inPlaceOK && flen >= w.s.inPlaceMin && capLen == flen
+	inPlace := flen >= w.s.inPlaceMin && capLen == flen
 	// Room in buf for the header and what is copied (a synthesized frame
 	// is built whole, then cut at the snapshot length), and in segs for a
 	// run of buf and a frame.
@@ -411,7 +407,6 @@ func (w *pcapWriter) resetPending() {
 }
 
 func (w *pcapWriter) Flush() error {
-	w.flushed = true
 	if w.s.closed.Load() {
 		return fmt.Errorf("can't flush %s: %w", w.s.Name(), ErrClosed)
 	}

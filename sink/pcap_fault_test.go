@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"strings"
 	"sync"
@@ -226,27 +225,21 @@ func TestPcapWriteFaults(t *testing.T) {
 	}
 }
 
-// pcapWays are the ways frames reach the file: every frame copied into the
-// buffer; every frame written in place (a writev per Write); and the
-// default with a Flush before every Write (a writer that keeps up), which
-// writes the tests' frames of pcapInPlaceMin bytes and more in place and
-// copies the others.
+// pcapWays are the ways frames reach the file: copied into the buffer (the
+// default), or written in place (a writev per Write) whatever their size;
+// the tests' frames are of every size.
 var pcapWays = []pcapWay{
-	{name: "copied", inPlaceMin: math.MaxInt},
-	{name: "in place", inPlaceMin: 0, always: true},
-	{name: "default flushed", inPlaceMin: pcapInPlaceMin, flushEach: true},
+	{name: "copied", inPlaceMin: pcapInPlaceMin},
+	{name: "in place", inPlaceMin: 0},
 }
 
 type pcapWay struct {
 	name       string
 	inPlaceMin int
-	always     bool // inPlaceAlways
 	flushEach  bool // Flush before every Write
 }
 
-func (way pcapWay) set(s *pcapSink) {
-	s.inPlaceMin, s.inPlaceAlways = way.inPlaceMin, way.always
-}
+func (way pcapWay) set(s *pcapSink) { s.inPlaceMin = way.inPlaceMin }
 
 // write writes dgs through w, after a Flush if the way says so.
 func (way pcapWay) write(w Writer, dgs []datapath.Datagram) error {

@@ -388,14 +388,14 @@ func BenchmarkPcapWrite(b *testing.B) {
 // the buffer and in place (a writev per Write), with Writes back to back
 // (a writer that is behind: the buffer is written when full) and with a
 // Flush before each (a writer that keeps up: the pipeline flushes when its
-// queue runs dry), to choose when to write in place.
+// queue runs dry), to choose pcapInPlaceMin.
 func BenchmarkPcapWriteWays(b *testing.B) {
 	for _, size := range []int{64, 512, 1024, 1472, 9000, 65000} {
 		for _, flushed := range []bool{false, true} {
 			for _, inPlace := range []bool{false, true} {
 				way := pcapWay{name: "copied", inPlaceMin: math.MaxInt, flushEach: flushed}
 				if inPlace {
-					way = pcapWay{name: "in_place", inPlaceMin: 0, always: true, flushEach: flushed}
+					way = pcapWay{name: "in_place", inPlaceMin: 0, flushEach: flushed}
 				}
 				name := fmt.Sprintf("%d/%s", size, way.name)
 				if flushed {

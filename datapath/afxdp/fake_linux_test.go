@@ -218,7 +218,7 @@ func TestNapAdaptsToBacklog(t *testing.T) {
 	// A test goroutine can lose the CPU for a while on a loaded machine:
 	// naps go on for 64 ms without a frame, and any backlog makes the
 	// traffic dense, so that Receive does not go to poll() between steps.
-	s.napQuiet, s.denseWant = int64(64*nap), 1
+	s.napQuiet, s.denseWant, s.rateWindow = int64(64*nap), 1, 0
 	buf := make([]byte, bench.SizedSpan)
 	seq := uint64(0)
 	burst := func(n int) [][]byte {
@@ -342,7 +342,7 @@ func TestReceiveNapsWhileTrafficIsDense(t *testing.T) {
 	const nap = time.Millisecond
 	k := newFakeKernel(t, Config{NumFrames: 256, RxRingSize: 64, SpinChecks: 1, Nap: nap}, 0)
 	s := k.s
-	s.napQuiet, s.denseWant = int64(64*nap), 1
+	s.napQuiet, s.denseWant, s.rateWindow = int64(64*nap), 1, 0
 	buf := make([]byte, bench.SizedSpan)
 	seq := uint64(0)
 	burst := func(n int) [][]byte {
@@ -416,10 +416,13 @@ func TestReceiveNapsWhileTrafficIsDense(t *testing.T) {
 func TestDenseTrafficHysteresis(t *testing.T) {
 	s := newFakeKernel(t, Config{}, 0).s
 	const nap = int64(DefaultNap)
-	// sample feeds n sleeps of one nap's length, each finding per datagrams.
+	// sample feeds n samples, each of sleeps of one nap's length that find
+	// per datagrams each, over the sample's window (four naps).
 	sample := func(n int, per uint32) {
 		for range n {
-			s.measureRate(per, nap)
+			for range 4 {
+				s.measureRate(per, nap)
+			}
 		}
 	}
 	steps := []struct {
@@ -438,7 +441,7 @@ func TestDenseTrafficHysteresis(t *testing.T) {
 	}
 	for _, c := range steps {
 		if c.what == "one pause of 2 ms" {
-			s.measureRate(10, 20*nap)
+			s.measureRate(10, 20*nap) // a window of its own
 		}
 		sample(c.n, c.per)
 		if s.dense != c.dense {

@@ -83,14 +83,18 @@ type Socket struct {
 	// enough to nap through (see measureRate). Under mu.
 	rate  int64
 	dense bool
+	// sumBacklog and sumSlept add up the sleeps of the sample in the
+	// making, until they cover rateWindow (see measureRate). Under mu.
+	sumBacklog, sumSlept int64
 	// denseWant is the rate, in datagrams per Nap, at which traffic
 	// becomes dense (see measureRate); napQuiet how long naps may find
 	// nothing before the receiver sleeps in poll() instead (Nap: at the
 	// dense rate a nap that long collects denseWant datagrams). Fixed at
 	// open; tests on a loaded machine lengthen napQuiet and lower
 	// denseWant.
-	denseWant int64
-	napQuiet  int64
+	denseWant  int64
+	napQuiet   int64
+	rateWindow int64
 
 	txResIdx, txResN uint32 // the pending ReserveTx
 	txInFlight       int    // submitted, not yet completed
@@ -709,12 +713,15 @@ func (s *Socket) initWait(cfg Config) {
 	s.napNow.Store(int64(cfg.Nap))
 	s.denseWant = int64(max(1, min(denseBacklog, cfg.RxRingSize/16)))
 	s.napQuiet = int64(cfg.Nap)
+	s.rateWindow = 4 * int64(cfg.Nap)
 }
 
-// measureRate takes the backlog that piled up during the last sleep, of
+// measureRate adds the backlog that piled up during the last sleep, of
 // elapsed nanoseconds from its start to the drain that found the backlog,
-// as a sample of the arrival rate, smoothed over four samples (a pause in
-// dense traffic makes one low sample). Traffic becomes dense at denseWant
+// to a sample of the arrival rate; once the sample covers four Naps of
+// sleep (so that a sender's bursts don't pass for its rate) it is
+// smoothed over four samples (a pause in dense traffic makes one low
+// sample). Traffic becomes dense at denseWant
 // datagrams per Nap and stays dense down to a quarter of that, so that it
 // does not flap between the two ways of waiting, and so that a rate that
 // poll()'s wakeups would slow down (they cost the core that processes the
@@ -726,7 +733,13 @@ func (s *Socket) measureRate(backlog uint32, elapsed int64) {
 	if s.nap <= 0 || elapsed <= 0 {
 		return
 	}
-	sample := min(int64(backlog)*int64(s.nap)*rateOne/elapsed, 64*s.denseWant*rateOne)
+	s.sumBacklog += int64(backlog)
+	s.sumSlept += elapsed
+	if s.sumSlept < s.rateWindow {
+		return
+	}
+	sample := min(s.sumBacklog*int64(s.nap)*rateOne/s.sumSlept, 64*s.denseWant*rateOne)
+	s.sumBacklog, s.sumSlept = 0, 0
 	s.rate += (sample - s.rate) / 4
 	if s.dense {
 		s.dense = s.rate*4 >= s.denseWant*rateOne

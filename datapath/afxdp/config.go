@@ -72,8 +72,9 @@ type Config struct {
 	// nap, poll() at once). Dense means fast enough that a nap of Nap
 	// collects 128 datagrams (1.28 Mpps with the default), or a sixteenth
 	// of a smaller RX ring; once dense, traffic stays dense until its rate
-	// falls under a quarter of that. The rate is measured over each sleep,
-	// from the backlog found after it, and smoothed over four sleeps. Naps
+	// falls under a quarter of that. The rate is measured over the sleeps
+	// (the backlog found after each, over the time slept), in samples of
+	// at least four Naps of sleep, smoothed over four samples. Naps
 	// that find nothing for a whole Nap give way to poll() (a pause, or
 	// the end of the traffic). Within it the nap adapts to the backlog: it
 	// shrinks by a quarter whenever the RX ring was more than three
@@ -105,10 +106,12 @@ type Config struct {
 	// bed a sleeping receiver, in poll() or a nap, takes 35-100µs to run
 	// again, a spinning one takes none. The price is a core per queue, all
 	// of it, while traffic is recent (LowLatencySpin covers gaps of up to
-	// 10ms, so a stream of 100 datagrams/s or more keeps it spinning); and
-	// in copy mode the receiver must not share its core with the kernel's
-	// work for the queue, or it takes that core from the kernel (see
-	// SpinChecks). 0 (default): off.
+	// 10ms, so a stream of 100 datagrams/s or more keeps it spinning). It
+	// wants a core of its own: a spinning receiver that shares its core
+	// with other tasks gets only its share of it and waits out their
+	// slices (milliseconds), which is worse than a wakeup; and in copy mode
+	// it takes the core from the kernel's work for the queue if it shares
+	// that one (see SpinChecks). 0 (default): off.
 	SpinFor time.Duration
 }
 

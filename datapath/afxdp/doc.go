@@ -52,26 +52,30 @@
 // When the RX ring is empty Receive checks again a few times
 // ([Config.SpinChecks]). Then it sleeps, in one of two ways chosen by the
 // arrival rate it measures over its sleeps (the backlog it finds after
-// each, over the time it slept, smoothed). While the traffic is dense (a
-// nap of [Config.Nap] collects 128 datagrams or more: 1.28 Mpps with the
-// default 100µs; it stays dense down to a quarter of that), it naps on a
-// timer and looks again: a receiver waiting in poll() would be woken by
-// the kernel once per batch it hands over, from the core that processes
-// the packets, and that wakeup costs that core more than the receiver's
-// timer does. The nap adapts to the backlog: it shrinks by a quarter when
-// the RX ring was more than three quarters full at the end of one and
-// grows back while the ring stays under half full; naps that find nothing
-// for a whole [Config.Nap] give way to poll().
-// Otherwise, sparse traffic or none, it sleeps in poll() on the socket and
-// an eventfd that Close signals: the kernel wakes it as soon as a datagram
-// comes, where a nap would add up to its length to the datagram's latency
-// and save few wakeups. With [Config.SpinFor] (xdpingest's --latency low)
-// it does not sleep at all until SpinFor has passed since the last
-// datagram: no wakeup to wait for, a core per queue while traffic flows.
-// It sleeps whatever the ring's wakeup flag says: in copy mode the kernel
-// never sets XDP_RING_NEED_WAKEUP on the fill ring, and a receiver that
-// spins takes the core the kernel needs to copy frames (so SpinFor wants
-// the receiver on a core of its own).
+// each, over the time it slept, in samples of four naps' worth of sleep,
+// smoothed). While the traffic is dense (a nap of [Config.Nap] collects
+// 128 datagrams or more: 1.28 Mpps with the default 100µs; it stays dense
+// down to a quarter of that), it naps on a timer and looks again: a
+// receiver waiting in poll() would be woken by the kernel once per batch
+// it hands over, from the core that processes the packets, and that
+// wakeup costs that core more than the receiver's timer does. The nap
+// adapts to the backlog: it shrinks by a quarter when the RX ring was more
+// than three quarters full at the end of one and grows back while the
+// ring stays under half full; naps that find nothing for a whole
+// [Config.Nap] give way to poll(). Otherwise, sparse traffic or none, it
+// sleeps in poll() on the socket and an eventfd that Close signals: the
+// kernel wakes it as soon as a datagram comes, where a nap would add up
+// to its length to the datagram's latency and save few wakeups.
+//
+// With [Config.SpinFor] (xdpingest's --latency low) it does not sleep at
+// all until SpinFor has passed since the last datagram: no wakeup to wait
+// for, at the price of a core per queue while traffic flows, and only on a
+// core of its own: a spinning receiver that shares its core gets only its
+// share of it, and waits out the other tasks' slices, which is worse than
+// a wakeup. Any other receiver sleeps whatever the ring's wakeup flag
+// says: in copy mode the kernel never sets XDP_RING_NEED_WAKEUP on the
+// fill ring, and a receiver that spins takes the core the kernel needs to
+// copy frames.
 // Sockets are bound with XDP_USE_NEED_WAKEUP, and the kernel is woken with
 // a syscall only when a ring's flag asks (or, with [Config.BusyPoll], on
 // every empty check).

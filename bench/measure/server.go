@@ -263,8 +263,15 @@ func (r *serverRx) scrape() (Snapshot, error) {
 	// Frame bytes of what was delivered: the program counts the bytes of
 	// every frame it redirected, some of which AF_XDP then dropped, so
 	// the delivered packets are scaled by the redirected frames' mean size.
-	var redirPackets, redirBytes uint64
+	// What the server delivered is what its sink wrote: datagrams received
+	// but dropped on the way to the sink (a full queue, a full disk) are
+	// not delivered, and sink_dropped counts them.
+	var redirPackets, redirBytes, written uint64
+	sawSink := false
 	for key, v := range m {
+		if strings.HasPrefix(key, "xdpingest_sink_written_total") {
+			sawSink = true
+		}
 		if v <= 0 {
 			continue
 		}
@@ -273,6 +280,8 @@ func (r *serverRx) scrape() (Snapshot, error) {
 		switch name {
 		case "xdpingest_rx_packets_total":
 			s.Packets += n
+		case "xdpingest_sink_written_total":
+			written += n
 		case "xdpingest_xdp_bytes_total":
 			if strings.Contains(labels, `outcome="redirect"`) {
 				redirBytes += n
@@ -301,6 +310,9 @@ func (r *serverRx) scrape() (Snapshot, error) {
 		case "xdpingest_sink_dropped_total":
 			s.Drops["sink_dropped"] += n
 		}
+	}
+	if sawSink {
+		s.Packets = written
 	}
 	if redirPackets > 0 {
 		s.Bytes = uint64(float64(s.Packets) * float64(redirBytes) / float64(redirPackets))

@@ -56,9 +56,8 @@ paths (rx --path, compare --paths; compare runs the first five by default):
   afxdp         datapath/afxdp, one AF_XDP socket per queue
   kernel        datapath/kernel, SO_REUSEPORT + recvmmsg
   stdnet        one net.UDPConn.ReadFromUDP loop
-  server        xdpingest run with the discard sink (the xdpingest binary next to pktbench);
-                the server paths count what the sink wrote, not what was received
-  server-pcap   xdpingest run with the pcap sink, into /dev/shm
+  server        xdpingest run with the discard sink (the xdpingest binary next to pktbench)
+  server-pcap   xdpingest run with the pcap sink, into /dev/shm (server paths: what the sink wrote)
   afxdp-c       bench/cref/xskdrop, a reference AF_XDP receiver in C that reads no frame
   afxdp-c-walk  xskdrop reading each frame's headers and sequence number, as afxdp does
 `

@@ -23,6 +23,7 @@ func completionSpec() completion.Command {
 		"xdp-mode":   completion.OneOf("native", "generic", "auto"),
 		"on-full":    completion.OneOf("drop", "block"),
 		"log-format": completion.OneOf("text", "json"),
+		"latency":    completion.OneOf("default", "low"),
 		"frame-size": completion.OneOf("2048", "4096"),
 		"tune":       completion.OneOf(tuning.BuiltinProfiles()...),
 		"sink":       completion.OneOf("pcap:", "nats://", "tls://", "kafka://", "udp://", "discard"),

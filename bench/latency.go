@@ -312,10 +312,16 @@ func (p *Pacer) Wait(limit int, stop func() bool) int {
 			}
 			continue
 		}
-		// Every datagram whose time has come, up to limit.
-		n := uint64(float64(now)/p.interval) + 1 - p.due
-		return int(min(n, uint64(limit)))
+		return int(min(dueBy(now, p.interval, p.due), uint64(limit)))
 	}
+}
+
+// dueBy is how many datagrams from number due on are due at now, given
+// that number due is: at least one, since its deadline is rounded down to
+// a whole ns, and now/interval may floor to due-1 when now is that
+// deadline (an interval that is no whole number of ns: 7k/s).
+func dueBy(now time.Duration, interval float64, due uint64) uint64 {
+	return max(uint64(float64(now)/interval)+1, due+1) - due
 }
 
 // Sent tells the pacer that n of the datagrams Wait returned went out.

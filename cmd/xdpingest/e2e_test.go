@@ -495,7 +495,7 @@ func TestAutoFallsBackToKernelPath(t *testing.T) {
 			return c, err
 		}}}
 	s.cmd = b.Rx.Command(binary, "run", "--iface", "lo", "--ports", "9000", "--path", "auto", "--xdp-mode", "native",
-		"--sink", "pcap:"+dir, "--metrics-addr", s.metrics, "--log-format", "json")
+		"--sink", "pcap:"+dir, "--metrics-addr", s.metrics, "--log-format", "json", "--latency", "low")
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -513,6 +513,11 @@ func TestAutoFallsBackToKernelPath(t *testing.T) {
 	log := s.log.String()
 	if !strings.Contains(log, `"path":"kernel"`) || !strings.Contains(log, "kernel path without the XDP program") || !strings.Contains(log, "native") {
 		t.Fatalf("want a start on the kernel path with the reason (native XDP refused); log:\n%s", log)
+	}
+	// --latency low, which only AF_XDP workers follow, is said to have no
+	// effect once the server fell back.
+	if !strings.Contains(log, `"latency":"low"`) || !strings.Contains(log, "--latency low applies to AF_XDP workers only") {
+		t.Errorf("want the start line's latency=low and a warning that the kernel path ignores it; log:\n%s", log)
 	}
 	// Datagrams over loopback reach the kernel path.
 	if err := b.Rx.Do(func() error {

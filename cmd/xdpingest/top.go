@@ -90,7 +90,9 @@ func cmdTop(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "xdpingest top: invalid --interval %v: want 100ms or more\n", s.interval)
 		return 2
 	}
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	// SIGQUIT too: Ctrl-\ works in cbreak mode, and would otherwise end the
+	// process without restoring the terminal.
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
 	defer stop()
 	o := top.Options{URL: u, Interval: s.interval, Once: s.once, Out: stdout}
 	if f, ok := stdout.(*os.File); ok && !s.once && !s.plain && top.IsTerminal(f) {

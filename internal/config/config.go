@@ -48,10 +48,10 @@ type Config struct {
 	Frames    int  `yaml:"frames"`     // UMEM frames per socket, a power of two
 	RingSize  int  `yaml:"ring_size"`  // RX and fill ring entries, a power of two
 	BusyPoll  bool `yaml:"busy_poll"`
-	// Nap: how long an AF_XDP receiver sleeps on a timer when its ring is
-	// empty while traffic is recent, instead of waiting in poll() for the
-	// kernel to wake it, adapting below it to the traffic; "0s" never naps
-	// (default 100µs, at most 1ms).
+	// Nap: the longest an AF_XDP receiver sleeps on a timer when its ring
+	// is empty while traffic is dense, instead of waiting in poll() for
+	// the kernel to wake it, adapting below it to the backlog; sparse
+	// traffic waits in poll(). "0s" never naps (default 100µs, at most 1ms).
 	Nap time.Duration `yaml:"nap"`
 	// Latency: "default" naps only while traffic is dense (millions of
 	// datagrams a second) and waits in poll() otherwise; "low" keeps each

@@ -64,7 +64,7 @@ func NewFlagSet(name string, out io.Writer) *FlagSet {
 	fs.BoolVar(&c.BusyPoll, "busy-poll", false, "AF_XDP: busy-poll the sockets (SO_PREFER_BUSY_POLL, SO_BUSY_POLL); costs a core per queue")
 	fs.IntVar(&c.Workers, "workers", 0, "kernel path: workers (sockets per port and family); 0 means one per queue, at most one per CPU")
 	fs.IntVar(&c.RcvBufMB, "rcvbuf-mb", d.RcvBufMB, "kernel path: SO_RCVBUF per socket, in `MiB`")
-	fs.DurationVar(&c.Nap, "nap", d.Nap, "AF_XDP: sleep this long on a timer when a ring is empty while traffic is recent, instead of in poll() (0: never; lower latency, more CPU with sparse traffic)")
+	fs.DurationVar(&c.Nap, "nap", d.Nap, "AF_XDP: the longest a worker sleeps on a timer when its ring is empty while traffic is dense (about 1 Mpps or more), instead of in poll(); sparse traffic waits in poll() (0: never nap)")
 	fs.StringVar(&c.Latency, "latency", d.Latency, "AF_XDP wait between datagrams: default (nap only under millions of datagrams/s, else poll()) or low (check the ring without sleeping until 10ms after the last datagram: lowest latency, a core per queue while traffic flows)")
 	fs.DurationVar(&c.SchedSlice, "sched-slice", d.SchedSlice, "scheduler slice of each worker thread (Linux 6.12+), so that a worker waking from a nap preempts what shares its core at once (0: the kernel's; 100µs to 100ms)")
 	fs.IntVar(&c.WorkerNice, "worker-nice", d.WorkerNice, "nice value of each worker thread, so that a worker waking from a nap gets its core back at once (0: the process's; below it needs CAP_SYS_NICE)")

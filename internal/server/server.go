@@ -588,7 +588,17 @@ func (s *server) logStart() {
 		"workers", strings.Join(qs, ","), "ports", config.FormatPorts(c.Ports),
 		"allow", prefixes(c.Raw.Allow), "deny", prefixes(c.Raw.Deny),
 		"sinks", strings.Join(names, ","), "on_full", c.Raw.OnFull, "metrics", c.MetricsAddr,
-		"worker_nice", c.WorkerNice, "sched_slice", c.SchedSlice, "nap", c.Nap)
+		"worker_nice", c.WorkerNice, "sched_slice", c.SchedSlice, "nap", c.Nap, "latency", latencyName(c.LowLatency))
+	if c.LowLatency && s.afxdpPart() == nil {
+		s.log.Warn("--latency low applies to AF_XDP workers only; the kernel path's workers wait in the kernel as before", "path", s.path.Name())
+	}
+}
+
+func latencyName(low bool) string {
+	if low {
+		return "low"
+	}
+	return "default"
 }
 
 func prefixes(p []string) string {

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"encoding/binary"
 	"math/bits"
 	"sort"
 )
@@ -42,6 +43,14 @@ type SeqMeter struct {
 	// MaxStreams; Short counts payloads too short to hold a number.
 	OutOfRange uint64
 	Short      uint64
+
+	// The page the last new number landed in, for Add's fast path: cur is
+	// its bitmap (nil until then), base the wide number of its first bit,
+	// curS its stream. A page is cached only when it lies wholly below the
+	// limit, so a number inside it needs no other check.
+	cur  []uint64
+	base uint64
+	curS *seqStream
 }
 
 type seqStream struct {
@@ -112,8 +121,28 @@ func (s *seqStream) page(p uint64) []uint64 {
 	return pg
 }
 
-// Add marks the wide sequence number at the start of a payload.
+// Add marks the wide sequence number at the start of a payload. A new
+// number in the page of the last one is marked here without looking up its
+// stream and page; everything else (a duplicate, another page, a short
+// payload) goes through Mark.
 func (m *SeqMeter) Add(payload []byte) {
+	if len(payload) >= 8 {
+		off := binary.BigEndian.Uint64(payload) - m.base
+		if w := off >> 6; w < uint64(len(m.cur)) {
+			if bit := uint64(1) << (off & 63); m.cur[w]&bit == 0 {
+				m.cur[w] |= bit
+				m.Received++
+				s := m.curS
+				s.unique++
+				s.highest = max(s.highest, m.base&CounterMask+off)
+				return
+			}
+		}
+	}
+	m.addSlow(payload)
+}
+
+func (m *SeqMeter) addSlow(payload []byte) {
 	seq, ok := DecodeWide(payload)
 	if !ok {
 		m.Received++
@@ -154,6 +183,9 @@ func (m *SeqMeter) Mark(seq uint64) {
 		s.highest = c
 	}
 	s.unique++
+	if (p+1)<<pageShift <= m.limit {
+		m.cur, m.base, m.curS = pg, seq&^(1<<pageShift-1), s
+	}
 }
 
 // Merge adds o's numbers and counters to m. A number both saw counts as a

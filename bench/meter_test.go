@@ -148,3 +148,83 @@ cpu1 240 0 70 700 0 0 0 0 0 0
 		t.Fatal("no cpu line accepted")
 	}
 }
+
+// Add's fast path (the page of the last new number) must count exactly as
+// Mark does: checked against a map over numbers that hop between streams
+// and pages, repeat, and cross a limit in the middle of a page.
+func TestSeqMeterAddFastPath(t *testing.T) {
+	limit := uint64(2<<pageShift + 100)
+	m := NewSeqMeter(limit)
+	type key struct {
+		stream uint16
+		c      uint64
+	}
+	seen := map[key]bool{}
+	var dups, outOfRange, short, received uint64
+	highest := map[uint16]uint64{}
+	buf := make([]byte, 22)
+	rng := uint64(1)
+	next := func() uint64 { rng = rng*6364136223846793005 + 1442695040888963407; return rng >> 33 }
+	for _, start := range []uint64{0, 1<<pageShift - 70, 2<<pageShift - 30, 2<<pageShift + 60} {
+		stream := uint16(0)
+		for i := uint64(0); i < 3000; i++ {
+			if next()%100 == 0 { // runs from one stream, as a queue sees
+				stream = uint16(next() % 3)
+			}
+			c := start + i
+			switch next() % 10 {
+			case 0:
+				c -= next() % 200 // often a duplicate
+			case 1:
+				c = next() % (c + 1) // anywhere below, often another page
+			}
+			received++
+			if next()%50 == 0 {
+				m.Add(buf[:7])
+				short++
+				continue
+			}
+			PutWide(buf, StreamSeq(stream, c))
+			m.Add(buf)
+			k := key{stream, c}
+			switch {
+			case c >= limit:
+				outOfRange++
+			case seen[k]:
+				dups++
+			default:
+				seen[k] = true
+				highest[stream] = max(highest[stream], c)
+			}
+		}
+		for _, sc := range m.Streams() {
+			if sc.Highest != highest[sc.Stream] {
+				t.Errorf("from %d: stream %d: highest %d, want %d", start, sc.Stream, sc.Highest, highest[sc.Stream])
+			}
+		}
+	}
+	if m.Received != received {
+		t.Errorf("received %d, want %d", m.Received, received)
+	}
+	if m.Dups != dups || m.OutOfRange != outOfRange || m.Short != short || m.Unique() != uint64(len(seen)) {
+		t.Fatalf("dups %d out of range %d short %d unique %d, want %d %d %d %d",
+			m.Dups, m.OutOfRange, m.Short, m.Unique(), dups, outOfRange, short, len(seen))
+	}
+	for k := range seen {
+		if !m.Has(StreamSeq(k.stream, k.c)) {
+			t.Fatalf("%v not marked", k)
+		}
+	}
+	// Merging into a meter whose page is cached: a number both saw is a
+	// duplicate when the cached page sees it again.
+	o := NewSeqMeter(limit)
+	o.Mark(StreamSeq(7, 5))
+	n := NewSeqMeter(limit)
+	n.Mark(StreamSeq(7, 4))
+	n.Merge(o)
+	PutWide(buf, StreamSeq(7, 5))
+	n.Add(buf)
+	if n.Dups != 1 || n.Unique() != 2 {
+		t.Fatalf("after merge: dups %d unique %d, want 1 2", n.Dups, n.Unique())
+	}
+}

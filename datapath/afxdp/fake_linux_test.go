@@ -537,6 +537,19 @@ func TestReceiveSpinsForLowLatency(t *testing.T) {
 	if n := s.naps.Load(); n != 0 {
 		t.Errorf("%d naps with SpinFor, want none", n)
 	}
+	// The wall clock stepped back an hour since the last frame (NTP after
+	// boot, a VM resumed): idle, the receiver goes to poll() as before,
+	// instead of spinning a core until the clock catches up.
+	k.deliver(frame(6))
+	k.wake()
+	if r := <-res; r.n != 1 || r.err != nil {
+		t.Fatalf("Receive: %d, %v", r.n, r.err)
+	}
+	k.unwake()
+	s.lastRx += int64(time.Hour)
+	polls := s.polls.Load()
+	go receive()
+	waitFor(t, &s.polls, polls, "sleep in poll() when idle after the wall clock stepped back")
 	s.Close()
 	if r := <-res; !errors.Is(r.err, net.ErrClosed) {
 		t.Fatalf("Receive: %v, want net.ErrClosed", r.err)

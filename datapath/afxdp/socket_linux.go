@@ -534,7 +534,9 @@ func (s *Socket) Receive(batch []datapath.Datagram) (int, error) {
 		switch {
 		case s.spinFor > 0:
 			// Low latency: no sleep at all while traffic is recent.
-			if s.clock.now()-s.lastRx < s.spinFor {
+			// A negative difference is the wall clock stepped back:
+			// expired, not a reason to spin until it catches up.
+			if d := s.clock.now() - s.lastRx; d >= 0 && d < s.spinFor {
 				continue
 			}
 		case s.nap > 0 && !s.busyPoll:
@@ -542,7 +544,7 @@ func (s *Socket) Receive(batch []datapath.Datagram) (int, error) {
 			// wait queue, the kernel has no one to wake (see Config.Nap);
 			// unless naps have found nothing for napQuiet: a pause, or
 			// the end of the traffic.
-			if s.dense && !(s.napped && s.clock.now()-s.slept >= s.napQuiet) {
+			if s.dense && !(s.napped && expired(s.clock.now()-s.slept, s.napQuiet)) {
 				if s.slept == 0 {
 					s.slept = s.clock.now()
 				}
@@ -563,6 +565,10 @@ func (s *Socket) Receive(batch []datapath.Datagram) (int, error) {
 		}
 	}
 }
+
+// expired reports whether an interval d measured on the wall clock has
+// reached limit; a negative one (the clock stepped back) has.
+func expired(d, limit int64) bool { return d < 0 || d >= limit }
 
 // drain moves up to len(batch) frames from the RX ring into the batch and
 // returns how many it delivered (possibly 0, also when frames were there but

@@ -113,6 +113,11 @@ func pngCanvas(w, h vg.Length) (vg.CanvasSizer, func(io.Writer) error) {
 
 // WriteChart writes the chart to a file, as SVG or PNG.
 func (r *Report) WriteChart(name string, svg bool) error {
+	return writeChart(name, svg, r.drawChart)
+}
+
+// writeChart draws a chart with draw into the file name, as SVG or PNG.
+func writeChart(name string, svg bool, draw func(newCanvas func(w, h vg.Length) (vg.CanvasSizer, func(io.Writer) error), out io.Writer) error) error {
 	f, err := os.Create(name)
 	if err != nil {
 		return fmt.Errorf("can't write the chart: %w", err)
@@ -121,7 +126,7 @@ func (r *Report) WriteChart(name string, svg bool) error {
 	if svg {
 		nc = svgCanvas
 	}
-	if err := r.drawChart(nc, f); err != nil {
+	if err := draw(nc, f); err != nil {
 		f.Close()
 		return fmt.Errorf("can't draw the chart into %s: %w", name, err)
 	}

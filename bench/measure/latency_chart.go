@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -130,20 +129,5 @@ func (r *LatencyReport) drawChart(newCanvas func(w, h vg.Length) (vg.CanvasSizer
 
 // WriteChart writes the chart to a file, as SVG or PNG.
 func (r *LatencyReport) WriteChart(name string, svg bool) error {
-	f, err := os.Create(name)
-	if err != nil {
-		return fmt.Errorf("can't write the chart: %w", err)
-	}
-	nc := pngCanvas
-	if svg {
-		nc = svgCanvas
-	}
-	if err := r.drawChart(nc, f); err != nil {
-		f.Close()
-		return fmt.Errorf("can't draw the chart into %s: %w", name, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("can't write the chart: %w", err)
-	}
-	return nil
+	return writeChart(name, svg, r.drawChart)
 }

@@ -116,28 +116,14 @@ Needs root.
 	noteSlice(o.Rx.SchedSlice, stderr)
 
 	// Beds of runs that were killed (SIGKILL leaves no chance to clean up).
-	if removed, err := testbed.Sweep(); err != nil {
-		fmt.Fprintf(stderr, "pktbench compare: can't remove the beds of dead processes: %v\n", err)
-	} else if len(removed) > 0 {
-		fmt.Fprintf(stderr, "pktbench compare: removed %d namespace(s) left by killed runs: %s\n", len(removed), strings.Join(removed, " "))
-	}
+	sweepBeds(stderr, "compare")
 	prog := newProgress(stderr)
 	o.Progress = prog.step
 	rep, err := measure.Compare(ctx, o)
 	prog.done()
 	if rep != nil && len(rep.Results) > 0 {
 		writeTable(stdout, rep)
-		var werrs []error
-		if *jsonOut != "" {
-			werrs = append(werrs, rep.WriteJSON(*jsonOut))
-		}
-		if *svgOut != "" {
-			werrs = append(werrs, rep.WriteChart(*svgOut, true))
-		}
-		if *pngOut != "" {
-			werrs = append(werrs, rep.WriteChart(*pngOut, false))
-		}
-		if werr := errors.Join(werrs...); werr != nil && err == nil {
+		if werr := writeOutputs(rep, *jsonOut, *svgOut, *pngOut); werr != nil && err == nil {
 			err = werr
 		}
 	}
@@ -145,6 +131,38 @@ Needs root.
 		return failure(ctx, stderr, "compare", err)
 	}
 	return exitOK
+}
+
+// sweepBeds removes the beds of runs that were killed (SIGKILL leaves no
+// chance to clean up), saying what it removed.
+func sweepBeds(stderr io.Writer, cmd string) {
+	if removed, err := testbed.Sweep(); err != nil {
+		fmt.Fprintf(stderr, "pktbench %s: can't remove the beds of dead processes: %v\n", cmd, err)
+	} else if len(removed) > 0 {
+		fmt.Fprintf(stderr, "pktbench %s: removed %d namespace(s) left by killed runs: %s\n", cmd, len(removed), strings.Join(removed, " "))
+	}
+}
+
+// report is what compare and latency write besides their table.
+type report interface {
+	WriteJSON(path string) error
+	WriteChart(path string, svg bool) error
+}
+
+// writeOutputs writes the JSON and the charts the flags asked for (""
+// skips one), all of them even when one fails.
+func writeOutputs(r report, jsonPath, svgPath, pngPath string) error {
+	var errs []error
+	if jsonPath != "" {
+		errs = append(errs, r.WriteJSON(jsonPath))
+	}
+	if svgPath != "" {
+		errs = append(errs, r.WriteChart(svgPath, true))
+	}
+	if pngPath != "" {
+		errs = append(errs, r.WriteChart(pngPath, false))
+	}
+	return errors.Join(errs...)
 }
 
 func parseInts(s string) ([]int, error) {

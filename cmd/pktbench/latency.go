@@ -4,7 +4,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -16,7 +15,6 @@ import (
 
 	"github.com/xdpingest/xdpingest/bench"
 	"github.com/xdpingest/xdpingest/bench/measure"
-	"github.com/xdpingest/xdpingest/internal/testbed"
 	"github.com/xdpingest/xdpingest/xdp"
 )
 
@@ -141,11 +139,7 @@ within one run, and repeat (--reps).
 		return usageError(stderr, "latency", "the test bed needs root (CAP_SYS_ADMIN for network namespaces, CAP_NET_ADMIN and CAP_BPF for veth and XDP)")
 	}
 	noteSlice(o.Rx.SchedSlice, stderr)
-	if removed, err := testbed.Sweep(); err != nil {
-		fmt.Fprintf(stderr, "pktbench latency: can't remove the beds of dead processes: %v\n", err)
-	} else if len(removed) > 0 {
-		fmt.Fprintf(stderr, "pktbench latency: removed %d namespace(s) left by killed runs: %s\n", len(removed), strings.Join(removed, " "))
-	}
+	sweepBeds(stderr, "latency")
 
 	prog := newProgress(stderr)
 	o.Progress = func(s measure.LatencyStep) {
@@ -160,17 +154,7 @@ within one run, and repeat (--reps).
 	prog.done()
 	if rep != nil && len(rep.Results) > 0 {
 		writeLatencyTable(stdout, rep)
-		var werrs []error
-		if *jsonOut != "" {
-			werrs = append(werrs, rep.WriteJSON(*jsonOut))
-		}
-		if *svgOut != "" {
-			werrs = append(werrs, rep.WriteChart(*svgOut, true))
-		}
-		if *pngOut != "" {
-			werrs = append(werrs, rep.WriteChart(*pngOut, false))
-		}
-		if werr := errors.Join(werrs...); werr != nil && err == nil {
+		if werr := writeOutputs(rep, *jsonOut, *svgOut, *pngOut); werr != nil && err == nil {
 			err = werr
 		}
 	}

@@ -100,9 +100,8 @@ type kafkaSink struct {
 	mu        sync.Mutex
 	held      int // records taken and not yet answered
 	heldBytes int
-	room      chan struct{} // closed when held shrinks, if waiting is set
-	waiting   bool
-	final     bool // Close counted what was left: late promises count nothing
+	room      roomSignal // Writes waiting for held to shrink
+	final     bool       // Close counted what was left: late promises count nothing
 
 	recs    sync.Pool
 	promise func(*kgo.Record, error)
@@ -149,7 +148,6 @@ func openKafka(ctx context.Context, spec KafkaSpec, opts Options) (*kafkaSink, e
 		spec: spec, opts: opts,
 		log:  opts.Logger.With("sink", spec.name()),
 		down: map[int32]error{},
-		room: make(chan struct{}),
 	}
 	s.recs.New = func() any {
 		r := &kafkaRec{}
@@ -518,8 +516,7 @@ func (w *kafkaWriter) submit(r *kafkaRec) error {
 				w.waitUntil = time.Now().Add(s.spec.MaxWait)
 			}
 			if left := time.Until(w.waitUntil); left > 0 {
-				room := s.room
-				s.waiting = true
+				room := s.room.wait()
 				s.mu.Unlock()
 				t := time.NewTimer(left)
 				select {
@@ -581,11 +578,7 @@ func (s *kafkaSink) onPromise(rec *kgo.Record, err error) {
 	}
 	s.held--
 	s.heldBytes -= r.size
-	if s.waiting {
-		close(s.room)
-		s.room = make(chan struct{})
-		s.waiting = false
-	}
+	s.room.wake()
 	s.mu.Unlock()
 	if reason >= 0 {
 		s.logDrop(reason, err, r.n)
@@ -635,11 +628,7 @@ func (s *kafkaSink) logDrop(reason int, err error, n uint64) {
 func (s *kafkaSink) Abort() {
 	s.aborting.Store(true)
 	s.mu.Lock()
-	if s.waiting {
-		close(s.room)
-		s.room = make(chan struct{})
-		s.waiting = false
-	}
+	s.room.wake()
 	s.mu.Unlock()
 }
 

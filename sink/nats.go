@@ -79,8 +79,7 @@ type natsSink struct {
 	retryQ    []*natsOut             // waiting to be published again, oldest first
 	held      int                    // messages in pending and retryQ
 	heldBytes int
-	room      chan struct{} // closed when held shrinks, if waiting is set
-	waiting   bool
+	room      roomSignal // Writes and Close waiting for held to shrink
 	closed    bool
 
 	kick     chan struct{} // wakes the retrier
@@ -136,7 +135,6 @@ func openNATS(ctx context.Context, spec NATSSpec, opts Options) (*natsSink, erro
 		spec: spec, opts: opts, template: spec.IsTemplate(),
 		log:      opts.Logger.With("sink", spec.name()),
 		pending:  make(map[*nats.Msg]*natsOut),
-		room:     make(chan struct{}),
 		kick:     make(chan struct{}, 1),
 		stop:     make(chan struct{}),
 		stopped:  make(chan struct{}),
@@ -512,8 +510,7 @@ func (s *natsSink) submit(out *natsOut) error {
 			defer timer.Stop()
 		}
 		if reason == natsBacklogFull && timer != nil {
-			room := s.room
-			s.waiting = true
+			room := s.room.wait()
 			s.mu.Unlock()
 			select {
 			case <-room:
@@ -566,11 +563,7 @@ func (s *natsSink) wake() {
 func (s *natsSink) release(out *natsOut) {
 	s.held--
 	s.heldBytes -= out.size
-	if s.waiting {
-		close(s.room)
-		s.room = make(chan struct{})
-		s.waiting = false
-	}
+	s.room.wake()
 }
 
 func (s *natsSink) onAck(_ jetstream.JetStream, m *nats.Msg, _ *jetstream.PubAck) {
@@ -719,11 +712,7 @@ var _ Connector = (*natsSink)(nil)
 func (s *natsSink) Abort() {
 	s.aborting.Store(true)
 	s.mu.Lock()
-	if s.waiting {
-		close(s.room)
-		s.room = make(chan struct{})
-		s.waiting = false
-	}
+	s.room.wake()
 	s.mu.Unlock()
 }
 
@@ -746,8 +735,7 @@ func (s *natsSink) Close() error {
 	defer deadline.Stop()
 	s.mu.Lock()
 	for s.held > 0 {
-		room := s.room
-		s.waiting = true
+		room := s.room.wait()
 		s.mu.Unlock()
 		timedOut := false
 		select {

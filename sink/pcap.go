@@ -6,48 +6,33 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"math"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"sort"
 	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
-	"unsafe"
 
 	"github.com/xdpingest/xdpingest/datapath"
 	"github.com/xdpingest/xdpingest/sink/pcapfile"
-	"golang.org/x/sys/unix"
 )
 
 // The pcap sink writes one file at a time per worker, so workers never share
 // a file or a lock. A file is opened at the first record after the previous
-// one was finished (so idle workers leave no empty files), and finished when
-// the next record would pass max_mb, when it is older than max_age (checked
-// on Write and Flush), or on Close. Finishing writes what is pending, fsyncs
-// the file, renames it from NAME.pcap.part to
+// one was finished (so idle workers leave no empty files), written through a
+// 1 MiB buffer, and finished when the next record would pass max_mb, when it
+// is older than max_age (checked on Write and Flush), or on Close. Finishing
+// flushes the buffer, fsyncs the file, renames it from NAME.pcap.part to
 // NAME.pcap and fsyncs the directory: a .pcap file is complete and durable,
 // a .part file is being written, or was left by a writer that crashed (it is
 // valid up to its last whole record).
 //
-// Records go to the file with writev(2), each as its header and its frame.
-// Headers (and the headers of synthesized frames) are built in a 1 MiB
-// buffer, and frames are copied into it, which is written when it fills up
-// or on Flush. A writer can also write frames of at least inPlaceMin bytes
-// from where the datagram holds them (the pipeline's chunk, already one
-// copy out of the UMEM), without a copy, and so before Write returns, in
-// one writev of up to IOV_MAX segments. It doesn't by default: measured on
-// the test bed, a writev per Write costs more than the copy and a write per
-// MiB at every frame size, with Writes back to back or a Flush after each
-// (see docs/BENCHMARKS.md, "pcap at large frames").
-//
 // A failed write (short; ENOSPC, EDQUOT, EFBIG, EIO) ends the file at once:
-// it is cut back (ftruncate) to the last whole record writev(2) took, then
+// it is cut back (ftruncate) to the last whole record write(2) took, then
 // finished as above, so a .pcap holds whole records only. Those records
-// count as written, the rest of what was pending as dropped (no_space or
+// count as written, the rest of the buffer as dropped (no_space or
 // write_failed). A file with no whole record is removed; one that can't be
 // cut back, fsynced or closed (also when finished normally) keeps its .part
 // name. The writer then drops for pcapRetryAfter and opens a new file,
@@ -55,15 +40,6 @@ import (
 
 const (
 	pcapBufSize = 1 << 20
-	// pcapMaxSegs is the most segments one writev takes (IOV_MAX).
-	pcapMaxSegs = 1024
-	// pcapInPlaceMin is the least frame length written in place rather
-	// than copied into the buffer: none is. A system call costs 2-4 µs on
-	// the test bed's VM, and the kernel's write into tmpfs 80-90% of the
-	// sink's time, the copy a few percent; where a system call costs a
-	// tenth of a µs, BenchmarkPcapWriteWays may say to write large frames
-	// in place.
-	pcapInPlaceMin = math.MaxInt
 	// pcapRecsCap is room for the records of a buffer full of 64-byte
 	// frames; smaller ones (60 bytes is the least on the wire) grow the
 	// slice once.
@@ -93,31 +69,19 @@ type pcapSink struct {
 	closed  atomic.Bool
 
 	// create makes a new file (createPcapFile); retryAfter is
-	// pcapRetryAfter; inPlaceMin is pcapInPlaceMin. Tests change them, to
-	// fail writes on cue, to resume without waiting a second, and to take
-	// one way of writing frames or the other.
+	// pcapRetryAfter. Tests change them, to fail writes on cue and to
+	// resume without waiting a second.
 	create     func(path string) (pcapFile, error)
 	retryAfter time.Duration
-	inPlaceMin int
 }
 
-// pcapFile is what a writer needs of its file: an osPcapFile, or in tests
-// a wrapper that fails at a chosen byte.
+// pcapFile is what a writer needs of its file: an *os.File, or in tests a
+// wrapper that fails at a chosen byte.
 type pcapFile interface {
-	// Writev writes segs, in order, as one write (at most pcapMaxSegs of
-	// them), and returns how many bytes the file took: all of them, or
-	// fewer and an error.
-	Writev(segs [][]byte) (int, error)
+	Write(b []byte) (int, error)
 	Truncate(size int64) error
 	Sync() error
 	Close() error
-}
-
-// osPcapFile is a file written with writev(2).
-type osPcapFile struct {
-	*os.File
-	fd  uintptr
-	iov []unix.Iovec // cap pcapMaxSegs, reused by every Writev
 }
 
 // createPcapFile creates path, never overwriting a file (O_EXCL).
@@ -126,50 +90,7 @@ func createPcapFile(path string) (pcapFile, error) {
 	if err != nil {
 		return nil, err
 	}
-	// A regular file is never in the poller: Fd leaves it as it is.
-	return &osPcapFile{File: f, fd: f.Fd(), iov: make([]unix.Iovec, 0, pcapMaxSegs)}, nil
-}
-
-// Writev writes segs with writev(2), again after a partial write (as
-// os.File.Write does after a partial write(2)) until all is written or
-// the kernel returns an error. It allocates nothing: x/sys/unix's Writev
-// allocates its iovecs.
-func (f *osPcapFile) Writev(segs [][]byte) (int, error) {
-	iov := f.iov[:0]
-	for _, s := range segs {
-		if len(s) > 0 {
-			v := unix.Iovec{Base: &s[0]}
-			v.SetLen(len(s))
-			iov = append(iov, v)
-		}
-	}
-	// The iovecs point into the caller's memory: drop them when done.
-	defer clear(f.iov[:len(iov)])
-	total := 0
-	for len(iov) > 0 {
-		r, _, errno := unix.Syscall(unix.SYS_WRITEV, f.fd, uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
-		runtime.KeepAlive(f.File)
-		if errno == unix.EINTR {
-			continue
-		}
-		if errno != 0 {
-			return total, &fs.PathError{Op: "write", Path: f.Name(), Err: errno}
-		}
-		if r == 0 {
-			return total, &fs.PathError{Op: "write", Path: f.Name(), Err: io.ErrShortWrite}
-		}
-		n := int(r)
-		total += n
-		for len(iov) > 0 && uint64(n) >= uint64(iov[0].Len) {
-			n -= int(iov[0].Len)
-			iov = iov[1:]
-		}
-		if n > 0 {
-			iov[0].Base = (*byte)(unsafe.Add(unsafe.Pointer(iov[0].Base), n))
-			iov[0].SetLen(int(iov[0].Len) - n)
-		}
-	}
-	return total, nil
+	return f, nil
 }
 
 type pcapWriter struct {
@@ -184,25 +105,14 @@ type pcapWriter struct {
 	records int   // records in the file, buffer included
 	seq     int   // files opened so far, part of the name
 
-	// What writev(2) took of the file: taken bytes, of which the first whole
+	// What write(2) took of the file: taken bytes, of which the first whole
 	// end after the file header or the last whole record (kept records
 	// in all). A failed file is cut back to whole.
 	taken, whole int64
 	kept         int
 
-	// What is pending, in file order: segs are runs of buf (file header,
-	// record headers, copied frames) and frames written in place. pend is
-	// their length; bufEnd is how much of buf they cover, and bufRun is
-	// where the last segment starts in buf while it is a run of buf that
-	// can grow (else -1); inPlace says a segment points into a datagram,
-	// so that segs must be written before Write returns.
-	buf     []byte   // cap pcapBufSize, never reallocated: segs point into it
-	segs    [][]byte // cap pcapMaxSegs
-	pend    int
-	bufEnd  int
-	bufRun  int
-	inPlace bool
-	recs    []pcapRec // the pending records, all in flight
+	buf  []byte    // unwritten bytes; cap pcapBufSize
+	recs []pcapRec // the records in buf, all in flight
 
 	retryAt     time.Time   // no new file before this, after a failure
 	failing     atomic.Bool // the last file failed and no new one opened since: see Connected
@@ -211,7 +121,7 @@ type pcapWriter struct {
 
 // pcapRec is one record in a writer's buffer.
 type pcapRec struct {
-	end     uint32 // offset in the pending bytes just after the record
+	end     uint32 // offset in buf just after the record
 	payload uint32 // its UDP payload bytes, for WrittenBytes
 }
 
@@ -228,11 +138,10 @@ func openPcap(spec PcapSpec, opts Options) (*pcapSink, error) {
 	probe.Close()
 	os.Remove(probe.Name())
 
-	s := &pcapSink{spec: spec, log: opts.Logger.With("sink", "pcap:"+spec.Dir), create: createPcapFile, retryAfter: pcapRetryAfter, inPlaceMin: pcapInPlaceMin}
+	s := &pcapSink{spec: spec, log: opts.Logger.With("sink", "pcap:"+spec.Dir), create: createPcapFile, retryAfter: pcapRetryAfter}
 	s.writers = make([]*pcapWriter, opts.Workers)
 	for i := range s.writers {
-		s.writers[i] = &pcapWriter{s: s, worker: i, buf: make([]byte, 0, pcapBufSize), segs: make([][]byte, 0, pcapMaxSegs),
-			bufRun: -1, recs: make([]pcapRec, 0, pcapRecsCap)}
+		s.writers[i] = &pcapWriter{s: s, worker: i, buf: make([]byte, 0, pcapBufSize), recs: make([]pcapRec, 0, pcapRecsCap)}
 	}
 	return s, nil
 }
@@ -293,18 +202,14 @@ func (w *pcapWriter) Write(dgs []datapath.Datagram) error {
 	}
 	for i := range dgs {
 		if werr := w.append(&dgs[i], now); werr != nil {
-			// Every failure on the way set retryReason, and wrote or
-			// dropped what was pending.
+			// Every failure on the way set retryReason.
 			left := n - uint64(i)
 			w.c.drop(w.retryReason, left)
 			w.c.inFlight.Add(-left)
-			return errors.Join(err, werr)
-		}
-	}
-	// Frames written in place live only as long as this call.
-	if w.inPlace {
-		if ferr := w.flushBuf(); ferr != nil {
-			return errors.Join(err, ferr)
+			if err == nil {
+				err = werr
+			}
+			return err
 		}
 	}
 	return err
@@ -325,20 +230,9 @@ func (w *pcapWriter) append(d *datapath.Datagram, now time.Time) error {
 			return err
 		}
 	}
-	// A frame cut at the snapshot length (none is, at MaxSnapLen) is
-	// copied.
-	inPlace := flen >= w.s.inPlaceMin && capLen == flen
-	// Room in buf for the header and what is copied (a synthesized frame
-	// is built whole, then cut at the snapshot length), and in segs for a
-	// run of buf and a frame.
-	room := pcapfile.RecordHeaderLen + flen
-	if inPlace {
-		room = pcapfile.RecordHeaderLen
-		if d.Frame == nil {
-			room += synthHeaderLen(d)
-		}
-	}
-	if len(w.buf)+room > cap(w.buf) || len(w.segs)+2 > cap(w.segs) {
+	// Room for the whole frame: a synthesized frame is built whole, then
+	// cut at the snapshot length.
+	if len(w.buf)+pcapfile.RecordHeaderLen+flen > cap(w.buf) {
 		if err := w.flushBuf(); err != nil {
 			return err
 		}
@@ -349,61 +243,17 @@ func (w *pcapWriter) append(d *datapath.Datagram, now time.Time) error {
 	}
 	start := len(w.buf)
 	w.buf = pcapfile.AppendRecordHeader(w.buf, ts, capLen, flen)
-	switch {
-	case inPlace && d.Frame != nil:
-		w.addBuf()
-		w.addInPlace(d.Frame)
-	case inPlace:
-		w.buf = appendSynthHeaders(w.buf, d)
-		w.addBuf()
-		w.addInPlace(d.Payload)
-	case d.Frame != nil:
+	if d.Frame != nil {
 		w.buf = append(w.buf, d.Frame[:capLen]...)
-		w.addBuf()
-	default:
+	} else {
 		w.buf = appendSynthHeaders(w.buf, d)
 		w.buf = append(w.buf, d.Payload...)
 		w.buf = w.buf[:start+int(recLen)]
-		w.addBuf()
 	}
-	w.recs = append(w.recs, pcapRec{end: uint32(w.pend), payload: uint32(len(d.Payload))})
+	w.recs = append(w.recs, pcapRec{end: uint32(len(w.buf)), payload: uint32(len(d.Payload))})
 	w.size += recLen
 	w.records++
 	return nil
-}
-
-// addBuf adds what was appended to buf since the last call to the pending
-// segments: to the last one when it is a run of buf, else as a new one.
-func (w *pcapWriter) addBuf() {
-	if len(w.buf) == w.bufEnd {
-		return
-	}
-	if w.bufRun >= 0 {
-		w.segs[len(w.segs)-1] = w.buf[w.bufRun:len(w.buf):len(w.buf)]
-	} else {
-		w.bufRun = w.bufEnd
-		w.segs = append(w.segs, w.buf[w.bufEnd:len(w.buf):len(w.buf)])
-	}
-	w.pend += len(w.buf) - w.bufEnd
-	w.bufEnd = len(w.buf)
-}
-
-// addInPlace adds b, a datagram's memory, to the pending segments.
-func (w *pcapWriter) addInPlace(b []byte) {
-	if len(b) == 0 {
-		return
-	}
-	w.segs = append(w.segs, b)
-	w.pend += len(b)
-	w.bufRun = -1
-	w.inPlace = true
-}
-
-// resetPending forgets what was pending, written or not.
-func (w *pcapWriter) resetPending() {
-	clear(w.segs) // no slice into a datagram stays behind
-	w.buf, w.segs, w.recs = w.buf[:0], w.segs[:0], w.recs[:0]
-	w.pend, w.bufEnd, w.bufRun, w.inPlace = 0, 0, -1, false
 }
 
 func (w *pcapWriter) Flush() error {
@@ -448,29 +298,27 @@ func (w *pcapWriter) open(now time.Time) error {
 	}
 	w.f, w.path, w.opened = f, path, now
 	w.failing.Store(false)
-	w.resetPending()
-	w.buf = pcapfile.AppendFileHeader(w.buf, pcapfile.MaxSnapLen, pcapfile.LinkTypeEthernet)
-	w.addBuf()
+	w.buf = pcapfile.AppendFileHeader(w.buf[:0], pcapfile.MaxSnapLen, pcapfile.LinkTypeEthernet)
+	w.recs = w.recs[:0]
 	w.size, w.records = pcapfile.FileHeaderLen, 0
 	w.taken, w.whole, w.kept = 0, 0, 0
 	w.s.log.Debug("pcap file opened", "worker", w.worker, "path", path)
 	return nil
 }
 
-// flushBuf writes what is pending to the file. The records writev(2) took
-// whole are written, even when it failed after them; on failure the rest
-// are dropped and the file is ended (abandon): a file with a failed write
-// gets nothing more.
+// flushBuf writes the buffer to the file. The records write(2) took whole
+// are written, even when it failed after them; on failure the rest are
+// dropped and the file is ended (abandon): a file with a failed write gets
+// nothing more.
 func (w *pcapWriter) flushBuf() error {
-	if w.pend == 0 {
+	if len(w.buf) == 0 {
 		return nil
 	}
-	n, err := w.f.Writev(w.segs)
-	if err == nil && n < w.pend {
+	n, err := w.f.Write(w.buf)
+	if err == nil && n < len(w.buf) {
 		err = io.ErrShortWrite
 	}
-	// What is pending starts with the file header when nothing was taken
-	// yet.
+	// The buffer starts with the file header when nothing was taken yet.
 	if w.taken == 0 && n >= pcapfile.FileHeaderLen {
 		w.whole = pcapfile.FileHeaderLen
 	}
@@ -488,7 +336,7 @@ func (w *pcapWriter) flushBuf() error {
 	w.c.writtenBytes.Add(bytes)
 	w.c.inFlight.Add(-uint64(k))
 	lost := uint64(len(w.recs) - k)
-	w.resetPending()
+	w.buf, w.recs = w.buf[:0], w.recs[:0]
 	if err == nil {
 		return nil
 	}
@@ -533,7 +381,7 @@ func (w *pcapWriter) finish() error {
 	records, size := w.kept, w.taken
 	where, err := w.closeFile()
 	if err != nil {
-		// Its records were counted written when writev(2) took them; a file
+		// Its records were counted written when write(2) took them; a file
 		// that fails to finish is as good a sign of a sick disk as a
 		// failed write.
 		w.retryAt, w.retryReason = time.Now().Add(w.s.retryAfter), pcapWriteFailed

@@ -19,18 +19,11 @@ import (
 // before the failure). Every .pcap left reads to its end with our reader, tcpdump
 // and tshark; what is in the files is exactly what was counted written, the
 // rest is counted no_space. With files removed to make room, writing
-// resumes in new files after the retry delay. Both ways of writing frames:
-// in place, writev(2) stops inside a run of segments.
+// resumes in new files after the retry delay.
 func TestPcapDiskFull(t *testing.T) {
 	testutil.RequireRoot(t)
 	tcpdump := testutil.RequireProgram(t, "tcpdump")
 	tshark := testutil.RequireProgram(t, "tshark")
-	for _, way := range pcapWays {
-		t.Run(way.name, func(t *testing.T) { testPcapDiskFull(t, tcpdump, tshark, way) })
-	}
-}
-
-func testPcapDiskFull(t *testing.T, tcpdump, tshark string, way pcapWay) {
 	dir := t.TempDir()
 	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=8m"); err != nil {
 		if errors.Is(err, unix.EPERM) {
@@ -45,7 +38,6 @@ func testPcapDiskFull(t *testing.T, tcpdump, tshark string, way pcapWay) {
 		}
 	})
 	s := mustOpen(t, "pcap:"+dir+"?max_mb=3", Options{Workers: 2})
-	way.set(s.(*pcapSink))
 	g := gen{mixed: true}
 	ws := []Writer{s.Writer(0), s.Writer(1)}
 	dgs := make([]datapath.Datagram, 64)

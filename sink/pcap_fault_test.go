@@ -17,7 +17,7 @@ import (
 )
 
 // faultFS makes a pcap sink's files fail as a sick disk does: the
-// failWrite-th writev(2) (counted over all files) takes failAt bytes and
+// failWrite-th write(2) (counted over all files) takes failAt bytes and
 // returns err; with sticky, every write after it takes nothing and fails
 // the same way (a full disk) until heal. failSync makes the failSync-th
 // fsync fail with syncErr; truncErr makes every truncate fail while the
@@ -66,17 +66,13 @@ type faultFile struct {
 	path string
 }
 
-func (f *faultFile) Writev(segs [][]byte) (int, error) {
+func (f *faultFile) Write(b []byte) (int, error) {
 	fs := f.fs
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	fs.writes++
 	fs.durable[f.path] = false
-	total := 0
-	for _, s := range segs {
-		total += len(s)
-	}
-	room := total
+	room := len(b)
 	switch {
 	case fs.failing:
 		room = 0
@@ -84,19 +80,9 @@ func (f *faultFile) Writev(segs [][]byte) (int, error) {
 		room = min(room, fs.failAt)
 		fs.failing = fs.sticky
 	}
-	// The segments cut after room bytes.
-	var take [][]byte
-	for _, s := range segs {
-		if room == 0 {
-			break
-		}
-		k := min(len(s), room)
-		take = append(take, s[:k])
-		room -= k
-	}
-	n, err := f.f.Writev(take)
+	n, err := f.f.Write(b[:room])
 	fs.taken[f.path] += int64(n)
-	if err == nil && n < total {
+	if err == nil && n < len(b) {
 		err = &os.PathError{Op: "write", Path: f.path, Err: fs.err}
 	}
 	return n, err
@@ -183,30 +169,27 @@ func pcapContents(t *testing.T, g gen, tr *bench.Tracker, dir string) (map[strin
 	return counts, seqs
 }
 
-// pcapFaultCase is a failure of TestPcapWriteFaults.
-type pcapFaultCase struct {
-	name      string
-	maxMB     int
-	failWrite int
-	failAt    int
-	err       error
-	sticky    bool
-	failSync  int
-	truncErr  error
-	reason    string // of the drops
-	// the failed file keeps its .part name / is removed (no whole record)
-	part, removed bool
-	// the write stopped inside a record: the file must be cut back
-	cut bool
-}
-
 // A write, truncate or fsync that fails: the file under its final name ends
 // on a whole record and was fsynced, the records in it are counted written
 // and the rest dropped, the error names the file, and with the disk healed
 // the writer goes on in a new file.
 func TestPcapWriteFaults(t *testing.T) {
 	enospc, eio, efbig := syscall.ENOSPC, syscall.EIO, syscall.EFBIG
-	cases := []pcapFaultCase{
+	cases := []struct {
+		name      string
+		maxMB     int
+		failWrite int
+		failAt    int
+		err       error
+		sticky    bool
+		failSync  int
+		truncErr  error
+		reason    string // of the drops
+		// the failed file keeps its .part name / is removed (no whole record)
+		part, removed bool
+		// the write stopped inside a record: the file must be cut back
+		cut bool
+	}{
 		{name: "enospc inside a record", failWrite: 2, failAt: 777, err: enospc, sticky: true, reason: "no_space", cut: true},
 		{name: "enospc inside the first records", failWrite: 1, failAt: 3001, err: enospc, sticky: true, reason: "no_space", cut: true},
 		{name: "enospc inside the file header", failWrite: 1, failAt: 10, err: enospc, sticky: true, reason: "no_space", removed: true},
@@ -216,164 +199,132 @@ func TestPcapWriteFaults(t *testing.T) {
 		{name: "fsync fails after a short write", failWrite: 2, failAt: 777, err: eio, failSync: 1, reason: "write_failed", part: true, cut: true},
 		{name: "fsync fails on rotation", maxMB: 1, failSync: 1, err: eio, reason: "write_failed", part: true},
 	}
-	for _, way := range pcapWays {
-		for _, c := range cases {
-			t.Run(way.name+"/"+c.name, func(t *testing.T) {
-				testPcapWriteFault(t, c, way)
-			})
-		}
-	}
-}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			s := mustOpen(t, fmt.Sprintf("pcap:%s?max_mb=%d", dir, c.maxMB), Options{}).(*pcapSink)
+			fs := newFaultFS()
+			fs.failWrite, fs.failAt, fs.err, fs.sticky = c.failWrite, c.failAt, c.err, c.sticky
+			fs.failSync, fs.syncErr, fs.truncErr = c.failSync, c.err, c.truncErr
+			s.create = fs.create
+			s.retryAfter = 100 * time.Millisecond
+			g := gen{mixed: true}
+			w := s.Writer(0)
+			dgs := make([]datapath.Datagram, 64)
+			buf := make([]byte, 64*slotSize)
 
-// pcapWays are the ways frames reach the file: copied into the buffer (the
-// default), or written in place (a writev per Write) whatever their size;
-// the tests' frames are of every size.
-var pcapWays = []pcapWay{
-	{name: "copied", inPlaceMin: pcapInPlaceMin},
-	{name: "in place", inPlaceMin: 0},
-}
+			// ~2.3 MB: two full 1 MiB buffers, the rest at Flush.
+			const n1, n2 = 3000, 200
+			var errs []error
+			for i := uint64(0); i < n1; i += 64 {
+				errs = append(errs, w.Write(g.batch(dgs[:min(64, n1-i)], buf, i)))
+			}
+			errs = append(errs, w.Flush())
+			fs.mu.Lock()
+			failed := fs.created[0]
+			fs.mu.Unlock()
+			final := strings.TrimSuffix(failed, partSuffix)
+			onDisk := final
+			if c.part || c.removed {
+				onDisk = failed
+			}
+			err := errors.Join(errs...)
+			msg := fmt.Sprint(err)
+			if onDisk == final {
+				msg = strings.ReplaceAll(msg, failed, "") // name the file, not just its .part
+			}
+			if err == nil || !strings.Contains(msg, onDisk) {
+				t.Errorf("errors don't name %s: %v", onDisk, err)
+			}
+			if c.part && !strings.Contains(err.Error(), "kept") {
+				t.Errorf("errors don't say the .part file is kept: %v", err)
+			}
+			t.Logf("errors: %v", err)
+			sizeAfter := fileSize(failed) + fileSize(final)
 
-type pcapWay struct {
-	name       string
-	inPlaceMin int
-	flushEach  bool // Flush before every Write
-}
+			// The disk heals: after retryAfter the writer opens a new file.
+			fs.heal()
+			time.Sleep(s.retryAfter + 50*time.Millisecond)
+			for i := uint64(n1); i < n1+n2; i += 64 {
+				if err := w.Write(g.batch(dgs[:min(64, n1+n2-i)], buf, i)); err != nil {
+					t.Errorf("write with the disk healed: %v", err)
+				}
+			}
+			if err := s.Close(); err != nil {
+				t.Errorf("close with the disk healed: %v", err)
+			}
 
-func (way pcapWay) set(s *pcapSink) { s.inPlaceMin = way.inPlaceMin }
+			st := s.Stats()
+			checkIdentity(t, st)
+			tr := bench.NewTracker(n1 + n2)
+			counts, seqs := pcapContents(t, g, tr, dir)
+			_, unique, dups, bad := tr.Counts()
+			if dups != 0 || bad != 0 {
+				t.Errorf("%d duplicates, %d bad records", dups, bad)
+			}
+			var inFiles uint64
+			for _, k := range counts {
+				inFiles += uint64(k)
+			}
+			if st.InFlight != 0 || st.Offered != n1+n2 || st.Written != inFiles || unique != inFiles {
+				t.Errorf("offered %d (want %d), in flight %d, written %d, in the files %d (%d unique)", st.Offered, n1+n2, st.InFlight, st.Written, inFiles, unique)
+			}
+			for r, k := range st.Dropped {
+				if r != c.reason && k != 0 {
+					t.Errorf("dropped %d as %q, want only %q: %v", k, r, c.reason, st.Dropped)
+				}
+			}
+			if st.Dropped[c.reason] == 0 {
+				t.Errorf("nothing dropped as %q: %+v", c.reason, st)
+			}
+			if st.Errors == 0 {
+				t.Errorf("no error counted: %+v", st)
+			}
+			// What was offered after the disk healed is all in the files.
+			for i := uint64(n1); i < n1+n2; i++ {
+				if !seqs[i] {
+					t.Errorf("datagram %d, written with the disk healed, is in no file", i)
+					break
+				}
+			}
 
-// write writes dgs through w, after a Flush if the way says so.
-func (way pcapWay) write(w Writer, dgs []datapath.Datagram) error {
-	var err error
-	if way.flushEach {
-		err = w.Flush()
-	}
-	return errors.Join(err, w.Write(dgs))
-}
-
-func testPcapWriteFault(t *testing.T, c pcapFaultCase, way pcapWay) {
-	dir := t.TempDir()
-	s := mustOpen(t, fmt.Sprintf("pcap:%s?max_mb=%d", dir, c.maxMB), Options{}).(*pcapSink)
-	way.set(s)
-	fs := newFaultFS()
-	fs.failWrite, fs.failAt, fs.err, fs.sticky = c.failWrite, c.failAt, c.err, c.sticky
-	fs.failSync, fs.syncErr, fs.truncErr = c.failSync, c.err, c.truncErr
-	s.create = fs.create
-	s.retryAfter = 100 * time.Millisecond
-	g := gen{mixed: true}
-	w := s.Writer(0)
-	dgs := make([]datapath.Datagram, 64)
-	buf := make([]byte, 64*slotSize)
-
-	// ~2.3 MB: two full 1 MiB buffers, the rest at Flush.
-	const n1, n2 = 3000, 200
-	var errs []error
-	for i := uint64(0); i < n1; i += 64 {
-		errs = append(errs, way.write(w, g.batch(dgs[:min(64, n1-i)], buf, i)))
-	}
-	errs = append(errs, w.Flush())
-	fs.mu.Lock()
-	failed := fs.created[0]
-	fs.mu.Unlock()
-	final := strings.TrimSuffix(failed, partSuffix)
-	onDisk := final
-	if c.part || c.removed {
-		onDisk = failed
-	}
-	err := errors.Join(errs...)
-	msg := fmt.Sprint(err)
-	if onDisk == final {
-		msg = strings.ReplaceAll(msg, failed, "") // name the file, not just its .part
-	}
-	if err == nil || !strings.Contains(msg, onDisk) {
-		t.Errorf("errors don't name %s: %v", onDisk, err)
-	}
-	if c.part && !strings.Contains(err.Error(), "kept") {
-		t.Errorf("errors don't say the .part file is kept: %v", err)
-	}
-	t.Logf("errors: %v", err)
-	sizeAfter := fileSize(failed) + fileSize(final)
-
-	// The disk heals: after retryAfter the writer opens a new file.
-	fs.heal()
-	time.Sleep(s.retryAfter + 50*time.Millisecond)
-	for i := uint64(n1); i < n1+n2; i += 64 {
-		if err := way.write(w, g.batch(dgs[:min(64, n1+n2-i)], buf, i)); err != nil {
-			t.Errorf("write with the disk healed: %v", err)
-		}
-	}
-	if err := s.Close(); err != nil {
-		t.Errorf("close with the disk healed: %v", err)
-	}
-
-	st := s.Stats()
-	checkIdentity(t, st)
-	tr := bench.NewTracker(n1 + n2)
-	counts, seqs := pcapContents(t, g, tr, dir)
-	_, unique, dups, bad := tr.Counts()
-	if dups != 0 || bad != 0 {
-		t.Errorf("%d duplicates, %d bad records", dups, bad)
-	}
-	var inFiles uint64
-	for _, k := range counts {
-		inFiles += uint64(k)
-	}
-	if st.InFlight != 0 || st.Offered != n1+n2 || st.Written != inFiles || unique != inFiles {
-		t.Errorf("offered %d (want %d), in flight %d, written %d, in the files %d (%d unique)", st.Offered, n1+n2, st.InFlight, st.Written, inFiles, unique)
-	}
-	for r, k := range st.Dropped {
-		if r != c.reason && k != 0 {
-			t.Errorf("dropped %d as %q, want only %q: %v", k, r, c.reason, st.Dropped)
-		}
-	}
-	if st.Dropped[c.reason] == 0 {
-		t.Errorf("nothing dropped as %q: %+v", c.reason, st)
-	}
-	if st.Errors == 0 {
-		t.Errorf("no error counted: %+v", st)
-	}
-	// What was offered after the disk healed is all in the files.
-	for i := uint64(n1); i < n1+n2; i++ {
-		if !seqs[i] {
-			t.Errorf("datagram %d, written with the disk healed, is in no file", i)
-			break
-		}
-	}
-
-	// The failed file, under the name it should have.
-	_, errPart := os.Stat(failed)
-	_, errFinal := os.Stat(final)
-	switch {
-	case c.removed:
-		if errPart == nil || errFinal == nil {
-			t.Errorf("%s holds no whole record and should be gone (.part: %v, .pcap: %v)", failed, errPart, errFinal)
-		}
-	case c.part:
-		if errPart != nil || errFinal == nil {
-			t.Errorf("%s should keep its .part name: .part %v, .pcap %v", failed, errPart, errFinal)
-		}
-	default:
-		if errPart == nil || errFinal != nil {
-			t.Errorf("%s should be finished: .part %v, .pcap %v", failed, errPart, errFinal)
-		}
-	}
-	fs.mu.Lock()
-	defer fs.mu.Unlock()
-	// The case is what it says: the write stopped inside a record.
-	if c.cut && fs.taken[failed] <= sizeAfter {
-		t.Errorf("%s: write(2) took %d bytes, %d remain: the fault did not stop inside a record", failed, fs.taken[failed], sizeAfter)
-	}
-	// Nothing went into the failed file after its failure.
-	if now := fileSize(failed) + fileSize(final); now != sizeAfter {
-		t.Errorf("%s grew from %d to %d bytes after its failure", final, sizeAfter, now)
-	}
-	// Every finished file was fsynced after its last change.
-	for _, p := range fs.created {
-		if fileSize(strings.TrimSuffix(p, partSuffix)) > 0 && !fs.durable[p] {
-			t.Errorf("%s finished without fsync after its last write or truncate", p)
-		}
-	}
-	if len(counts) < 2 && !c.removed || len(fs.created) < 2 {
-		t.Errorf("files %v: want a new one after the failure", counts)
+			// The failed file, under the name it should have.
+			_, errPart := os.Stat(failed)
+			_, errFinal := os.Stat(final)
+			switch {
+			case c.removed:
+				if errPart == nil || errFinal == nil {
+					t.Errorf("%s holds no whole record and should be gone (.part: %v, .pcap: %v)", failed, errPart, errFinal)
+				}
+			case c.part:
+				if errPart != nil || errFinal == nil {
+					t.Errorf("%s should keep its .part name: .part %v, .pcap %v", failed, errPart, errFinal)
+				}
+			default:
+				if errPart == nil || errFinal != nil {
+					t.Errorf("%s should be finished: .part %v, .pcap %v", failed, errPart, errFinal)
+				}
+			}
+			fs.mu.Lock()
+			defer fs.mu.Unlock()
+			// The case is what it says: the write stopped inside a record.
+			if c.cut && fs.taken[failed] <= sizeAfter {
+				t.Errorf("%s: write(2) took %d bytes, %d remain: the fault did not stop inside a record", failed, fs.taken[failed], sizeAfter)
+			}
+			// Nothing went into the failed file after its failure.
+			if now := fileSize(failed) + fileSize(final); now != sizeAfter {
+				t.Errorf("%s grew from %d to %d bytes after its failure", final, sizeAfter, now)
+			}
+			// Every finished file was fsynced after its last change.
+			for _, p := range fs.created {
+				if fileSize(strings.TrimSuffix(p, partSuffix)) > 0 && !fs.durable[p] {
+					t.Errorf("%s finished without fsync after its last write or truncate", p)
+				}
+			}
+			if len(counts) < 2 && !c.removed || len(fs.created) < 2 {
+				t.Errorf("files %v: want a new one after the failure", counts)
+			}
+		})
 	}
 }
 

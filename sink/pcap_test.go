@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
-	"fmt"
-	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -295,67 +293,6 @@ func TestPcapCloseFlushes(t *testing.T) {
 	}
 }
 
-// The datagrams' memory is the caller's only during Write: whichever way
-// frames go to the file (copied, or written in place with a writev per
-// Write), what was written is what the datagrams held during the call, not
-// what the memory holds later. The memory is scribbled over after every
-// Write.
-func TestPcapDatagramLifetime(t *testing.T) {
-	for _, way := range pcapWays {
-		t.Run(way.name, func(t *testing.T) {
-			dir := t.TempDir()
-			s := mustOpen(t, "pcap:"+dir, Options{}).(*pcapSink)
-			way.set(s)
-			w := s.Writer(0)
-			g := gen{mixed: true}
-			const n = 2000
-			dgs := make([]datapath.Datagram, 64)
-			buf := make([]byte, 64*slotSize)
-			for i := uint64(0); i < n; i += 64 {
-				if err := way.write(w, g.batch(dgs[:min(64, n-i)], buf, i)); err != nil {
-					t.Fatal(err)
-				}
-				for k := range buf {
-					buf[k] = 0xa5
-				}
-				clear(dgs)
-			}
-			if err := s.Close(); err != nil {
-				t.Fatal(err)
-			}
-			if st := s.Stats(); st.Written != n || st.InFlight != 0 {
-				t.Fatalf("after close: %+v", st)
-			}
-			tr, _ := readAll(t, g, dir, n)
-			if err := tr.Check(); err != nil {
-				t.Fatal(err)
-			}
-		})
-	}
-}
-
-// Write and Flush allocate nothing, whichever way frames go to the file,
-// once the file is open (AllocsPerRun's first call opens it).
-func TestPcapWriteAllocs(t *testing.T) {
-	for _, way := range pcapWays {
-		t.Run(way.name, func(t *testing.T) {
-			s := mustOpen(t, "pcap:"+t.TempDir()+"?max_mb=0", Options{}).(*pcapSink)
-			defer s.Close()
-			way.set(s)
-			w := s.Writer(0)
-			dgs := gen{mixed: true}.batch(make([]datapath.Datagram, 64), make([]byte, 64*slotSize), 0)
-			allocs := testing.AllocsPerRun(100, func() {
-				if err := way.write(w, dgs); err != nil {
-					t.Fatal(err)
-				}
-			})
-			if allocs != 0 {
-				t.Fatalf("%.2f allocations per Write (and Flush) of 64 datagrams", allocs)
-			}
-		})
-	}
-}
-
 // Open refuses a directory it can't write to, before any traffic.
 func TestPcapOpenErrors(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "file")
@@ -369,124 +306,61 @@ func TestPcapOpenErrors(t *testing.T) {
 	}
 }
 
-// BenchmarkPcapWrite writes frames of 64, 512 and 1472 bytes (IPv4; the
-// frame as AF_XDP hands it over, or synthesized as on the kernel path) in
-// batches of 64 (or what a chunk of the pipeline holds), back to back, into
-// files under /dev/shm when there is one: the sink's cost, not the disk's.
+// Write and Flush allocate nothing per datagram.
+func TestPcapWriteAllocs(t *testing.T) {
+	s := mustOpen(t, "pcap:"+t.TempDir()+"?max_mb=0", Options{})
+	defer s.Close()
+	w := s.Writer(0)
+	dgs := gen{mixed: true}.batch(make([]datapath.Datagram, 64), make([]byte, 64*slotSize), 0)
+	allocs := testing.AllocsPerRun(100, func() {
+		if err := w.Write(dgs); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%.2f allocations per Write and Flush of 64 datagrams", allocs)
+	}
+}
+
 func BenchmarkPcapWrite(b *testing.B) {
-	def := pcapWay{inPlaceMin: pcapInPlaceMin}
 	for _, c := range []struct {
 		name  string
-		size  int
 		frame bool
-	}{{"frame64", 64, true}, {"synth64", 64, false}, {"frame512", 512, true}, {"frame1472", 1472, true}, {"synth1472", 1472, false}} {
-		b.Run(c.name, func(b *testing.B) { benchPcapWrite(b, c.size, c.frame, def) })
-	}
-}
-
-// BenchmarkPcapWriteWays writes frames of each size both ways, copied into
-// the buffer and in place (a writev per Write), with Writes back to back
-// (a writer that is behind: the buffer is written when full) and with a
-// Flush before each (a writer that keeps up: the pipeline flushes when its
-// queue runs dry), to choose pcapInPlaceMin.
-func BenchmarkPcapWriteWays(b *testing.B) {
-	for _, size := range []int{64, 512, 1024, 1472, 9000, 65000} {
-		for _, flushed := range []bool{false, true} {
-			for _, inPlace := range []bool{false, true} {
-				way := pcapWay{name: "copied", inPlaceMin: math.MaxInt, flushEach: flushed}
-				if inPlace {
-					way = pcapWay{name: "in_place", inPlaceMin: 0, flushEach: flushed}
+	}{{"frame64", true}, {"synth64", false}} {
+		b.Run(c.name, func(b *testing.B) {
+			s := mustOpen(b, "pcap:"+b.TempDir()+"?max_mb=0&max_age=0", Options{})
+			defer s.Close()
+			w := s.Writer(0)
+			// 64-byte IPv4 frames: 22-byte payloads.
+			dgs := make([]datapath.Datagram, 64)
+			for i := range dgs {
+				d := testDatagram(false, 0, make([]byte, 22))
+				if c.frame {
+					d.Frame = AppendFrame(nil, &d)
 				}
-				name := fmt.Sprintf("%d/%s", size, way.name)
-				if flushed {
-					name += ",flushed"
-				}
-				b.Run(name, func(b *testing.B) { benchPcapWrite(b, size, true, way) })
+				dgs[i] = d
 			}
-		}
-	}
-}
-
-// benchPcapWrite writes frames of size bytes (synthesized unless frame) as
-// the pipeline hands them over: back to back in a chunk of 32 KiB, so at
-// most 22 of 1472 bytes a Write. Finished files (max_mb=64) are removed as
-// the run goes, with the timer stopped, so that a long run fills no memory.
-func benchPcapWrite(b *testing.B, size int, frame bool, way pcapWay) {
-	dir := benchDir(b)
-	s := mustOpen(b, "pcap:"+dir+"?max_mb=64&max_age=0", Options{})
-	defer s.Close()
-	way.set(s.(*pcapSink))
-	w := s.Writer(0)
-	// IPv4: 14 + 20 + 8 bytes of headers before the payload.
-	dgs := make([]datapath.Datagram, max(1, min(64, (32<<10)/size)))
-	chunk := make([]byte, 0, len(dgs)*size)
-	for i := range dgs {
-		d := testDatagram(false, 0, make([]byte, size-42))
-		if frame {
-			start := len(chunk)
-			chunk = AppendFrame(chunk, &d)
-			d.Frame = chunk[start:len(chunk):len(chunk)]
-			d.Payload = d.Frame[42:]
-		}
-		dgs[i] = d
-	}
-	if FrameLen(&dgs[0]) != size {
-		b.Fatalf("frame of %d bytes", FrameLen(&dgs[0]))
-	}
-	perFile := (64 << 20) / (pcapfile.RecordHeaderLen + size)
-	b.SetBytes(int64(size))
-	b.ReportAllocs()
-	cpu0 := processCPU(b)
-	b.ResetTimer()
-	for i, next := 0, 4*perFile; i < b.N; i += len(dgs) {
-		if err := way.write(w, dgs[:min(len(dgs), b.N-i)]); err != nil {
-			b.Fatal(err)
-		}
-		if i >= next {
+			if FrameLen(&dgs[0]) != 64 {
+				b.Fatalf("frame of %d bytes", FrameLen(&dgs[0]))
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i += len(dgs) {
+				if err := w.Write(dgs[:min(len(dgs), b.N-i)]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if err := w.Flush(); err != nil {
+				b.Fatal(err)
+			}
 			b.StopTimer()
-			c := processCPU(b)
-			removeFinished(b, dir)
-			cpu0 += processCPU(b) - c
-			next = i + 4*perFile
-			b.StartTimer()
-		}
-	}
-	if err := w.Flush(); err != nil {
-		b.Fatal(err)
-	}
-	b.StopTimer()
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/datagram")
-	// On a busy machine the wall time counts the time others ran; the
-	// process's CPU time (without the files' removal) doesn't.
-	b.ReportMetric(float64(processCPU(b)-cpu0)/float64(b.N), "cpu-ns/datagram")
-	if st := s.Stats(); st.Written != uint64(b.N) {
-		b.Fatalf("written %d of %d", st.Written, b.N)
-	}
-}
-
-// benchDir is a directory for a benchmark's files, under /dev/shm when
-// there is one, removed at the end.
-func benchDir(b *testing.B) string {
-	if st, err := os.Stat("/dev/shm"); err != nil || !st.IsDir() {
-		return b.TempDir()
-	}
-	dir, err := os.MkdirTemp("/dev/shm", "sink-bench-")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
-}
-
-// removeFinished removes the finished pcap files in dir.
-func removeFinished(b *testing.B, dir string) {
-	files, err := PcapFiles(dir, false)
-	if err != nil {
-		b.Fatal(err)
-	}
-	for _, f := range files {
-		if err := os.Remove(f); err != nil {
-			b.Fatal(err)
-		}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/datagram")
+			if st := s.Stats(); st.Written != uint64(b.N) {
+				b.Fatalf("written %d of %d", st.Written, b.N)
+			}
+		})
 	}
 }

@@ -1,8 +1,12 @@
 package bench
 
 import (
+	"net/netip"
+	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/xdpingest/xdpingest/datapath"
 )
 
 func TestSeqMeterLossAndDups(t *testing.T) {
@@ -226,5 +230,61 @@ func TestSeqMeterAddFastPath(t *testing.T) {
 	n.Add(buf)
 	if n.Dups != 1 || n.Unique() != 2 {
 		t.Fatalf("after merge: dups %d unique %d, want 1 2", n.Dups, n.Unique())
+	}
+}
+
+func TestAddBatchMatchesAdd(t *testing.T) {
+	// A batch of numbers across two pages, duplicates, a short payload,
+	// another stream and a datagram without a frame, marked both ways.
+	seqs := []uint64{1, 2, 2, 1<<pageShift - 1, 1 << pageShift, 5, StreamSeq(3, 7), 1<<pageShift + 1}
+	var dgs []datapath.Datagram
+	for i, s := range seqs {
+		p := make([]byte, 22)
+		PutWide(p, s)
+		d := datapath.Datagram{Payload: p, Src: netip.MustParseAddrPort("198.18.0.1:5000")}
+		if i%2 == 0 {
+			d.Frame = make([]byte, 64)
+		}
+		dgs = append(dgs, d)
+	}
+	dgs = append(dgs, datapath.Datagram{Payload: []byte{1, 2, 3}, Src: netip.MustParseAddrPort("[2001:db8::1]:5000")})
+	one, batch := NewSeqMeter(0), NewSeqMeter(0)
+	var wire uint64
+	for i := range dgs {
+		one.Add(dgs[i].Payload)
+		wire += WireBytes(&dgs[i])
+	}
+	if got := batch.AddBatch(dgs[:3]) + batch.AddBatch(dgs[3:]); got != wire {
+		t.Errorf("AddBatch counted %d wire bytes, want %d", got, wire)
+	}
+	if one.Received != batch.Received || one.Short != batch.Short || one.Unique() != batch.Unique() || !reflect.DeepEqual(one.Streams(), batch.Streams()) {
+		t.Errorf("AddBatch: received %d short %d unique %d %v; Add: %d %d %d %v",
+			batch.Received, batch.Short, batch.Unique(), batch.Streams(), one.Received, one.Short, one.Unique(), one.Streams())
+	}
+	for _, s := range seqs {
+		if !batch.Has(s) {
+			t.Errorf("AddBatch lost %#x", s)
+		}
+	}
+	if wire != 4*64+4*(22+42)+3+62 {
+		t.Errorf("wire bytes %d", wire)
+	}
+}
+
+func BenchmarkSeqMeterAddBatch(b *testing.B) {
+	m := NewSeqMeter(0)
+	const batch = 64
+	m.Reserve(0, uint64(b.N)+batch)
+	dgs := make([]datapath.Datagram, batch)
+	for i := range dgs {
+		dgs[i].Payload = make([]byte, 22)
+		dgs[i].Frame = make([]byte, 64)
+	}
+	b.ReportAllocs()
+	for i := 0; i < b.N; i += batch {
+		for j := range dgs {
+			PutWide(dgs[j].Payload, uint64(i+j))
+		}
+		m.AddBatch(dgs)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/netip"
 	"regexp"
 	"strings"
 	"sync"
@@ -399,15 +398,6 @@ func (g *loops) wait() (*bench.SeqMeter, error) {
 	return m, errors.Join(errs...)
 }
 
-// headerLen is the Ethernet, IP and UDP header length in front of a payload
-// from src, for the paths that see no frame.
-func headerLen(src netip.AddrPort) uint64 {
-	if src.Addr().Is4() {
-		return 14 + 20 + 8
-	}
-	return 14 + 40 + 8
-}
-
 // --- afxdp ---
 
 type afxdpRx struct {
@@ -449,15 +439,11 @@ func receiveLoop(rx datapath.Receiver, l *loop) error {
 			return err
 		}
 		var bytes uint64
-		for j := range batch[:n] {
-			d := &batch[j]
-			if l.meter != nil {
-				l.meter.Add(d.Payload)
-			}
-			if d.Frame != nil {
-				bytes += uint64(len(d.Frame))
-			} else {
-				bytes += uint64(len(d.Payload)) + headerLen(d.Src)
+		if l.meter != nil {
+			bytes = l.meter.AddBatch(batch[:n])
+		} else {
+			for j := range batch[:n] {
+				bytes += bench.WireBytes(&batch[j])
 			}
 		}
 		l.packets.Add(uint64(n))

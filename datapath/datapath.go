@@ -1,6 +1,9 @@
 package datapath
 
-import "net/netip"
+import (
+	"net/netip"
+	"time"
+)
 
 // Datagram is one received UDP datagram, described in place.
 //
@@ -70,6 +73,20 @@ type Receiver interface {
 	// Stats returns the Receiver's counters; safe from any goroutine.
 	Stats() Stats
 	Close() error
+}
+
+// Idler is a Receiver that calls back before it waits in the kernel for
+// traffic, so that its consumer can hold work back while datagrams keep
+// coming (and hand it on in bigger pieces, with fewer wakeups) yet finish
+// it before the wait.
+type Idler interface {
+	// OnIdle sets f, which Receive calls before each wait in the kernel
+	// (poll()), not before a short nap or while spinning, with none of the
+	// Receiver's locks held; f must not call the Receiver. OnIdle returns
+	// how long the consumer may hold datagrams back between two calls of
+	// f: 0 when it should hold none (a receiver that spins or busy-polls
+	// for latency).
+	OnIdle(f func()) time.Duration
 }
 
 // Stats are a Receiver's counters since it was opened. Every field only grows.

@@ -37,6 +37,7 @@ type Socket struct {
 	nap       time.Duration // the longest nap; <= 0: no naps
 	spinFor   int64         // Config.SpinFor in ns; 0: off
 	busyPoll  bool
+	idle      func() // see OnIdle; set under mu
 	res       *resources
 	cleanup   runtime.Cleanup
 	reg       datapath.XSKRegistrar // nil until registered
@@ -512,6 +513,7 @@ func (s *Socket) Receive(batch []datapath.Datagram) (int, error) {
 	if s.rx.entries == nil {
 		return 0, fmt.Errorf("can't receive on the TX-only AF_XDP socket of %s queue %d", s.ifname, s.queue)
 	}
+	idled := false
 	for empty := 0; ; {
 		if n := s.drain(batch); n > 0 {
 			return n, nil
@@ -557,6 +559,20 @@ func (s *Socket) Receive(batch []datapath.Datagram) (int, error) {
 			s.napped = false
 			s.napNow.Store(int64(s.nap))
 		}
+		if s.idle != nil && !idled {
+			// Once per Receive, then look at the ring again: frames may
+			// have come while the consumer finished its work. Without mu:
+			// the consumer may take its time, and Close must not wait for
+			// it; a Close meanwhile is seen before the rings are touched.
+			idled = true
+			s.mu.Unlock()
+			s.idle()
+			s.mu.Lock()
+			if s.closed.Load() {
+				return 0, net.ErrClosed
+			}
+			continue
+		}
 		if s.slept == 0 {
 			s.slept = s.clock.now()
 		}
@@ -564,6 +580,21 @@ func (s *Socket) Receive(batch []datapath.Datagram) (int, error) {
 			return 0, err
 		}
 	}
+}
+
+// OnIdle implements datapath.Idler: Receive calls f before it waits in
+// poll(). A consumer may hold datagrams back for up to four naps: in
+// dense traffic Receive naps, and returns within a nap or calls f; a
+// socket that spins or busy-polls for latency, or doesn't nap, wants
+// nothing held.
+func (s *Socket) OnIdle(f func()) time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.idle = f
+	if s.spinFor > 0 || s.busyPoll || s.nap <= 0 {
+		return 0
+	}
+	return 4 * s.nap
 }
 
 // expired reports whether an interval d measured on the wall clock has

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unsafe"
@@ -412,4 +413,73 @@ func vmaOf(t *testing.T, addr uintptr) (flags []string, hugeKB int) {
 	}
 	t.Fatalf("no mapping in /proc/self/smaps holds %#x", addr)
 	return nil, 0
+}
+
+// Receive calls the idle function once before it sleeps in poll(), without
+// its lock: a Close while the function runs neither waits for it nor lets
+// Receive touch the torn-down rings after. OnIdle lets a consumer hold work
+// for four naps, and for none when the socket spins or busy-polls.
+func TestOnIdle(t *testing.T) {
+	b := bedT(t, 1)
+	prog := programT(t, b)
+	path := openT(t, b, Config{NumFrames: 64}, prog)
+	s := path.Sockets()[0]
+	var calls atomic.Int32
+	entered, release := make(chan struct{}), make(chan struct{})
+	if hold := s.OnIdle(func() {
+		if calls.Add(1) == 1 {
+			close(entered)
+			<-release
+		}
+	}); hold != 4*DefaultNap {
+		t.Errorf("OnIdle: hold %v, want %v", hold, 4*DefaultNap)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Receive(make([]datapath.Datagram, 8))
+		done <- err
+	}()
+	select {
+	case <-entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Receive on an empty ring never called the idle function")
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		close(release)
+		t.Fatal("Close waited for the idle function: Receive held its lock through it")
+	}
+	close(release)
+	if err := <-done; !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Receive after a Close during the idle function: %v, want net.ErrClosed", err)
+	}
+	if n := calls.Load(); n != 1 {
+		t.Errorf("idle function called %d times, want 1", n)
+	}
+
+	// Once per wait: a receiver idle for a while called it once, then slept.
+	path2 := openT(t, b, Config{NumFrames: 64}, prog)
+	s2 := path2.Sockets()[0]
+	var calls2 atomic.Int32
+	s2.OnIdle(func() { calls2.Add(1) })
+	go s2.Receive(make([]datapath.Datagram, 8))
+	time.Sleep(300 * time.Millisecond)
+	if n, p := calls2.Load(), s2.LoopStats().Polls; n != 1 || p != 1 {
+		t.Errorf("idle receiver: %d idle calls and %d polls, want 1 and 1", n, p)
+	}
+	s2.Close()
+
+	for _, c := range []Config{{NumFrames: 64, SpinFor: LowLatencySpin}, {NumFrames: 64, BusyPoll: true}, {NumFrames: 64, Nap: -1}} {
+		p := openT(t, b, c, prog)
+		if hold := p.Sockets()[0].OnIdle(func() {}); hold != 0 {
+			t.Errorf("SpinFor %v, BusyPoll %v, Nap %v: hold %v, want 0", c.SpinFor, c.BusyPoll, c.Nap, hold)
+		}
+		p.Close()
+	}
 }

@@ -19,29 +19,20 @@ import (
 )
 
 const (
-	// chunkBytes is the data capacity of one chunk. Small enough that a
-	// queue of a few MiB holds hundreds of chunks even when the link is
-	// quiet and every chunk carries a small batch; a full batch of large
-	// frames spreads over several.
-	chunkBytes = 32 << 10
-	// bigChunkBytes is the data capacity of a big chunk: any UDP payload
-	// (at most 65,535 bytes on the kernel path) and any AF_XDP frame fits.
-	// A datagram larger than chunkBytes goes into one of these, which a
-	// worker keeps a few of (an eighth of its queue memory), and the next
-	// datagrams of its batch follow it there.
-	bigChunkBytes = 64 << 10
-	// chunkDatagrams bounds the datagrams per chunk. At 256, minimum-size
-	// frames use half the data; the descriptors (unsafe.Sizeof(Datagram)
-	// each) weigh about as much as the data.
-	chunkDatagrams = 256
+	// chunkBytes is the data capacity of one chunk: any UDP payload (at
+	// most 65,535 bytes on the kernel path) and any AF_XDP frame fits.
+	chunkBytes = 64 << 10
+	// chunkDatagrams bounds the datagrams per chunk: as many minimum-size
+	// frames as the data holds. A chunk is one hand-off to each writer,
+	// which wakes a writer that sleeps, and at high rates the wakeups cost
+	// more than the writers' work: 256-datagram chunks took a third more
+	// CPU per packet than these (docs/BENCHMARKS.md). The descriptors
+	// (unsafe.Sizeof(Datagram) each) weigh about twice the data then.
+	chunkDatagrams = 1024
 )
 
-// chunkMem and bigChunkMem are the memory of one chunk, data and
-// descriptors.
-var (
-	chunkMem    = chunkBytes + chunkDatagrams*int(unsafe.Sizeof(datapath.Datagram{}))
-	bigChunkMem = bigChunkBytes + chunkDatagrams*int(unsafe.Sizeof(datapath.Datagram{}))
-)
+// chunkMem is the memory of one chunk, data and descriptors.
+var chunkMem = chunkBytes + chunkDatagrams*int(unsafe.Sizeof(datapath.Datagram{}))
 
 type chunk struct {
 	buf  []byte
@@ -61,7 +52,7 @@ func (c *chunk) release() {
 // freeList holds a worker's free chunks and hands them out last in, first
 // out: the chunk released last is the one most likely still in cache. At a
 // steady rate a few chunks then cycle, rather than every chunk of the
-// queue memory (512 of 32 KiB for 16 MiB), each cold in cache when the
+// queue memory (77 of 212 KiB for 16 MiB), each cold in cache when the
 // worker copies into it.
 type freeList struct {
 	mu    sync.Mutex
@@ -160,7 +151,7 @@ type sinkQueue struct {
 type sinkCounters struct {
 	queueFull  atomic.Uint64 // datagrams dropped because the queue was full
 	shutdown   atomic.Uint64 // datagrams dropped because the drain timed out
-	tooLarge   atomic.Uint64 // datagrams larger than a big chunk (none from our receivers)
+	tooLarge   atomic.Uint64 // datagrams larger than a chunk (none from our receivers)
 	otherPorts atomic.Uint64 // datagrams for ports the sink doesn't take (?ports=)
 	queued     atomic.Int64  // datagrams waiting in queues
 	writeErrs  atomic.Uint64 // Write and Flush errors (the sink counts the datagrams)
@@ -173,7 +164,6 @@ type worker struct {
 	cpu    int // -1: not pinned
 	queues []*sinkQueue
 	free   *freeList
-	big    *freeList // big chunks, for datagrams larger than chunkBytes
 	// mu guards open and done. A writer queues the open chunk with mu
 	// held, so the worker, which takes open back under mu, never queues a
 	// later chunk first. The worker itself never blocks with mu held
@@ -266,8 +256,6 @@ func New(cfg Config) (*Pipeline, error) {
 	for range cfg.Sinks {
 		p.counts = append(p.counts, &sinkCounters{})
 	}
-	// Big chunks come on top: an eighth of the queue memory, at least one.
-	bigPerSink := max(cfg.QueueBytes/8/bigChunkMem, 1)
 	perSink := max(cfg.QueueBytes/chunkMem, 2)
 	for i, rx := range cfg.Receivers {
 		w := &worker{rx: rx, cpu: -1, batchSizes: make([]atomic.Uint64, len(BatchBuckets))}
@@ -281,13 +269,8 @@ func New(cfg Config) (*Pipeline, error) {
 		for j := 0; j < n; j++ {
 			w.free.put(&chunk{buf: make([]byte, 0, chunkBytes), dgs: make([]datapath.Datagram, 0, chunkDatagrams), free: w.free})
 		}
-		nb := bigPerSink*len(cfg.Sinks) + 1
-		w.big = newFreeList(nb)
-		for j := 0; j < nb; j++ {
-			w.big.put(&chunk{buf: make([]byte, 0, bigChunkBytes), dgs: make([]datapath.Datagram, 0, chunkDatagrams), free: w.big})
-		}
 		for range cfg.Sinks {
-			w.queues = append(w.queues, &sinkQueue{ch: make(chan *chunk, perSink+bigPerSink)})
+			w.queues = append(w.queues, &sinkQueue{ch: make(chan *chunk, perSink)})
 		}
 		p.workers = append(p.workers, w)
 	}
@@ -343,13 +326,7 @@ func (p *Pipeline) work(w *worker) {
 		// Ship the open chunk without holding mu (dispatch may wait for
 		// room), then close the queues under it: a writer in flushOpen
 		// either shipped before or sees done.
-		w.mu.Lock()
-		c := w.open
-		w.open = nil
-		w.mu.Unlock()
-		if c != nil {
-			p.dispatch(w, c)
-		}
+		p.shipOpen(w)
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		w.done = true
@@ -380,6 +357,15 @@ func (p *Pipeline) work(w *worker) {
 	p.started.Add(1)
 	defer p.started.Add(-1)
 	batch := make([]datapath.Datagram, p.batch)
+	// hold is how long the open chunk may wait for more datagrams while the
+	// receiver keeps returning them: it calls shipOpen before it waits in
+	// the kernel. Every hand-off to a writer that sleeps wakes it, which
+	// costs more than the writer's work at high rates; while traffic is
+	// dense a chunk then carries many batches.
+	var hold int64
+	if id, ok := w.rx.(datapath.Idler); ok {
+		hold = int64(id.OnIdle(func() { p.shipIdle(w) }))
+	}
 	for {
 		n, err := w.rx.Receive(batch)
 		if err != nil {
@@ -407,11 +393,7 @@ func (p *Pipeline) work(w *worker) {
 				p.dispatch(w, c)
 				c = nil
 			}
-			if need(d) > chunkBytes {
-				if c = p.bigChunk(w, batch[i:i+1]); c == nil {
-					continue // dropped and counted for every sink
-				}
-			} else if c = p.chunk(w, batch[i:n]); c == nil {
+			if c = p.chunk(w, batch[i:n]); c == nil {
 				break // dropped and counted for every sink
 			}
 			if !c.add(d) {
@@ -425,13 +407,16 @@ func (p *Pipeline) work(w *worker) {
 		}
 		w.rx.Release(batch[:n])
 		// Ship the chunk before the next Receive, which may sleep, unless
-		// every writer has work queued: then the next batches fill it, and
-		// a writer that runs dry ships it (see write). The check and the
-		// writers' take of the open chunk are both under w.mu, so a writer
-		// either sees the chunk or had work queued when the worker looked.
+		// the receiver ships it before it sleeps and the chunk is younger
+		// than hold, or every writer has work queued: then the next
+		// batches fill it, and a writer that runs dry ships it (see
+		// write). The check and the writers' take of the open chunk are
+		// both under w.mu, so a writer either sees the chunk or had work
+		// queued when the worker looked.
 		if c != nil {
+			young := hold > 0 && len(c.dgs) > 0 && batch[n-1].RxTime-c.dgs[0].RxTime < hold
 			w.mu.Lock()
-			if w.writersBusy() {
+			if young || w.writersBusy() {
 				w.open = c
 				c = nil
 			}
@@ -442,6 +427,33 @@ func (p *Pipeline) work(w *worker) {
 		}
 		w.progress.Add(1)
 	}
+}
+
+// shipOpen queues w's open chunk, if any; called by the worker only (also
+// from inside its Receive, see datapath.Idler), never with mu held.
+func (p *Pipeline) shipOpen(w *worker) {
+	w.mu.Lock()
+	c := w.open
+	w.open = nil
+	w.mu.Unlock()
+	if c != nil {
+		p.dispatch(w, c)
+	}
+}
+
+// shipIdle is shipOpen for a receiver about to wait: the open chunk stays
+// while every writer has work, as after a batch (one that runs dry ships
+// it), so that a slow sink's queue fills with full chunks.
+func (p *Pipeline) shipIdle(w *worker) {
+	w.mu.Lock()
+	c := w.open
+	if c == nil || w.writersBusy() {
+		w.mu.Unlock()
+		return
+	}
+	w.open = nil
+	w.mu.Unlock()
+	p.dispatch(w, c)
 }
 
 // writersBusy reports whether every writer of w has a chunk queued; called
@@ -517,19 +529,6 @@ func (p *Pipeline) dropFull(w *worker, dgs []datapath.Datagram) {
 		sc.queueFull.Add(uint64(m))
 	}
 	w.unshipped.Add(-int64(n))
-}
-
-// bigChunk takes a free big chunk, waiting when blocking; without one (drop
-// mode) it counts the datagram as dropped for every sink.
-func (p *Pipeline) bigChunk(w *worker, d []datapath.Datagram) *chunk {
-	if c := w.big.tryGet(); c != nil {
-		return c
-	}
-	if p.block {
-		return w.big.get()
-	}
-	p.dropFull(w, d)
-	return nil
 }
 
 // dispatch queues c to every sink: a full queue drops or blocks.

@@ -393,6 +393,14 @@ func (p *Pipeline) work(w *worker) {
 				p.dispatch(w, c)
 				c = nil
 			}
+			if !p.block && w.queuesFull() {
+				// Every sink's queue is full: what a new chunk would carry
+				// is dropped when it is queued. Dropped now, without the
+				// copy, the worker gets through the ring sooner and leaves
+				// its core to the writers it shares it with.
+				p.dropFull(w, batch[i:n])
+				break
+			}
 			if c = p.chunk(w, batch[i:n]); c == nil {
 				break // dropped and counted for every sink
 			}
@@ -454,6 +462,17 @@ func (p *Pipeline) shipIdle(w *worker) {
 	w.open = nil
 	w.mu.Unlock()
 	p.dispatch(w, c)
+}
+
+// queuesFull reports whether every queue of w is full. Without w.mu: a
+// snapshot, as good as any when deciding to drop.
+func (w *worker) queuesFull() bool {
+	for _, q := range w.queues {
+		if len(q.ch) < cap(q.ch) {
+			return false
+		}
+	}
+	return true
 }
 
 // writersBusy reports whether every writer of w has a chunk queued; called

@@ -80,9 +80,11 @@ type Receiver interface {
 // coming (and hand it on in bigger pieces, with fewer wakeups) yet finish
 // it before the wait.
 type Idler interface {
-	// OnIdle sets f, which Receive calls before each wait in the kernel
-	// (poll()), not before a short nap or while spinning, with none of the
-	// Receiver's locks held; f must not call the Receiver. OnIdle returns
+	// OnIdle sets f, which Receive calls once, before it first waits in
+	// the kernel (poll()), not before a short nap or while spinning, with
+	// none of the Receiver's locks held; f must not call the Receiver. A
+	// Close meanwhile does not wait for f, and that Receive then returns
+	// net.ErrClosed. OnIdle returns
 	// how long the consumer may hold datagrams back between two calls of
 	// f: 0 when it should hold none (a receiver that spins or busy-polls
 	// for latency).

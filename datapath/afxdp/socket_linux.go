@@ -44,7 +44,8 @@ type Socket struct {
 
 	// mu is held by Receive, Release and the TX methods while they touch
 	// the rings, and by Close while it tears them down: Close waits for a
-	// Receive in progress to notice and leave.
+	// Receive in progress to notice and leave (or to call its idle
+	// function, which runs without mu; Receive checks closed after it).
 	mu     sync.Mutex
 	closed atomic.Bool // set first by Close, read by the loops
 	// draining is set by Drain: Receive returns io.EOF instead of sleeping
@@ -541,11 +542,12 @@ func (s *Socket) Receive(batch []datapath.Datagram) (int, error) {
 			if d := s.clock.now() - s.lastRx; d >= 0 && d < s.spinFor {
 				continue
 			}
-		case s.nap > 0 && !s.busyPoll:
+		case s.nap > 0 && !s.busyPoll && !idled:
 			// While traffic is dense, sleep on a timer: off the socket's
 			// wait queue, the kernel has no one to wake (see Config.Nap);
 			// unless naps have found nothing for napQuiet: a pause, or
-			// the end of the traffic.
+			// the end of the traffic. After the idle function, which
+			// comes only then, straight back to poll().
 			if s.dense && !(s.napped && expired(s.clock.now()-s.slept, s.napQuiet)) {
 				if s.slept == 0 {
 					s.slept = s.clock.now()
@@ -977,7 +979,8 @@ func (s *Socket) LoopStats() LoopStats {
 }
 
 // Close implements datapath.Receiver: it wakes a blocked Receive, waits for
-// it to return net.ErrClosed, unregisters the socket from the XDP program,
+// it to return net.ErrClosed (or to be in its idle function, after which it
+// returns net.ErrClosed), unregisters the socket from the XDP program,
 // and closes and unmaps everything. Slices from earlier batches stay
 // readable memory but no longer mean anything.
 func (s *Socket) Close() error {

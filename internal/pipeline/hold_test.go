@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -238,5 +239,60 @@ func TestIdleKeepsCoalescingBehindABusyWriter(t *testing.T) {
 	}
 	if c := p.SinkCounts(0); c.QueueFull != 0 || len(rec.got()) != n {
 		t.Fatalf("%d written, %d dropped as queue_full behind a stalled writer with room for %d datagrams in full chunks", len(rec.got()), c.QueueFull, 4*chunkDatagrams)
+	}
+}
+
+// A chunk the receiver's idle call queues behind a stuck writer (--on-full
+// block) waits inside Receive; Health must still see the worker stuck, as
+// it does when the wait comes while handling a batch.
+func TestIdleDispatchStuckShowsInHealth(t *testing.T) {
+	src := netip.MustParseAddrPort("198.18.0.1:5000")
+	dst := netip.MustParseAddrPort("198.18.0.2:9000")
+	const per = 64
+	rx := &scriptRx{hold: time.Hour, start: make(chan struct{}), end: make(chan struct{}), after: func() {}}
+	// Three full chunks (the stuck writer's Write and its queue of two),
+	// then one batch more, held open until the receiver goes idle.
+	var seq uint64
+	for range 3*chunkDatagrams/per + 1 {
+		var b []datapath.Datagram
+		for range per {
+			b = append(b, datapath.Datagram{Payload: binary.BigEndian.AppendUint64(nil, seq), Src: src, Dst: dst})
+			seq++
+		}
+		rx.batches = append(rx.batches, b)
+	}
+	stuck, fine := &recordSink{gate: make(chan struct{})}, &recordSink{}
+	// The idle call ships only when some writer has nothing queued: let
+	// the healthy one finish the three chunks first.
+	rx.before = func() {
+		for end := time.Now().Add(10 * time.Second); len(fine.got()) < 3*chunkDatagrams && time.Now().Before(end); {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	p, err := New(Config{Receivers: []datapath.Receiver{rx}, CPUs: []int{-1}, Sinks: []sink.Sink{stuck, fine},
+		QueueBytes: 2 * chunkMem, BlockOnFull: true, BatchSize: per, StuckAfter: 50 * time.Millisecond, HealthTick: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Start()
+	close(rx.start)
+	deadline := time.Now().Add(10 * time.Second)
+	for len(p.Health()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	h := p.Health()
+	close(stuck.gate)
+	if len(h) != 1 || !strings.Contains(h[0], "stuck") {
+		t.Errorf("a worker waiting for room to queue its idle chunk: health %q, want one stuck worker", h)
+	}
+	for len(stuck.got()) < int(seq) && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	rx.Drain()
+	if err := waitErr(t, p, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if len(stuck.got()) != int(seq) || len(fine.got()) != int(seq) {
+		t.Fatalf("written %d and %d of %d", len(stuck.got()), len(fine.got()), seq)
 	}
 }

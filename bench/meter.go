@@ -181,10 +181,7 @@ func WireBytes(d *datapath.Datagram) uint64 {
 	if d.Frame != nil {
 		return uint64(len(d.Frame))
 	}
-	if d.Src.Addr().Is4() {
-		return uint64(len(d.Payload)) + 14 + 20 + 8
-	}
-	return uint64(len(d.Payload)) + 14 + 40 + 8
+	return uint64(len(d.Payload) + HeaderLen(!d.Src.Addr().Is4()))
 }
 
 func (m *SeqMeter) addSlow(payload []byte) {

@@ -25,14 +25,18 @@ type Template struct {
 	PayloadLen                         int
 }
 
+// HeaderLen is what Ethernet, IP and UDP put in front of a payload: 42
+// bytes for IPv4, 62 for IPv6 (no VLAN tag, options or extension headers).
+func HeaderLen(ipv6 bool) int {
+	if ipv6 {
+		return 14 + 40 + 8
+	}
+	return 14 + 20 + 8
+}
+
 // MinFrameSize is the smallest Size for the family: headers plus an 8-byte
 // sequence number.
-func MinFrameSize(ipv6 bool) int {
-	if ipv6 {
-		return 14 + 40 + 8 + 8
-	}
-	return 14 + 20 + 8 + 8
-}
+func MinFrameSize(ipv6 bool) int { return HeaderLen(ipv6) + 8 }
 
 // BuildTemplate builds a UDP frame with a zero sequence number.
 func BuildTemplate(s FrameSpec) (Template, error) {

@@ -91,6 +91,12 @@ func (r *Report) drawChart(newCanvas func(w, h vg.Length) (vg.CanvasSizer, func(
 	if err != nil {
 		return err
 	}
+	return drawRows(rows, newCanvas, out)
+}
+
+// drawRows draws one plot per row, stacked, onto a canvas of the right
+// height, and writes it to out.
+func drawRows(rows [][]*plot.Plot, newCanvas func(w, h vg.Length) (vg.CanvasSizer, func(io.Writer) error), out io.Writer) error {
 	c, write := newCanvas(chartWidth, chartRowHeight*vg.Length(len(rows)))
 	dc := draw.New(c)
 	t := draw.Tiles{Rows: len(rows), Cols: 1, PadY: vg.Points(12), PadTop: vg.Points(6), PadBottom: vg.Points(6), PadLeft: vg.Points(6), PadRight: vg.Points(10)}

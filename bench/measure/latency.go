@@ -249,10 +249,7 @@ func (o *LatencyOptions) check() error {
 	if o.Gen != GenAFXDP && o.Gen != GenSendmmsg {
 		return fmt.Errorf("generator %q: pktbench latency sends with afxdp or sendmmsg (the live generator can't stamp the time)", o.Gen)
 	}
-	hl := 14 + 20 + 8
-	if o.IPv6 {
-		hl = 14 + 40 + 8
-	}
+	hl := bench.HeaderLen(o.IPv6)
 	if o.Size < hl+bench.StampedLen || o.Size > afxdp.DefaultFrameSize-256 {
 		return fmt.Errorf("frame size %d: want %d (headers, a sequence number and a stamp) to %d", o.Size, hl+bench.StampedLen, afxdp.DefaultFrameSize-256)
 	}
@@ -608,35 +605,13 @@ func startLatKernel(name string, o PathOptions) (latRx, error) {
 	if r.a, err = attach(o, xdp.Pass, xdp.OutcomePassMatch); err != nil {
 		return nil, err
 	}
-	if name == LatKernel {
-		err = nsDo(o.Side, func() (err error) {
-			var kp *kernel.Path
-			if kp, err = kernel.Open(kernel.Config{Ports: []uint16{o.Port}, Workers: len(o.Queues),
-				RcvBuf: kernelRcvBuf, ForceRcvBuf: true}); err == nil {
-				r.rs = kp.Workers()
-			}
-			return err
-		})
-		if err != nil {
-			r.a.close()
-			return nil, err
-		}
-		g := startLatLoops(len(r.rs), o, func(i int, batch []datapath.Datagram) (int, error) { return r.rs[i].Receive(batch) })
-		return &latKernel{k: r, g: g}, nil
-	}
-	err = nsDo(o.Side, func() (err error) {
-		r.conn, err = net.ListenUDP("udp", &net.UDPAddr{Port: int(o.Port)})
-		if err != nil {
-			return fmt.Errorf("can't listen on UDP port %d: %w", o.Port, err)
-		}
-		return setRcvBufForce(r.conn, kernelRcvBuf)
-	})
-	if err != nil {
-		if r.conn != nil {
-			r.conn.Close()
-		}
+	if err := r.open(o, name == LatKernel); err != nil {
 		r.a.close()
 		return nil, err
+	}
+	if name == LatKernel {
+		g := startLatLoops(len(r.rs), o, func(i int, batch []datapath.Datagram) (int, error) { return r.rs[i].Receive(batch) })
+		return &latKernel{k: r, g: g}, nil
 	}
 	buf := make([]byte, 9216)
 	g := startLatLoops(1, o, func(i int, batch []datapath.Datagram) (int, error) {

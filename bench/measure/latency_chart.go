@@ -9,7 +9,6 @@ import (
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/plotutil"
 	"gonum.org/v1/plot/vg"
-	"gonum.org/v1/plot/vg/draw"
 
 	"github.com/xdpingest/xdpingest/bench"
 )
@@ -117,14 +116,7 @@ func (r *LatencyReport) drawChart(newCanvas func(w, h vg.Length) (vg.CanvasSizer
 	if err != nil {
 		return err
 	}
-	c, write := newCanvas(chartWidth, chartRowHeight*vg.Length(len(rows)))
-	dc := draw.New(c)
-	t := draw.Tiles{Rows: len(rows), Cols: 1, PadY: vg.Points(12), PadTop: vg.Points(6), PadBottom: vg.Points(6), PadLeft: vg.Points(6), PadRight: vg.Points(10)}
-	canvases := plot.Align(rows, t, dc)
-	for i := range rows {
-		rows[i][0].Draw(canvases[i][0])
-	}
-	return write(out)
+	return drawRows(rows, newCanvas, out)
 }
 
 // WriteChart writes the chart to a file, as SVG or PNG.

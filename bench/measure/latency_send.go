@@ -158,10 +158,10 @@ func (s latSender) afxdp(ctx context.Context, stream uint16, total uint64) (uint
 }
 
 func (s latSender) sendmmsg(ctx context.Context, stream uint16, total uint64) (uint64, time.Duration, error) {
-	hl := 14 + 20 + 8
+	hl := bench.HeaderLen(!s.dst.Addr().Is4())
 	family := unix.AF_INET
 	if !s.dst.Addr().Is4() {
-		hl, family = 14+40+8, unix.AF_INET6
+		family = unix.AF_INET6
 	}
 	size := s.size - hl
 	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)

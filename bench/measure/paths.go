@@ -498,6 +498,29 @@ type kernelRx struct {
 // the buffers.
 const kernelRcvBuf = 4 << 20
 
+// open opens, in the receiving namespace, the kernel path's SO_REUSEPORT
+// workers (reuseport) or stdnet's one socket, with the same buffers.
+func (r *kernelRx) open(o PathOptions, reuseport bool) error {
+	return nsDo(o.Side, func() (err error) {
+		if reuseport {
+			var kp *kernel.Path
+			if kp, err = kernel.Open(kernel.Config{Ports: []uint16{o.Port}, Workers: len(o.Queues),
+				RcvBuf: kernelRcvBuf, ForceRcvBuf: true}); err == nil {
+				r.rs = kp.Workers()
+			}
+			return err
+		}
+		if r.conn, err = net.ListenUDP("udp", &net.UDPAddr{Port: int(o.Port)}); err != nil {
+			return fmt.Errorf("can't listen on UDP port %d: %w", o.Port, err)
+		}
+		if err = setRcvBufForce(r.conn, kernelRcvBuf); err != nil {
+			r.conn.Close()
+			r.conn = nil
+		}
+		return err
+	})
+}
+
 func startKernel(name string, o PathOptions) (Receiver, error) {
 	r := &kernelRx{name: name}
 	if !o.NoXDP {
@@ -510,36 +533,14 @@ func startKernel(name string, o PathOptions) (Receiver, error) {
 		r.a.close()
 		return nil, err
 	}
+	if err := r.open(o, name == PathKernel); err != nil {
+		return fail(err)
+	}
 	if name == PathKernel {
-		err := nsDo(o.Side, func() (err error) {
-			var kp *kernel.Path
-			if kp, err = kernel.Open(kernel.Config{Ports: []uint16{o.Port}, Workers: len(o.Queues),
-				RcvBuf: kernelRcvBuf, ForceRcvBuf: true}); err == nil {
-				r.rs = kp.Workers()
-			}
-			return err
-		})
-		if err != nil {
-			return fail(err)
-		}
 		r.loops = startLoops(len(r.rs), o, func(i int, l *loop) error { return receiveLoop(r.rs[i], l) })
 		return r, nil
 	}
-
 	// stdnet: what most programs do. One socket (both families), one loop.
-	err := nsDo(o.Side, func() (err error) {
-		r.conn, err = net.ListenUDP("udp", &net.UDPAddr{Port: int(o.Port)})
-		if err != nil {
-			return fmt.Errorf("can't listen on UDP port %d: %w", o.Port, err)
-		}
-		return setRcvBufForce(r.conn, kernelRcvBuf)
-	})
-	if err != nil {
-		if r.conn != nil {
-			r.conn.Close()
-		}
-		return fail(err)
-	}
 	r.loops = startLoops(1, o, func(i int, l *loop) error {
 		buf := make([]byte, 9216)
 		for {
@@ -553,12 +554,8 @@ func startKernel(name string, o PathOptions) (Receiver, error) {
 			if l.meter != nil {
 				l.meter.Add(buf[:n])
 			}
-			hl := uint64(14 + 40 + 8)
-			if from.IP.To4() != nil {
-				hl = 14 + 20 + 8
-			}
 			l.packets.Add(1)
-			l.bytes.Add(uint64(n) + hl)
+			l.bytes.Add(uint64(n + bench.HeaderLen(from.IP.To4() == nil)))
 		}
 	})
 	return r, nil

@@ -68,15 +68,8 @@ Needs root.
 	if o.Queues, err = parseInts(*queues); err != nil {
 		return usageError(stderr, "compare", "--queues: %v", err)
 	}
-	for _, p := range strings.Split(*paths, ",") {
-		p = strings.TrimSpace(p)
-		if !slices.Contains(measure.KnownPaths(), p) {
-			return usageError(stderr, "compare", "unknown path %q in --paths: want some of %s", p, strings.Join(measure.KnownPaths(), ","))
-		}
-		if slices.Contains(o.Paths, p) {
-			return usageError(stderr, "compare", "path %s is named twice in --paths", p)
-		}
-		o.Paths = append(o.Paths, p)
+	if o.Paths, err = parsePaths(*paths, measure.KnownPaths()); err != nil {
+		return usageError(stderr, "compare", "%v", err)
 	}
 	minSize := bench.MinFrameSize(o.IPv6)
 	for _, s := range o.Sizes {

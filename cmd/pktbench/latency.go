@@ -93,23 +93,13 @@ within one run, and repeat (--reps).
 	if o.Rates, err = parseRates(*rates); err != nil {
 		return usageError(stderr, "latency", "--rates: %v", err)
 	}
-	for _, p := range strings.Split(*paths, ",") {
-		p = strings.TrimSpace(p)
-		if !slices.Contains(measure.LatencyPaths(), p) {
-			return usageError(stderr, "latency", "unknown path %q in --paths: want some of %s", p, strings.Join(measure.LatencyPaths(), ","))
-		}
-		if slices.Contains(o.Paths, p) {
-			return usageError(stderr, "latency", "path %s is named twice in --paths", p)
-		}
-		o.Paths = append(o.Paths, p)
+	if o.Paths, err = parsePaths(*paths, measure.LatencyPaths()); err != nil {
+		return usageError(stderr, "latency", "%v", err)
 	}
 	if o.Gen != measure.GenAFXDP && o.Gen != measure.GenSendmmsg {
 		return usageError(stderr, "latency", "unknown sender %q: want afxdp or sendmmsg (the live generator can't stamp the time)", o.Gen)
 	}
-	hl := 14 + 20 + 8
-	if o.IPv6 {
-		hl = 14 + 40 + 8
-	}
+	hl := bench.HeaderLen(o.IPv6)
 	if o.Size == 0 {
 		o.Size = max(64, hl+bench.StampedLen)
 	}

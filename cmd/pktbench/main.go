@@ -30,6 +30,8 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"slices"
+	"strings"
 	"syscall"
 
 	"github.com/xdpingest/xdpingest/internal/version"
@@ -121,6 +123,22 @@ func parseFlags(fs *flag.FlagSet, args []string) int {
 		return exitUsage
 	}
 	return -1
+}
+
+// parsePaths reads --paths: names from known, each once, in the order given.
+func parsePaths(s string, known []string) ([]string, error) {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		p = strings.TrimSpace(p)
+		if !slices.Contains(known, p) {
+			return nil, fmt.Errorf("unknown path %q in --paths: want some of %s", p, strings.Join(known, ","))
+		}
+		if slices.Contains(out, p) {
+			return nil, fmt.Errorf("path %s is named twice in --paths", p)
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }
 
 // usageError prints a message about the flags and returns exitUsage.

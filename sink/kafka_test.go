@@ -14,7 +14,6 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -468,9 +467,9 @@ func TestKafkaBrokerRestart(t *testing.T) {
 	addr := kafkaAddr(kc)
 	_, portStr, _ := net.SplitHostPort(addr)
 	port, _ := strconv.Atoi(portStr)
-	var logBuf kafkaLog
+	var logBuf testutil.SyncBuffer
 	url := fmt.Sprintf("kafka://%s/restart?max_wait=30s&retry_for=60s&linger=1ms", addr)
-	s := mustOpen(t, url, Options{CloseTimeout: 20 * time.Second, Logger: logBuf.logger()})
+	s := mustOpen(t, url, Options{CloseTimeout: 20 * time.Second, Logger: slog.New(slog.NewTextHandler(&logBuf, nil))})
 	g := gen{mixed: true}
 	const n = 20000
 	var offered atomic.Uint64
@@ -522,26 +521,6 @@ func TestKafkaBrokerRestart(t *testing.T) {
 		t.Errorf("written %d of %d, topic: %v", st.Written, n, err)
 	}
 }
-
-// kafkaLog collects a sink's log lines.
-type kafkaLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *kafkaLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *kafkaLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-func (l *kafkaLog) logger() *slog.Logger { return slog.New(slog.NewTextHandler(l, nil)) }
 
 // With the cluster gone for good, the backlog fills, then Write drops and
 // counts at once ("broker_unreachable"), and Close counts what was held.

@@ -90,15 +90,7 @@ func TestLatencyReportOutputs(t *testing.T) {
 	if len(back.Results) != 4 || back.Results[0].P999 < 999 || len(back.Results[0].Buckets) == 0 {
 		t.Fatalf("JSON: %s", b[:min(len(b), 400)])
 	}
-	pngFile, svgFile := filepath.Join(dir, "latency.png"), filepath.Join(dir, "latency.svg")
-	if err := r.WriteChart(pngFile, false); err != nil {
-		t.Fatal(err)
-	}
-	if err := r.WriteChart(svgFile, true); err != nil {
-		t.Fatal(err)
-	}
-	checkPNG(t, pngFile)
-	checkSVG(t, svgFile)
+	checkCharts(t, r, dir, "latency")
 	if err := (&LatencyReport{Rates: []float64{1}, Paths: []string{"a"}}).WriteChart(filepath.Join(dir, "empty.png"), false); err == nil {
 		t.Error("a chart of no results must fail")
 	}

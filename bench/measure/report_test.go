@@ -36,8 +36,13 @@ func TestChartDecodes(t *testing.T) {
 	if dir == "" {
 		dir = t.TempDir()
 	}
-	r := synthetic()
-	pngFile, svgFile := filepath.Join(dir, "chart.png"), filepath.Join(dir, "chart.svg")
+	checkCharts(t, synthetic(), dir, "chart")
+}
+
+// checkCharts has r write NAME.png and NAME.svg into dir and checks both.
+func checkCharts(t *testing.T, r interface{ WriteChart(string, bool) error }, dir, name string) {
+	t.Helper()
+	pngFile, svgFile := filepath.Join(dir, name+".png"), filepath.Join(dir, name+".svg")
 	if err := r.WriteChart(pngFile, false); err != nil {
 		t.Fatal(err)
 	}

@@ -219,16 +219,7 @@ func TestNapAdaptsToBacklog(t *testing.T) {
 	// naps go on for 64 ms without a frame, and any backlog makes the
 	// traffic dense, so that Receive does not go to poll() between steps.
 	s.napQuiet, s.denseWant, s.rateWindow = int64(64*nap), 1, 0
-	buf := make([]byte, bench.SizedSpan)
-	seq := uint64(0)
-	burst := func(n int) [][]byte {
-		var fs [][]byte
-		for range n {
-			fs = append(fs, frames.Build(frames.Spec{Src: fsrc, Dst: fdst, Payload: bench.PutSized(buf, seq)}))
-			seq++
-		}
-		return fs
-	}
+	burst := sizedBursts()
 	batch := make([]datapath.Datagram, 16)
 	takeAll := func(got, n int) {
 		t.Helper()
@@ -343,16 +334,7 @@ func TestReceiveNapsWhileTrafficIsDense(t *testing.T) {
 	k := newFakeKernel(t, Config{NumFrames: 256, RxRingSize: 64, SpinChecks: 1, Nap: nap}, 0)
 	s := k.s
 	s.napQuiet, s.denseWant, s.rateWindow = int64(64*nap), 1, 0
-	buf := make([]byte, bench.SizedSpan)
-	seq := uint64(0)
-	burst := func(n int) [][]byte {
-		var fs [][]byte
-		for range n {
-			fs = append(fs, frames.Build(frames.Spec{Src: fsrc, Dst: fdst, Payload: bench.PutSized(buf, seq)}))
-			seq++
-		}
-		return fs
-	}
+	burst := sizedBursts()
 	batch := make([]datapath.Datagram, 64)
 	type result struct {
 		n   int
@@ -703,4 +685,19 @@ func FuzzDrainWalk(f *testing.F) {
 // uintptrOff is the offset of p's first byte in frame (p is a slice of it).
 func uintptrOff(frame, p []byte) uintptr {
 	return uintptr(unsafe.Pointer(unsafe.SliceData(p))) - uintptr(unsafe.Pointer(unsafe.SliceData(frame)))
+}
+
+// sizedBursts returns a function that builds the next n frames of fsrc ->
+// fdst, their payloads numbered on from 0.
+func sizedBursts() func(n int) [][]byte {
+	buf := make([]byte, bench.SizedSpan)
+	seq := uint64(0)
+	return func(n int) [][]byte {
+		var fs [][]byte
+		for range n {
+			fs = append(fs, frames.Build(frames.Spec{Src: fsrc, Dst: fdst, Payload: bench.PutSized(buf, seq)}))
+			seq++
+		}
+		return fs
+	}
 }

@@ -21,6 +21,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/xdpingest/xdpingest/internal/promtext"
+	"github.com/xdpingest/xdpingest/internal/testutil"
 )
 
 // page is the text of a /metrics page with the keys of vals (as the page
@@ -377,26 +378,8 @@ func (m *metricsServer) restart() {
 	m.mu.Unlock()
 }
 
-// syncBuffer is a bytes.Buffer that Run writes while the test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // waitOutput waits until cond holds for what Run wrote.
-func waitOutput(t *testing.T, out *syncBuffer, what string, cond func(string) bool) string {
+func waitOutput(t *testing.T, out *testutil.SyncBuffer, what string, cond func(string) bool) string {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond(out.String()) {
@@ -444,7 +427,7 @@ func TestRunPlain(t *testing.T) {
 	addr := l.Addr().String()
 	hs := &http.Server{Handler: m}
 	go hs.Serve(l)
-	out := &syncBuffer{}
+	out := &testutil.SyncBuffer{}
 	stop := startRun(t, Options{URL: "http://" + addr + "/metrics", Interval: 20 * time.Millisecond, Out: out})
 	// Each view opens with a line that starts "xdpingest ".
 	blocks := func(s string) []string {
@@ -522,7 +505,7 @@ func TestRunTerminal(t *testing.T) {
 	m := &metricsServer{}
 	hs := httptest.NewServer(m)
 	defer hs.Close()
-	out := &syncBuffer{}
+	out := &testutil.SyncBuffer{}
 	redraw := make(chan os.Signal, 1)
 	var width atomic.Int32
 	width.Store(80)
